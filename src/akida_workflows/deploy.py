@@ -1,0 +1,312 @@
+"""Map Akida models onto (virtual) hardware and say honestly what runs where.
+
+A converted Akida model is not yet "on Akida": the mapper decides, layer by
+layer, whether each fits a neural processor (NP) of the device. Layers it
+cannot place run in the software backend. :func:`map_report` maps a *copy* of
+the model and returns, per layer, hardware or software, the NPs used, and the
+mapper's own reason when a layer stays in software.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import AkidaWorkflowError, MappingError
+
+__all__ = ["LayerMapping", "MapReport", "resolve_device", "map_report", "save", "load"]
+
+#: Layer types that carry no computation of their own.
+NON_COMPUTE_TYPES = frozenset({"Quantizer", "Dequantizer", "InputData"})
+#: Virtual devices accepted by name.
+DEVICE_NAMES = (
+    "AKD1000", "AKD1500", "AKD1500_v1", "PicoIP", "TwoNodesIP_v1", "TwoNodesIPv1",
+    "TwoNodesIPv2", "FourNodesIPv2", "SixNodesIPv2", "TwelveNodesIPv2",
+)
+
+
+@dataclass
+class LayerMapping:
+    """Where one layer runs after mapping.
+
+    Attributes
+    ----------
+    name, layer_type : str
+    backend : str
+        ``"hardware"`` or ``"software"``.
+    nps : str
+        NPs used, e.g. ``"16 CNP1"`` (empty in software).
+    reason : str
+        The mapper's reason why a compute layer stays in software ("" otherwise).
+    compute : bool
+        False for Quantizer / Dequantizer / InputData layers.
+    """
+
+    name: str
+    layer_type: str
+    backend: str
+    nps: str
+    reason: str
+    compute: bool
+
+
+@dataclass
+class MapReport:
+    """Result of :func:`map_report`.
+
+    Attributes
+    ----------
+    device : str
+        Name of the virtual device.
+    layers : list of LayerMapping
+    model : akida.Model
+        The mapped copy (the caller's model is left unmapped).
+    np_counts : dict
+        NP type -> count used by the whole model.
+    """
+
+    device: str
+    layers: list[LayerMapping] = field(default_factory=list)
+    model: object = None
+    np_counts: dict = field(default_factory=dict)
+
+    @property
+    def compute_layers(self) -> list[LayerMapping]:
+        return [layer for layer in self.layers if layer.compute]
+
+    @property
+    def hw_fraction(self) -> float:
+        """Fraction of compute layers mapped onto hardware NPs."""
+        compute = self.compute_layers
+        if not compute:
+            return 0.0
+        return sum(layer.backend == "hardware" for layer in compute) / len(compute)
+
+    @property
+    def fully_mapped(self) -> bool:
+        """True when every compute layer runs on hardware."""
+        return bool(self.compute_layers) and self.hw_fraction == 1.0
+
+    @property
+    def software_layers(self) -> list[LayerMapping]:
+        return [layer for layer in self.compute_layers if layer.backend != "hardware"]
+
+    def records(self) -> list[dict[str, str]]:
+        return [
+            {
+                "layer": f"{layer.name} ({layer.layer_type})",
+                "runs on": layer.backend if layer.compute else "-",
+                "NPs": layer.nps or "-",
+                "why not in hardware": layer.reason or "",
+            }
+            for layer in self.layers
+        ]
+
+    def summary_line(self) -> str:
+        compute = self.compute_layers
+        hw = sum(layer.backend == "hardware" for layer in compute)
+        nps = ", ".join(f"{n} {t}" for t, n in sorted(self.np_counts.items())) or "none"
+        return (
+            f"{self.device}: {hw}/{len(compute)} compute layers in hardware "
+            f"({100 * self.hw_fraction:.0f} %); NPs used: {nps}"
+        )
+
+    def __str__(self) -> str:
+        recs = self.records()
+        cols = ["layer", "runs on", "NPs", "why not in hardware"]
+        widths = {c: max(len(c), *(len(r[c]) for r in recs)) for c in cols}
+        lines = [self.summary_line(), "  ".join(c.ljust(widths[c]) for c in cols)]
+        lines.append("  ".join("-" * widths[c] for c in cols))
+        lines += ["  ".join(r[c].ljust(widths[c]) for c in cols).rstrip() for r in recs]
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        cols = ["layer", "runs on", "NPs", "why not in hardware"]
+        head = "".join(f"<th>{c}</th>" for c in cols)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(r[c])}</td>" for c in cols) + "</tr>"
+            for r in self.records()
+        )
+        return (
+            f"<p>{html.escape(self.summary_line())}</p>"
+            f'<table class="table akida-report"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table>"
+        )
+
+
+def resolve_device(device):
+    """An ``akida.Device`` from a device object or a virtual device name.
+
+    Parameters
+    ----------
+    device : akida device or str
+        e.g. ``"SixNodesIPv2"`` (Akida 2.0) or ``"AKD1000"`` (Akida 1.0).
+    """
+    import akida
+
+    if isinstance(device, str):
+        if device not in DEVICE_NAMES or not hasattr(akida, device):
+            raise MappingError(
+                f"unknown virtual device {device!r}; choose one of {', '.join(DEVICE_NAMES)}"
+            )
+        return device, getattr(akida, device)()
+    name = getattr(device, "desc", None) or type(device).__name__
+    return str(name), device
+
+
+_REASON_ITEM = re.compile(r"\*\s*Layer '([^']+)':\s*(.+)")
+_REASON_SINGLE = re.compile(r"Cannot map layer '([^']+)'\.\s*(.+)", re.S)
+
+
+def _parse_reasons(message: str) -> dict[str, str]:
+    reasons = {}
+    for name, why in _REASON_ITEM.findall(message):
+        reasons.setdefault(name, why.strip())
+    if not reasons:
+        match = _REASON_SINGLE.search(message)
+        if match:
+            reasons[match.group(1)] = " ".join(match.group(2).split())
+    return reasons
+
+
+def _copy(model):
+    import akida
+
+    return akida.Model(layers=list(model.layers))
+
+
+def map_report(akida_model, device="SixNodesIPv2") -> MapReport:
+    """Map a copy of ``akida_model`` on a virtual device and report each layer.
+
+    The model is mapped with ``hw_only=False`` (layers that do not fit fall back
+    to software) to see where each layer lands; the mapper's reasons come from
+    a ``hw_only=True`` attempt and, for layers it did not explain, from mapping
+    that layer alone.
+
+    Parameters
+    ----------
+    akida_model : akida.Model
+        A converted, unmapped model (it is not modified).
+    device : str or akida device, default "SixNodesIPv2"
+        Akida 2.0: ``"TwoNodesIPv2"``, ``"SixNodesIPv2"``, ``"TwelveNodesIPv2"``…;
+        Akida 1.0: ``"AKD1000"``.
+
+    Returns
+    -------
+    MapReport
+        ``.hw_fraction``, ``.fully_mapped``, per-layer rows, the mapped copy.
+
+    Raises
+    ------
+    MappingError
+        Unknown device, or a model the device cannot take at all (e.g. an
+        Akida 2.0 model on an Akida 1.0 device).
+    """
+    import akida
+
+    if not isinstance(akida_model, akida.Model):
+        raise MappingError(f"expected an akida.Model, got {type(akida_model).__name__}")
+    name, dev = resolve_device(device)
+    mapped = _copy(akida_model)
+    try:
+        mapped.map(dev, hw_only=False)
+    except Exception as exc:
+        raise MappingError(f"cannot map the model on {name}: {exc}") from exc
+
+    backends: dict[str, str] = {}
+    for seq in mapped.sequences:
+        backend = "hardware" if "Hardware" in str(seq.backend) else "software"
+        for p in seq.passes:
+            for layer in p.layers:
+                backends[layer.name] = backend
+
+    reasons: dict[str, str] = {}
+    try:
+        _copy(akida_model).map(dev, hw_only=True)
+    except Exception as exc:  # the mapper raises RuntimeError with its reasons
+        reasons.update(_parse_reasons(str(exc)))
+
+    rows, counts = [], Counter()
+    for layer in mapped.layers:
+        layer_type = str(layer.parameters.layer_type).split(".")[-1]
+        compute = layer_type not in NON_COMPUTE_TYPES
+        nps = list(layer.mapping.nps) if layer.mapping is not None else []
+        per_type = Counter(str(np_.type).split(".")[-1] for np_ in nps)
+        counts.update(per_type)
+        backend = backends.get(layer.name, "software")
+        if compute and not nps:
+            backend = "software"
+        reason = ""
+        if compute and backend == "software":
+            reason = reasons.get(layer.name, "")
+            if not reason:
+                try:
+                    akida.Model(layers=[layer]).map(dev, hw_only=True)
+                    reason = (
+                        "fits on its own; kept in software with the rest of its sequence "
+                        "(see the other layers' reasons)"
+                    )
+                except Exception as exc:
+                    parsed = _parse_reasons(str(exc))
+                    reason = parsed.get(layer.name) or " ".join(str(exc).split())
+        rows.append(LayerMapping(
+            name=layer.name, layer_type=layer_type, backend=backend,
+            nps=", ".join(f"{n} {t}" for t, n in sorted(per_type.items())),
+            reason=reason, compute=compute,
+        ))
+    return MapReport(device=name, layers=rows, model=mapped, np_counts=dict(counts))
+
+
+def save(akida_model, path: str | os.PathLike, check_inputs=None) -> Path:
+    """Save an Akida model to ``.fbz``; optionally check the reload is identical.
+
+    Parameters
+    ----------
+    akida_model : akida.Model
+    path : str or path-like
+        Target file (``.fbz``); parent folders are created.
+    check_inputs : numpy.ndarray, optional
+        If given, the file is reloaded and its outputs on these inputs must be
+        bit-identical to the original model's.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    AkidaWorkflowError
+        If the reloaded model computes something else.
+    """
+    path = Path(path)
+    if path.suffix != ".fbz":
+        raise AkidaWorkflowError(f"Akida models are saved as .fbz, got {path.name}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    akida_model.save(str(path))
+    if check_inputs is not None:
+        reloaded = load(path)
+        x = np.ascontiguousarray(check_inputs, dtype=np.float32)
+        if not np.array_equal(akida_model.predict(x), reloaded.predict(x)):
+            raise AkidaWorkflowError(f"{path}: the reloaded model's outputs differ")
+    return path
+
+
+def load(path: str | os.PathLike):
+    """Load an ``.fbz`` Akida model, with a clear error for a missing or bad file."""
+    import akida
+
+    path = Path(path)
+    if not path.is_file():
+        raise AkidaWorkflowError(f"Akida model file not found: {path}")
+    try:
+        return akida.Model(str(path))
+    except Exception as exc:
+        raise AkidaWorkflowError(f"{path} is not a valid Akida model: {exc}") from exc

@@ -1,0 +1,52 @@
+"""The exception family of :mod:`akida_workflows`.
+
+Every error raised on purpose by this library derives from
+:class:`AkidaWorkflowError`, so ``except AkidaWorkflowError`` catches them all.
+Messages name the file, layer or node at fault and, where there is one, the fix.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AkidaWorkflowError",
+    "DatasetError",
+    "ChecksumError",
+    "ExportError",
+    "IncompatibleModelError",
+    "MappingError",
+]
+
+
+class AkidaWorkflowError(Exception):
+    """Base class of every error raised by :mod:`akida_workflows`."""
+
+
+class DatasetError(AkidaWorkflowError):
+    """A data file is missing, truncated, corrupt or of the wrong shape."""
+
+
+class ChecksumError(DatasetError):
+    """A downloaded file does not match its published checksum."""
+
+
+class ExportError(AkidaWorkflowError):
+    """Export to ONNX failed, or the ONNX graph disagrees with the PyTorch model."""
+
+
+class IncompatibleModelError(AkidaWorkflowError):
+    """A model cannot be quantized or converted for Akida.
+
+    Attributes
+    ----------
+    nodes : list of str
+        Names of the offending ONNX nodes or layers (may be empty when the
+        toolchain did not say).
+    """
+
+    def __init__(self, message: str, nodes: list[str] | None = None):
+        super().__init__(message)
+        self.nodes = list(nodes or [])
+
+
+class MappingError(AkidaWorkflowError):
+    """An Akida model could not be mapped onto the requested virtual device."""

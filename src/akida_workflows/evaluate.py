@@ -1,0 +1,398 @@
+"""One evaluation call for PyTorch, ONNX (float or quantized) and Akida models.
+
+:func:`predict` and :func:`evaluate` accept any stage of the pipeline, so the
+same code measures every step; :class:`StageReport` collects the figures of
+each stage (accuracy, file size, compression, wall time, and for Akida the
+fraction of compute layers mapped onto hardware) and prints them as a table.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import AkidaWorkflowError
+
+__all__ = [
+    "Metrics",
+    "StageResult",
+    "StageReport",
+    "predict",
+    "evaluate",
+    "accuracy",
+    "confusion_matrix",
+    "compare_reports",
+]
+
+
+# ----------------------------------------------------------------------- predict
+
+
+def _model_kind(model) -> str:
+    try:
+        import torch
+
+        if isinstance(model, torch.nn.Module):
+            return "torch"
+    except ImportError:  # pragma: no cover
+        pass
+    type_name = f"{type(model).__module__}.{type(model).__name__}"
+    if type_name.startswith("akida") and hasattr(model, "predict") and hasattr(model, "layers"):
+        return "akida"
+    if "InferenceSession" in type_name:
+        return "ort"
+    if "ModelProto" in type_name or type(model).__name__ == "OnnxExport":
+        return "onnx"
+    if isinstance(model, (str, os.PathLike)):
+        suffix = Path(model).suffix
+        if suffix == ".onnx":
+            return "onnx"
+        if suffix == ".fbz":
+            return "akida-file"
+    raise AkidaWorkflowError(
+        f"cannot evaluate a {type(model).__name__}: expected a torch.nn.Module, an ONNX "
+        "model (ModelProto, .onnx path, OnnxExport, InferenceSession) or an akida.Model/.fbz"
+    )
+
+
+def _ort_session(model):
+    import onnx
+    import onnxruntime as ort
+
+    from .export import OnnxExport
+
+    if isinstance(model, OnnxExport):
+        model = model.model
+    if isinstance(model, (str, os.PathLike)):
+        model = onnx.load(str(model))
+    options = ort.SessionOptions()
+    if any(n.domain == "com.brainchip" for n in model.graph.node):
+        # QuantizeML's quantized ops run through onnxruntime-extensions.
+        from onnxruntime_extensions import get_library_path
+
+        options.register_custom_ops_library(get_library_path())
+    return ort.InferenceSession(
+        model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+
+
+def predict(model, x, *, batch_size: int = 256) -> np.ndarray:
+    """Raw outputs of ``model`` on ``x``, as a 2-D ``(N, outputs)`` float array.
+
+    Parameters
+    ----------
+    model : torch.nn.Module, ONNX model/path/session, akida.Model or .fbz path
+    x : numpy.ndarray or torch.Tensor
+        Float NCHW inputs, preprocessed as for training.
+    batch_size : int, default 256
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float32`` logits (or scores), one row per input.
+    """
+    kind = _model_kind(model)
+    x = x.numpy() if hasattr(x, "numpy") and not isinstance(x, np.ndarray) else np.asarray(x)
+    if x.ndim < 2 or len(x) == 0:
+        raise AkidaWorkflowError(f"expected a non-empty batch of inputs, got shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise AkidaWorkflowError(
+            f"inputs have dtype {x.dtype}; give float NCHW inputs "
+            "(akida_workflows.datasets.preprocess scales uint8 images)"
+        )
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    outputs = []
+    if kind == "torch":
+        import torch
+
+        model.eval()
+        with torch.no_grad():
+            for i in range(0, len(x), batch_size):
+                outputs.append(model(torch.from_numpy(x[i : i + batch_size])).numpy())
+    elif kind in ("onnx", "ort"):
+        session = model if kind == "ort" else _ort_session(model)
+        name = session.get_inputs()[0].name
+        for i in range(0, len(x), batch_size):
+            outputs.append(session.run(None, {name: x[i : i + batch_size]})[0])
+    else:
+        import akida
+
+        if kind == "akida-file":
+            model = akida.Model(str(model))
+        for i in range(0, len(x), batch_size):
+            outputs.append(model.predict(x[i : i + batch_size]))
+    out = np.concatenate(outputs)
+    return out.reshape(len(out), -1).astype(np.float32)
+
+
+# ----------------------------------------------------------------------- metrics
+
+
+def accuracy(y_true, y_pred) -> float:
+    """Fraction of equal labels."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.shape != y_pred.shape or y_true.size == 0:
+        raise AkidaWorkflowError(f"label shapes differ or are empty: {y_true.shape} vs {y_pred.shape}")
+    return float(np.mean(y_true == y_pred))
+
+
+def confusion_matrix(y_true, y_pred, num_classes: int | None = None) -> np.ndarray:
+    """``C[i, j]`` = number of samples of true class ``i`` predicted as ``j``."""
+    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    n = num_classes or int(max(y_true.max(initial=0), y_pred.max(initial=0)) + 1)
+    matrix = np.zeros((n, n), dtype=np.int64)
+    np.add.at(matrix, (y_true, y_pred), 1)
+    return matrix
+
+
+@dataclass
+class Metrics:
+    """Classification metrics of one model on one labelled set.
+
+    Attributes
+    ----------
+    accuracy : float
+        Fraction of correct predictions.
+    precision, recall, f1 : numpy.ndarray
+        Per class (0 where undefined).
+    confusion : numpy.ndarray
+        Confusion matrix, rows = true class.
+    predictions : numpy.ndarray
+        Predicted labels.
+    seconds : float
+        Wall time of the predictions.
+    classes : tuple of str
+    """
+
+    accuracy: float
+    precision: np.ndarray
+    recall: np.ndarray
+    f1: np.ndarray
+    confusion: np.ndarray
+    predictions: np.ndarray
+    seconds: float
+    classes: tuple[str, ...]
+
+    def table(self) -> str:
+        """Per-class precision / recall / F1 as text."""
+        lines = [f"{'class':>12}  {'precision':>9}  {'recall':>6}  {'f1':>6}  {'support':>7}"]
+        support = self.confusion.sum(axis=1)
+        for i, name in enumerate(self.classes):
+            lines.append(
+                f"{name:>12}  {self.precision[i]:9.3f}  {self.recall[i]:6.3f}  "
+                f"{self.f1[i]:6.3f}  {support[i]:7d}"
+            )
+        lines.append(f"{'accuracy':>12}  {self.accuracy:9.4f}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def evaluate(model, x, y, *, classes=None, batch_size: int = 256) -> Metrics:
+    """Accuracy, per-class precision/recall/F1 and confusion matrix of any stage.
+
+    Parameters
+    ----------
+    model : torch.nn.Module, ONNX model/path/session, akida.Model or .fbz path
+    x : array-like
+        Float NCHW inputs.
+    y : array-like
+        Integer labels.
+    classes : sequence of str, optional
+        Class names (default: ``"0"``, ``"1"``, …).
+    batch_size : int, default 256
+
+    Returns
+    -------
+    Metrics
+    """
+    y = np.asarray(y, dtype=np.int64)
+    if len(y) != len(x):
+        raise AkidaWorkflowError(f"{len(x)} inputs but {len(y)} labels")
+    start = time.perf_counter()
+    scores = predict(model, x, batch_size=batch_size)
+    seconds = time.perf_counter() - start
+    pred = scores.argmax(axis=1)
+    n = max(scores.shape[1], int(y.max(initial=0)) + 1)
+    cm = confusion_matrix(y, pred, n)
+    tp = np.diag(cm).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.nan_to_num(tp / cm.sum(axis=0))
+        recall = np.nan_to_num(tp / cm.sum(axis=1))
+        f1 = np.nan_to_num(2 * precision * recall / (precision + recall))
+    names = tuple(classes) if classes is not None else tuple(str(i) for i in range(n))
+    return Metrics(
+        accuracy=float(np.mean(pred == y)), precision=precision, recall=recall, f1=f1,
+        confusion=cm, predictions=pred, seconds=seconds, classes=names,
+    )
+
+
+# ------------------------------------------------------------------ stage report
+
+
+@dataclass
+class StageResult:
+    """One row of a :class:`StageReport`."""
+
+    stage: str
+    accuracy: float | None
+    size_bytes: int | None
+    seconds: float | None
+    hw_fraction: float | None = None
+    status: str = "ok"
+
+
+def _fmt_size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1024:.1f} KiB"
+
+
+@dataclass
+class StageReport:
+    """Figures of each pipeline stage of one model, printed as a table.
+
+    Columns: accuracy, file size, compression ratio versus the first stage
+    with a size (the float model), wall time of the stage, and for the Akida
+    stage the fraction of compute layers mapped onto hardware.
+
+    Examples
+    --------
+    >>> report = StageReport("my CNN")
+    >>> report.add("float (PyTorch)", accuracy=0.975, size_bytes=4_000_000, seconds=30.0)
+    >>> report.add("Akida", accuracy=0.974, size_bytes=1_000_000, seconds=4.0, hw_fraction=1.0)
+    >>> print(report)  # doctest: +SKIP
+    """
+
+    title: str = ""
+    rows: list[StageResult] = field(default_factory=list)
+
+    def add(
+        self,
+        stage: str,
+        *,
+        accuracy: float | None = None,
+        size_bytes: int | None = None,
+        path: str | os.PathLike | None = None,
+        seconds: float | None = None,
+        hw_fraction: float | None = None,
+        status: str = "ok",
+    ) -> StageResult:
+        """Append a stage. ``path`` (a real file) gives ``size_bytes`` when not given.
+
+        A failed stage is recorded with ``status`` (e.g. ``"failed: …"``) and no
+        accuracy: it is never replaced by a copy of another stage.
+        """
+        if size_bytes is None and path is not None:
+            size_bytes = Path(path).stat().st_size
+        if accuracy is not None and not 0.0 <= accuracy <= 1.0:
+            raise AkidaWorkflowError(f"accuracy must be a fraction in [0, 1], got {accuracy}")
+        row = StageResult(stage, accuracy, size_bytes, seconds, hw_fraction, status)
+        self.rows.append(row)
+        return row
+
+    def __getitem__(self, stage: str) -> StageResult:
+        for row in self.rows:
+            if row.stage == stage:
+                return row
+        raise KeyError(stage)
+
+    @property
+    def reference_size(self) -> int | None:
+        """Size of the first stage that has one (the float model)."""
+        return next((r.size_bytes for r in self.rows if r.size_bytes), None)
+
+    def records(self) -> list[dict[str, str]]:
+        """The table as a list of formatted rows (strings), one per stage."""
+        ref = self.reference_size
+        out = []
+        for r in self.rows:
+            out.append({
+                "stage": r.stage,
+                "accuracy": "-" if r.accuracy is None else f"{100 * r.accuracy:.2f} %",
+                "size": _fmt_size(r.size_bytes),
+                "compression": (
+                    f"{ref / r.size_bytes:.1f}x" if ref and r.size_bytes else "-"
+                ),
+                "time": "-" if r.seconds is None else f"{r.seconds:.1f} s",
+                "on hardware": "-" if r.hw_fraction is None else f"{100 * r.hw_fraction:.0f} %",
+                "status": r.status,
+            })
+        return out
+
+    def _columns(self) -> list[str]:
+        cols = ["stage", "accuracy", "size", "compression", "time", "on hardware"]
+        if any(r.status != "ok" for r in self.rows):
+            cols.append("status")
+        return cols
+
+    def __str__(self) -> str:
+        return _text_table(self.records(), self._columns(), self.title)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        return _html_table(self.records(), self._columns(), self.title)
+
+
+def _text_table(records, columns, title="") -> str:
+    widths = {c: max(len(c), *(len(r[c]) for r in records)) if records else len(c) for c in columns}
+    line = "  ".join(c.ljust(widths[c]) for c in columns)
+    rule = "  ".join("-" * widths[c] for c in columns)
+    body = ["  ".join(r[c].ljust(widths[c]) for c in columns) for r in records]
+    head = [title] if title else []
+    return "\n".join([*head, line, rule, *body])
+
+
+def _html_table(records, columns, title="") -> str:
+    caption = f"<caption>{html.escape(title)}</caption>" if title else ""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(r[c])}</td>" for c in columns) + "</tr>"
+        for r in records
+    )
+    return (
+        f'<table class="table akida-report">{caption}<thead><tr>{head}</tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
+    )
+
+
+class _Comparison:
+    def __init__(self, reports):
+        self.reports = list(reports)
+
+    def records(self):
+        out = []
+        for rep in self.reports:
+            for rec in rep.records():
+                out.append({"model": rep.title, **rec})
+        return out
+
+    def _columns(self):
+        cols = ["model", "stage", "accuracy", "size", "compression", "time", "on hardware"]
+        if any(r.status != "ok" for rep in self.reports for r in rep.rows):
+            cols.append("status")
+        return cols
+
+    def __str__(self):
+        return _text_table(self.records(), self._columns())
+
+    __repr__ = __str__
+
+    def _repr_html_(self):
+        return _html_table(self.records(), self._columns())
+
+
+def compare_reports(*reports: StageReport):
+    """Several :class:`StageReport` in one table (a ``model`` column first).
+
+    Returns an object that prints as text and renders as HTML in notebooks.
+    """
+    return _Comparison(reports)

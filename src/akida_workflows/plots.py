@@ -1,0 +1,123 @@
+"""Figures of the gallery: sample grids, predictions, confusion matrices."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["sample_grid", "prediction_figure", "confusion_matrix_figure", "training_curve"]
+
+
+def _plt():
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def sample_grid(images, labels, classes=None, *, rows: int = 3, cols: int = 8, title: str = ""):
+    """Show the first ``rows * cols`` images with their labels.
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        ``(N, H, W)`` uint8 images.
+    labels : numpy.ndarray
+    classes : sequence of str, optional
+    rows, cols : int
+    title : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _plt()
+    n = min(rows * cols, len(images))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, 1.4 * rows))
+    for i, ax in enumerate(np.atleast_1d(axes).ravel()):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(images[i], cmap="gray_r", vmin=0, vmax=255)
+            label = int(labels[i])
+            ax.set_title(classes[label] if classes else str(label), fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def prediction_figure(image, scores, true_label, classes=None, *, title: str = ""):
+    """One image beside the model's class scores (softmax), true class highlighted.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _plt()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    probs = np.exp(scores - scores.max())
+    probs /= probs.sum()
+    names = list(classes) if classes else [str(i) for i in range(len(probs))]
+    fig, (ax_img, ax_bar) = plt.subplots(1, 2, figsize=(7, 2.8), width_ratios=[1, 2])
+    ax_img.imshow(np.squeeze(image), cmap="gray_r")
+    ax_img.axis("off")
+    ax_img.set_title(f"true: {names[int(true_label)]}")
+    colors = ["tab:green" if i == int(true_label) else "tab:gray" for i in range(len(probs))]
+    ax_bar.bar(range(len(probs)), probs, color=colors)
+    ax_bar.set_xticks(range(len(probs)), names, rotation=45 if len(names[0]) > 2 else 0)
+    ax_bar.set_ylim(0, 1)
+    ax_bar.set_ylabel("softmax probability")
+    ax_bar.set_xlabel("class")
+    ax_bar.set_title(title or f"predicted: {names[int(probs.argmax())]}")
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix_figure(confusion, classes=None, *, title: str = "Confusion matrix"):
+    """Confusion matrix as a heat map with counts (rows: true class).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _plt()
+    confusion = np.asarray(confusion)
+    n = confusion.shape[0]
+    names = list(classes) if classes else [str(i) for i in range(n)]
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    im = ax.imshow(confusion, cmap="Blues")
+    threshold = confusion.max() / 2 if confusion.size else 0
+    for i in range(n):
+        for j in range(n):
+            if confusion[i, j]:
+                ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if confusion[i, j] > threshold else "black")
+    ax.set_xticks(range(n), names)
+    ax.set_yticks(range(n), names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, label="images")
+    fig.tight_layout()
+    return fig
+
+
+def training_curve(histories: dict, *, title: str = "Training"):
+    """Loss and accuracy per epoch for one or more :class:`~akida_workflows.training.TrainHistory`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _plt()
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(8, 3))
+    for label, hist in histories.items():
+        epochs = range(1, len(hist.loss) + 1)
+        ax_loss.plot(epochs, hist.loss, marker="o", label=label)
+        ax_acc.plot(epochs, [100 * a for a in hist.accuracy], marker="o", label=label)
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("cross-entropy loss")
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("training accuracy (%)")
+    ax_loss.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
