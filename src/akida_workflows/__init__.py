@@ -31,12 +31,12 @@ __all__ = [
 ]
 
 
-def reset_seeds(gallery_conf=None, fname=None) -> None:
+def reset_seeds(gallery_conf=None, fname=None, when=None) -> None:
     """Reset every random seed; sphinx-gallery calls it before each example.
 
     Parameters
     ----------
-    gallery_conf, fname
+    gallery_conf, fname, when
         Passed by sphinx-gallery's ``reset_modules``; unused.
     """
     from .training import seed_everything

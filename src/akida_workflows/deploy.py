@@ -121,7 +121,7 @@ class MapReport:
         recs = self.records()
         cols = ["layer", "runs on", "NPs", "why not in hardware"]
         widths = {c: max(len(c), *(len(r[c]) for r in recs)) for c in cols}
-        lines = [self.summary_line(), "  ".join(c.ljust(widths[c]) for c in cols)]
+        lines = [self.summary_line(), "  ".join(c.ljust(widths[c]) for c in cols).rstrip()]
         lines.append("  ".join("-" * widths[c] for c in cols))
         lines += ["  ".join(r[c].ljust(widths[c]) for c in cols).rstrip() for r in recs]
         return "\n".join(lines)

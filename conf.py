@@ -1,0 +1,83 @@
+"""Sphinx configuration of the akida-workflows site.
+
+Build with ``nox -s gallery`` (or ``sphinx-build -c . docs build/html``): every
+example in ``examples/`` is executed and the build fails if one of them errors.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "src"))
+
+# Quiet TensorFlow's start-up chatter in example outputs; headless plotting.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import akida_workflows  # noqa: E402
+
+project = "akida-workflows"
+author = "akida-workflows developers"
+copyright = "2026, akida-workflows developers"
+release = akida_workflows.__version__
+version = release
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.viewcode",
+    "sphinx.ext.mathjax",
+    "sphinx_gallery.gen_gallery",
+]
+
+templates_path = []
+exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/*.py", "**.zip"]
+root_doc = "index"
+
+autosummary_generate = True
+autodoc_default_options = {"members": True, "show-inheritance": True}
+autodoc_typehints = "description"
+autodoc_mock_imports = []
+napoleon_google_docstring = False
+napoleon_numpy_docstring = True
+nitpicky = False
+
+html_theme = "pydata_sphinx_theme"
+html_title = "akida-workflows"
+html_static_path = ["docs/_static"] if (ROOT / "docs" / "_static").is_dir() else []
+html_theme_options = {
+    "navbar_align": "left",
+    "show_toc_level": 2,
+    "footer_start": ["copyright"],
+    "footer_end": ["sphinx-version"],
+    "secondary_sidebar_items": ["page-toc", "sourcelink"],
+}
+html_sidebars = {"index": [], "getting_started": [], "guide": []}
+
+sphinx_gallery_conf = {
+    # Paths are relative to the source folder (docs/).
+    "examples_dirs": ["../examples"],
+    "gallery_dirs": ["auto_examples"],
+    "filename_pattern": r"/plot_",
+    "within_subsection_order": "FileNameSortKey",
+    "download_all_examples": True,
+    # Same seeds before every example, whatever ran before it.
+    "reset_modules": ("matplotlib", "akida_workflows.reset_seeds"),
+    "reset_modules_order": "before",
+    "first_notebook_cell": "%matplotlib inline",
+    "capture_repr": ("_repr_html_", "__repr__"),
+    "image_scrapers": ("matplotlib",),
+    # A failing example fails the build: no silently missing page.
+    "abort_on_example_error": True,
+    "only_warn_on_example_error": False,
+    "min_reported_time": 0,
+    "write_computation_times": True,
+    "junit": "../build/gallery-junit.xml",
+    "remove_config_comments": True,
+    "backreferences_dir": "gen_modules/backreferences",
+    "doc_module": ("akida_workflows",),
+    "show_memory": False,
+    "plot_gallery": "True",
+}
