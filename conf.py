@@ -74,7 +74,7 @@ sphinx_gallery_conf = {
     "only_warn_on_example_error": False,
     "min_reported_time": 0,
     "write_computation_times": True,
-    "junit": "../build/gallery-junit.xml",
+    "junit": "../gallery-junit.xml",  # relative to build/html
     "remove_config_comments": True,
     "backreferences_dir": "gen_modules/backreferences",
     "doc_module": ("akida_workflows",),

@@ -155,7 +155,11 @@ results = {
     "Akida": evaluate(akida_cnn, x_test, data.y_test),
 }
 for stage, metrics in results.items():
-    print(f"{stage:>24}: {100 * metrics.accuracy:.2f} %  ({metrics.seconds:.1f} s)")
+    print(f"{stage:>24}: {100 * metrics.accuracy:.2f} %")
+
+# %%
+# The Akida model's per-class precision and recall, from the same call:
+print(results["Akida"].table())
 
 # %%
 # Is it on Akida? Map it
@@ -216,10 +220,12 @@ akida_ready_cnn = nn.Sequential(
 print(akida_ready_cnn)
 
 # %%
-# Same pipeline, same seeds: train, export, quantize, convert, map.
+# Same pipeline, same seeds. Train:
 ready_history = train(akida_ready_cnn, train_loader, epochs=epochs, lr=1e-3, seed=0)
-ready_float_accuracy = evaluate_torch(akida_ready_cnn, test_loader)
+print(f"float test accuracy {100 * evaluate_torch(akida_ready_cnn, test_loader):.2f} %")
 
+# %%
+# Export, quantize, convert and evaluate every stage:
 start = time.perf_counter()
 ready_exported = export_onnx(akida_ready_cnn, torch.from_numpy(x_test[:1]),
                              workdir / "akida_ready_cnn.onnx")
@@ -240,6 +246,11 @@ ready_results = {
     "ONNX quantized (8-bit)": evaluate(ready_quantized, x_test, data.y_test),
     "Akida": evaluate(ready_akida, x_test, data.y_test),
 }
+for stage, metrics in ready_results.items():
+    print(f"{stage:>24}: {100 * metrics.accuracy:.2f} %")
+
+# %%
+# And map it on the same virtual device:
 ready_map = map_report(ready_akida, "SixNodesIPv2")
 print(ready_map)
 
@@ -299,42 +310,39 @@ reloaded = load(fbz)
 identical = np.array_equal(reloaded.predict(x_test[:256]), ready_akida.predict(x_test[:256]))
 print(f"{fbz.name}: {fbz.stat().st_size / 1024:.0f} KiB, reloaded outputs identical: {identical}")
 assert identical
-akida_cnn_fbz = save(akida_cnn, workdir / "brainchip_cnn.fbz")
+save(akida_cnn, workdir / "brainchip_cnn.fbz")
 
 # %%
 # Results
 # -------
 #
 # Each stage of both models: test accuracy, file size and compression against
-# the float weights, the time to produce the stage, and for Akida the share
-# of compute layers mapped onto the virtual Akida 2.0 device.
+# the float weights (a PyTorch ``state_dict`` file), the time to build the
+# stage (training, export, quantization, conversion) and to evaluate it on the
+# test set, and for Akida the share of compute layers mapped onto the virtual
+# Akida 2.0 device.
 from akida_workflows.evaluate import StageReport, compare_reports
 
-state_dict_file = workdir / "brainchip_cnn.pt"
-torch.save(brainchip_cnn.state_dict(), state_dict_file)
-ready_state_dict_file = workdir / "akida_ready_cnn.pt"
-torch.save(akida_ready_cnn.state_dict(), ready_state_dict_file)
+torch.save(brainchip_cnn.state_dict(), workdir / "brainchip_cnn.pt")
+torch.save(akida_ready_cnn.state_dict(), workdir / "akida_ready_cnn.pt")
 
-
-def stage_report(title, res, files, seconds, mapping):
+reports = []
+for title, name, res, build_seconds, mapping in [
+    ("BrainChip CNN", "brainchip_cnn", results,
+     [history.seconds, export_seconds, quantize_seconds, convert_seconds], brainchip_map),
+    ("Akida-ready CNN", "akida_ready_cnn", ready_results,
+     [ready_history.seconds, ready_export_seconds, ready_quantize_seconds,
+      ready_convert_seconds], ready_map),
+]:
     report = StageReport(title)
-    for (stage, metrics), path, secs in zip(res.items(), files, seconds):
-        report.add(stage, accuracy=metrics.accuracy, path=path, seconds=secs,
+    files = [f"{name}.pt", f"{name}.onnx", f"{name}_q8.onnx", f"{name}.fbz"]
+    for (stage, metrics), file, seconds in zip(res.items(), files, build_seconds):
+        report.add(stage, metrics=metrics, path=workdir / file, seconds=seconds,
                    hw_fraction=mapping.hw_fraction if stage == "Akida" else None)
-    return report
+    reports.append(report)
 
-
-brainchip_report = stage_report(
-    "BrainChip CNN", results,
-    [state_dict_file, exported.path, workdir / "brainchip_cnn_q8.onnx", akida_cnn_fbz],
-    [history.seconds, export_seconds, quantize_seconds, convert_seconds], brainchip_map)
-ready_report = stage_report(
-    "Akida-ready CNN", ready_results,
-    [ready_state_dict_file, ready_exported.path, workdir / "akida_ready_cnn_q8.onnx", fbz],
-    [ready_history.seconds, ready_export_seconds, ready_quantize_seconds, ready_convert_seconds],
-    ready_map)
 print(f"data: {data.description}")
-compare_reports(brainchip_report, ready_report)
+compare_reports(*reports)
 
 # %%
 # Conclusion

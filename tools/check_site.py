@@ -53,7 +53,7 @@ def check_page(page: Path, min_figures: int = MIN_FIGURES) -> list[str]:
         return [f"{page}: page missing"]
     text = page.read_text(encoding="utf-8")
     problems = []
-    match = re.search(r"Total running time of the script:\s*\(\s*(\d+) minutes\s+([\d.]+) seconds", text)
+    match = re.search(r"Total running time of the script:(?:\s*</\w+>)?\s*\(\s*(\d+) minutes\s+([\d.]+) seconds", text)
     if not match:
         problems.append(f"{page.name}: no running time reported")
     elif int(match.group(1)) == 0 and float(match.group(2)) == 0.0:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import re
 import sys
@@ -62,7 +63,8 @@ def to_notebook(src: Path):
 
     _, blocks = split_code_and_text_blocks(str(src))
     content = jupyter_notebook(blocks, gallery_conf(), src.parent)
-    return nbformat.from_dict(content)
+    # Round-trip through JSON so cell sources are strings, as when read from disk.
+    return nbformat.reads(json.dumps(content), as_version=4)
 
 
 def build(out_dir: Path) -> list[Path]:

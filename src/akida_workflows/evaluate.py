@@ -246,6 +246,13 @@ class StageResult:
     seconds: float | None
     hw_fraction: float | None = None
     status: str = "ok"
+    eval_seconds: float | None = None
+
+
+def _fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "-"
+    return f"{s:.2f} s" if s < 10 else f"{s:.1f} s"
 
 
 def _fmt_size(n: int | None) -> str:
@@ -259,8 +266,9 @@ class StageReport:
     """Figures of each pipeline stage of one model, printed as a table.
 
     Columns: accuracy, file size, compression ratio versus the first stage
-    with a size (the float model), wall time of the stage, and for the Akida
-    stage the fraction of compute layers mapped onto hardware.
+    with a size (the float model), wall time to build the stage and to
+    evaluate it, and for Akida stages the fraction of compute layers mapped
+    onto hardware.
 
     Examples
     --------
@@ -283,17 +291,41 @@ class StageReport:
         seconds: float | None = None,
         hw_fraction: float | None = None,
         status: str = "ok",
+        eval_seconds: float | None = None,
+        metrics: Metrics | None = None,
     ) -> StageResult:
-        """Append a stage. ``path`` (a real file) gives ``size_bytes`` when not given.
+        """Append a stage.
 
-        A failed stage is recorded with ``status`` (e.g. ``"failed: …"``) and no
-        accuracy: it is never replaced by a copy of another stage.
+        Parameters
+        ----------
+        stage : str
+            Name of the stage, e.g. ``"Akida"``.
+        accuracy : float, optional
+            Fraction in [0, 1]; taken from ``metrics`` when not given.
+        size_bytes : int, optional
+            Size of the stage's file; read from ``path`` when not given.
+        path : path-like, optional
+            The file the stage produced (``.pt``, ``.onnx``, ``.fbz``).
+        seconds : float, optional
+            Time taken to produce the stage (training, export, quantization…).
+        hw_fraction : float, optional
+            Fraction of compute layers mapped onto hardware (Akida stages).
+        status : str, default "ok"
+            A failed stage is recorded with its status (e.g. ``"failed: …"``)
+            and no accuracy: it is never replaced by a copy of another stage.
+        eval_seconds : float, optional
+            Time of the evaluation; taken from ``metrics`` when not given.
+        metrics : Metrics, optional
+            Result of :func:`evaluate` on this stage.
         """
+        if metrics is not None:
+            accuracy = metrics.accuracy if accuracy is None else accuracy
+            eval_seconds = metrics.seconds if eval_seconds is None else eval_seconds
         if size_bytes is None and path is not None:
             size_bytes = Path(path).stat().st_size
         if accuracy is not None and not 0.0 <= accuracy <= 1.0:
             raise AkidaWorkflowError(f"accuracy must be a fraction in [0, 1], got {accuracy}")
-        row = StageResult(stage, accuracy, size_bytes, seconds, hw_fraction, status)
+        row = StageResult(stage, accuracy, size_bytes, seconds, hw_fraction, status, eval_seconds)
         self.rows.append(row)
         return row
 
@@ -320,14 +352,16 @@ class StageReport:
                 "compression": (
                     f"{ref / r.size_bytes:.1f}x" if ref and r.size_bytes else "-"
                 ),
-                "time": "-" if r.seconds is None else f"{r.seconds:.1f} s",
+                "build time": _fmt_seconds(r.seconds),
+                "eval time": _fmt_seconds(r.eval_seconds),
                 "on hardware": "-" if r.hw_fraction is None else f"{100 * r.hw_fraction:.0f} %",
                 "status": r.status,
             })
         return out
 
     def _columns(self) -> list[str]:
-        cols = ["stage", "accuracy", "size", "compression", "time", "on hardware"]
+        cols = ["stage", "accuracy", "size", "compression", "build time", "eval time",
+                "on hardware"]
         if any(r.status != "ok" for r in self.rows):
             cols.append("status")
         return cols
@@ -376,7 +410,8 @@ class _Comparison:
         return out
 
     def _columns(self):
-        cols = ["model", "stage", "accuracy", "size", "compression", "time", "on hardware"]
+        cols = ["model", "stage", "accuracy", "size", "compression", "build time",
+                "eval time", "on hardware"]
         if any(r.status != "ok" for rep in self.reports for r in rep.rows):
             cols.append("status")
         return cols

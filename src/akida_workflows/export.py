@@ -124,7 +124,13 @@ def export_onnx(
     model.eval()
     try:
         with torch.no_grad():
-            reference = model(sample)
+            try:
+                reference = model(sample)
+            except Exception as exc:
+                raise ExportError(
+                    f"{type(model).__name__} does not accept a sample of shape "
+                    f"{tuple(sample.shape)}: {exc}"
+                ) from exc
             kwargs = {} if opset is None else {"opset_version": opset}
             try:
                 torch.onnx.export(

@@ -1,0 +1,99 @@
+"""Shared fixtures: tiny IDX data sets, a loopback HTTP server, tiny models."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.server
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+
+STEMS = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """Serialize an array in IDX format (uint8 or int32, big-endian)."""
+    codes = {np.dtype(np.uint8): 0x08, np.dtype(np.int32): 0x0C}
+    code = codes[array.dtype]
+    header = bytes([0, 0, code, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
+    return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+
+
+def write_idx(path: Path, array: np.ndarray) -> Path:
+    data = idx_bytes(array)
+    if path.suffix == ".gz":
+        data = gzip.compress(data)
+    path.write_bytes(data)
+    return path
+
+
+def fake_split(n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+    labels = (np.arange(n) % 10).astype(np.uint8)
+    return images, labels
+
+
+def write_fake_mnist(root: Path, n_train=30, n_test=20, gz=True, parts=tuple(STEMS)) -> dict:
+    """Write canonical-named IDX files; returns {stem.gz: md5} of what was written."""
+    root.mkdir(parents=True, exist_ok=True)
+    train = fake_split(n_train, 1)
+    test = fake_split(n_test, 2)
+    arrays = {
+        "train_images": train[0], "train_labels": train[1],
+        "test_images": test[0], "test_labels": test[1],
+    }
+    md5s = {}
+    for key in parts:
+        path = root / (STEMS[key] + (".gz" if gz else ""))
+        write_idx(path, arrays[key])
+        md5s[key] = hashlib.md5(path.read_bytes()).hexdigest()
+    return md5s
+
+
+@pytest.fixture
+def http_dir(tmp_path):
+    """A loopback HTTP server serving a temporary folder; yields (folder, base_url)."""
+    serve = tmp_path / "served"
+    serve.mkdir()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(serve), **kwargs)
+
+        def log_message(self, *args):  # keep test output clean
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield serve, f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def no_network_env(monkeypatch, tmp_path):
+    """Default data folder pointed at an empty temporary folder, network allowed."""
+    monkeypatch.setenv("AKIDA_WORKFLOWS_DATA", str(tmp_path / "data"))
+    monkeypatch.delenv("AKIDA_WORKFLOWS_OFFLINE", raising=False)
+    return tmp_path / "data"

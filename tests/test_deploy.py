@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from models import mappable, samples, valid_padding, wide_dense
+
+from akida_workflows import deploy
+from akida_workflows.convert import quantize_onnx, to_akida
+from akida_workflows.deploy import load, map_report, save
+from akida_workflows.errors import AkidaWorkflowError, MappingError
+from akida_workflows.export import export_onnx
+
+
+def _akida(factory, tmp_path):
+    exported = export_onnx(factory(), torch.from_numpy(samples(1)), tmp_path / "m.onnx")
+    return to_akida(quantize_onnx(exported, samples()))
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory):
+    return _akida(mappable, tmp_path_factory.mktemp("good"))
+
+
+def test_mappable_model_maps_entirely(good):
+    report = map_report(good, "SixNodesIPv2")
+    assert report.fully_mapped and report.hw_fraction == 1.0
+    assert [layer.backend for layer in report.compute_layers] == ["hardware"] * 3
+    assert all(layer.nps for layer in report.compute_layers)
+    assert not any(layer.reason for layer in report.layers)
+    assert sum(report.np_counts.values()) >= 3
+    assert "3/3 compute layers in hardware (100 %)" in str(report)
+    # The caller's model is left unmapped (it still predicts in software).
+    assert good.predict(samples(2)).shape[0] == 2
+
+
+def test_valid_padding_stays_in_software_with_reason(tmp_path):
+    report = map_report(_akida(valid_padding, tmp_path), "SixNodesIPv2")
+    assert not report.fully_mapped and report.hw_fraction < 1.0
+    reasons = {layer.name: layer.reason for layer in report.software_layers}
+    assert any("padding 'Same'" in r for r in reasons.values()), reasons
+    assert all(reasons.values()), "every software layer has a reason"
+    assert "why not in hardware" in report._repr_html_()
+
+
+def test_wide_dense_reason_names_the_limit(tmp_path):
+    report = map_report(_akida(wide_dense, tmp_path), "TwoNodesIPv2")
+    dense = [layer for layer in report.software_layers if layer.layer_type == "Dense1D"]
+    assert dense and "2048" in dense[0].reason
+
+
+def test_device_by_object_and_bad_names(good):
+    import akida
+
+    assert map_report(good, akida.TwoNodesIPv2()).fully_mapped
+    with pytest.raises(MappingError, match="unknown virtual device 'AKD9000'"):
+        map_report(good, "AKD9000")
+    with pytest.raises(MappingError, match="expected an akida.Model"):
+        map_report("model.fbz", "SixNodesIPv2")
+
+
+def test_akida2_model_on_akida1_device_is_a_mapping_error(good):
+    with pytest.raises(MappingError, match="AKD1000"):
+        map_report(good, "AKD1000")
+
+
+def test_save_load_round_trip(good, tmp_path):
+    x = samples(8)
+    path = save(good, tmp_path / "deep" / "m.fbz", check_inputs=x)
+    assert path.is_file() and path.stat().st_size > 0
+    np.testing.assert_array_equal(load(path).predict(x), good.predict(x))
+
+
+def test_save_load_errors(good, tmp_path):
+    with pytest.raises(AkidaWorkflowError, match=r"\.fbz"):
+        save(good, tmp_path / "m.onnx")
+    with pytest.raises(AkidaWorkflowError, match="not found"):
+        load(tmp_path / "missing.fbz")
+    bad = tmp_path / "bad.fbz"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(AkidaWorkflowError, match="not a valid Akida model"):
+        load(bad)
+
+
+def test_reason_parser():
+    message = ("Cannot map layer '/0/Conv':\n  * Layer '/0/Conv': A layer with max pooling "
+               "cannot be the last layer of a sequence.\n  * Layer '/3/Conv': Only padding "
+               "'Same' and 'SameUpper' are supported.")
+    assert deploy._parse_reasons(message) == {
+        "/0/Conv": "A layer with max pooling cannot be the last layer of a sequence.",
+        "/3/Conv": "Only padding 'Same' and 'SameUpper' are supported.",
+    }
+    single = "Cannot map layer '/7/Gemm'. Input dimensions are too large to fit in a FNP."
+    assert deploy._parse_reasons(single) == {
+        "/7/Gemm": "Input dimensions are too large to fit in a FNP."
+    }

@@ -1,0 +1,104 @@
+"""The built-site checker and the golden-notebook tooling."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+import check_site  # noqa: E402
+import notebooks  # noqa: E402
+
+GOOD_PAGE = """<html><body>
+<img alt="fig" class="sphx-glr-single-img" src="../_images/fig.png"/>
+<p><strong>Total running time of the script:</strong> (0 minutes 52.550 seconds)</p>
+<div class="sphx-glr-download sphx-glr-download-jupyter docutils container">
+<p><a class="reference download internal" download="" href="../_downloads/a/ex.ipynb">nb</a></p>
+</div>
+<div class="sphx-glr-download sphx-glr-download-python docutils container">
+<p><a class="reference download internal" download="" href="../_downloads/b/ex.py">py</a></p>
+</div></body></html>"""
+
+
+def _site(tmp_path, page=GOOD_PAGE, files=("_images/fig.png", "_downloads/a/ex.ipynb",
+                                           "_downloads/b/ex.py")):
+    for f in files:
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_bytes(b"x")
+    page_path = tmp_path / "auto_examples" / "ex.html"
+    page_path.parent.mkdir(parents=True, exist_ok=True)
+    page_path.write_text(page)
+    return page_path
+
+
+def test_complete_page_passes(tmp_path):
+    assert check_site.check_page(_site(tmp_path)) == []
+
+
+def test_page_that_did_not_run(tmp_path):
+    page = _site(tmp_path, GOOD_PAGE.replace("0 minutes 52.550", "0 minutes 0.000"))
+    assert any("did not run" in p for p in check_site.check_page(page))
+
+
+def test_page_without_figures(tmp_path):
+    page = _site(tmp_path, files=("_downloads/a/ex.ipynb", "_downloads/b/ex.py"))
+    assert any("0 figure(s)" in p for p in check_site.check_page(page))
+
+
+def test_page_without_download_links(tmp_path):
+    page = _site(tmp_path, GOOD_PAGE.replace("sphx-glr-download-jupyter", "other"))
+    problems = check_site.check_page(page)
+    assert problems == ["ex.html: no .ipynb download link"]
+
+
+def test_page_with_a_missing_download_file(tmp_path):
+    page = _site(tmp_path, files=("_images/fig.png", "_downloads/b/ex.py"))
+    assert any(".ipynb download" in p and "missing" in p for p in check_site.check_page(page))
+
+
+def test_page_with_traceback(tmp_path):
+    page = _site(tmp_path, GOOD_PAGE.replace("<p>", "<pre>Traceback (most recent call last)</pre><p>", 1))
+    assert any("traceback" in p for p in check_site.check_page(page))
+
+
+def test_junit(tmp_path):
+    junit = tmp_path / "j.xml"
+    junit.write_text('<testsuite><testcase name="a"/><testcase name="b">'
+                     '<failure message="x"/></testcase></testsuite>')
+    problems = check_site.check_junit(junit, expected=3)
+    assert any("2 example(s) ran, expected 3" in p for p in problems)
+    assert any("example b failed" in p for p in problems)
+
+
+def test_notebooks_match_the_examples():
+    pytest.importorskip("sphinx_gallery")
+    nb = notebooks.to_notebook(ROOT / "examples" / "plot_0_mnist_pytorch_to_akida.py")
+    cells = notebooks.code_cells(nb)
+    assert cells[0] == "%matplotlib inline"
+    assert any("assert ready_map.fully_mapped" in c for c in cells)
+
+
+def test_golden_notebooks_are_in_sync():
+    pytest.importorskip("sphinx_gallery")
+    assert notebooks.check() == [], "run `nox -s regenerate`"
+
+
+def test_golden_notebooks_compare_their_deterministic_cells():
+    import nbformat
+
+    for path in sorted(notebooks.GOLDEN.glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        compared = [c for c in code if "nbval-ignore-output" not in c.metadata.get("tags", [])]
+        ignored = [c for c in code if c not in compared]
+        # Training cells are ignored, most cells are compared, and all have run.
+        assert ignored and all("train(" in c.source for c in ignored)
+        assert len(compared) > len(ignored)
+        assert all(c.execution_count for c in code)
+        outputs = "".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+                          for c in compared for o in c.outputs)
+        assert "compute layers in hardware" in outputs

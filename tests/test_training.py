@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from akida_workflows.training import TrainHistory, evaluate_torch, seed_everything, train
+
+
+def _separable(n=256, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 1, 4, 4)).astype(np.float32)
+    y = (x.mean(axis=(1, 2, 3)) > 0).astype(np.int64)
+    return TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+
+
+def _loader(seed=0):
+    return DataLoader(_separable(), batch_size=32, shuffle=True,
+                      generator=torch.Generator().manual_seed(seed))
+
+
+def _model():
+    return nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 2))
+
+
+def test_train_learns_and_records_history():
+    seed_everything(0)
+    model = _model()
+    before = evaluate_torch(model, _loader())
+    history = train(model, _loader(), epochs=8, lr=1e-2, seed=0, progress=False)
+    assert isinstance(history, TrainHistory)
+    assert len(history.loss) == len(history.accuracy) == 8
+    assert history.loss[-1] < 0.5 * history.loss[0]
+    after = evaluate_torch(model, _loader())
+    assert after > 0.9 and after > before
+    assert history.seconds > 0
+    assert not model.training  # left in eval mode
+
+
+def test_train_is_deterministic():
+    weights = []
+    for _ in range(2):
+        torch.manual_seed(123)
+        model = _model()
+        train(model, _loader(), epochs=2, lr=1e-2, seed=7, progress=False)
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.equal(weights[0], weights[1])
+
+
+def test_train_with_other_optimizer():
+    model = _model()
+    history = train(model, _loader(), epochs=3, lr=0.1, seed=0, progress=False,
+                    optimizer=torch.optim.SGD)
+    assert history.loss[-1] < history.loss[0]
+
+
+def test_train_progress_bar_goes_to_stderr(capsys):
+    train(_model(), _loader(), epochs=1, lr=1e-2, seed=0, progress=True)
+    err = capsys.readouterr().err
+    assert "training" in err and "8/8" in err
+
+
+def test_train_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="epochs"):
+        train(_model(), _loader(), epochs=0)
+    with pytest.raises(ValueError, match="empty"):
+        train(_model(), DataLoader(TensorDataset(torch.zeros(0, 16), torch.zeros(0))), epochs=1)
+
+
+def test_train_stops_on_non_finite_loss():
+    model = _model()
+    with torch.no_grad():
+        model[1].weight.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+        train(model, _loader(), epochs=1, progress=False)
+
+
+def test_evaluate_torch_is_a_fraction_in_eval_mode():
+    model = nn.Sequential(nn.Flatten(), nn.Dropout(0.99), nn.Linear(16, 2))
+    model.train()
+    acc = evaluate_torch(model, _loader())
+    assert 0.0 <= acc <= 1.0
+    assert not model.training
+    # Dropout is off in eval mode, so two evaluations agree.
+    assert evaluate_torch(model, _loader()) == acc
