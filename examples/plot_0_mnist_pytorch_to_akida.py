@@ -310,7 +310,7 @@ reloaded = load(fbz)
 identical = np.array_equal(reloaded.predict(x_test[:256]), ready_akida.predict(x_test[:256]))
 print(f"{fbz.name}: {fbz.stat().st_size / 1024:.0f} KiB, reloaded outputs identical: {identical}")
 assert identical
-save(akida_cnn, workdir / "brainchip_cnn.fbz")
+brainchip_fbz = save(akida_cnn, workdir / "brainchip_cnn.fbz")
 
 # %%
 # Results

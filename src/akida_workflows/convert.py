@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._quiet import import_toolchain
 from .errors import IncompatibleModelError
 
 __all__ = [
@@ -252,6 +253,7 @@ def quantize_onnx(
         nodes left unquantized other than a classification head
         (:data:`HEAD_OPS`) while ``allow_partial`` is False.
     """
+    import_toolchain()
     import quantizeml.models as qmodels
     from quantizeml.layers import QuantizationParams
 
@@ -310,6 +312,7 @@ def to_akida(quantized, *, allow_partial: bool = False):
         The model is not quantized, CNN2SNN rejects a node (named in the
         message), or the conversion stops early while ``allow_partial`` is False.
     """
+    import_toolchain()
     import cnn2snn
 
     model = _as_onnx_model(quantized)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -91,7 +92,11 @@ def train(
     import time
 
     import torch
-    from tqdm.auto import tqdm
+
+    with warnings.catch_warnings():
+        # tqdm.auto falls back to a text bar in notebooks without ipywidgets; fine.
+        warnings.simplefilter("ignore")
+        from tqdm.auto import tqdm
 
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
