@@ -90,8 +90,11 @@ def test_bn_after_relu_is_refused_with_the_nodes_and_the_fix(bn_export):
     with pytest.raises(IncompatibleModelError) as info:
         quantize_onnx(bn_export, samples())
     message = str(info.value)
-    assert "/2/BatchNormalization (BatchNormalization)" in message
-    assert "fold it into" in message
+    assert "past these node(s):\n  - /2/BatchNormalization (BatchNormalization)" in message
+    assert "fold_batchnorm" in message
+    # Downstream nodes are named as collateral, not as causes with a bogus fix.
+    assert "Everything after it stays in float too (4 node(s): /3/Conv (Conv)" in message
+    assert "  - /3/Conv" not in message
     assert "allow_partial=True" in message
     assert "/2/BatchNormalization" in info.value.nodes
 

@@ -13,6 +13,7 @@ from .errors import (
     ChecksumError,
     DatasetError,
     ExportError,
+    FoldingError,
     IncompatibleModelError,
     MappingError,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "ChecksumError",
     "DatasetError",
     "ExportError",
+    "FoldingError",
     "IncompatibleModelError",
     "MappingError",
     "reset_seeds",

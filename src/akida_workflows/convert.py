@@ -40,8 +40,9 @@ HEAD_OPS = frozenset({"Softmax", "LogSoftmax", "Sigmoid", "ArgMax", "Identity"})
 
 _FIXES = {
     "BatchNormalization": (
-        "BatchNorm that does not directly follow a Conv/Linear cannot be quantized: "
-        "fold it into the neighbouring Conv/Linear or move it before the activation"
+        "a BatchNorm that does not directly follow a Conv/Linear has no quantized pattern: "
+        "call akida_workflows.folding.fold_batchnorm(model) before export, or move it "
+        "before the activation"
     ),
     "Sigmoid": "Sigmoid is only supported as the model's last op; use ReLU/ReLU6 inside the network",
     "Tanh": "Tanh is only supported as the model's last op; use ReLU/ReLU6 inside the network",
@@ -202,12 +203,37 @@ def unquantized_nodes(quantized) -> list[tuple[str, str]]:
     ]
 
 
-def _partial_message(nodes: list[tuple[str, str]], stage: str) -> str:
-    lines = [f"  - {name} ({op}): {_fix_for(op)}" for name, op in nodes]
+def _first_unquantized(quantized, left: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The unquantized nodes fed by quantized ones: where quantization stopped."""
+    model = _as_onnx_model(quantized)
+    float_outputs = set()
+    for node in model.graph.node:
+        if node.domain != BRAINCHIP_DOMAIN:
+            float_outputs.update(node.output)
+    names = {name for name, _ in left}
+    causes = []
+    for node in model.graph.node:
+        if node.domain == BRAINCHIP_DOMAIN or (node.name or node.output[0]) not in names:
+            continue
+        if not any(i in float_outputs for i in node.input):
+            causes.append((node.name or node.output[0], node.op_type))
+    return causes or left[:1]
+
+
+def _partial_message(quantized, nodes: list[tuple[str, str]], stage: str) -> str:
+    causes = _first_unquantized(quantized, nodes)
+    rest = [n for n in nodes if n not in causes]
+    lines = [f"  - {name} ({op}): {_fix_for(op)}" for name, op in causes]
+    tail = ""
+    if rest:
+        tail = (
+            f"\nEverything after it stays in float too ({len(rest)} node(s): "
+            + ", ".join(f"{n} ({op})" for n, op in rest) + "), and CNN2SNN would silently "
+            "drop it from the Akida model."
+        )
     return (
-        f"{stage}: {len(nodes)} ONNX node(s) could not be quantized for Akida; "
-        "the toolchain would stop at the first of them and silently ignore the rest "
-        "of the graph:\n" + "\n".join(lines) +
+        f"{stage}: QuantizeML could not quantize the model past these node(s):\n"
+        + "\n".join(lines) + tail +
         "\nFix the model, or pass allow_partial=True to accept a model that ends there "
         "(the remaining nodes must then run on the host)."
     )
@@ -285,7 +311,9 @@ def _check_complete(quantized, allow_partial: bool, stage: str) -> list[tuple[st
     left = unquantized_nodes(quantized)
     blocking = [(n, op) for n, op in left if op not in HEAD_OPS]
     if blocking and not allow_partial:
-        raise IncompatibleModelError(_partial_message(left, stage), nodes=[n for n, _ in left])
+        raise IncompatibleModelError(
+            _partial_message(quantized, left, stage), nodes=[n for n, _ in left]
+        )
     return left
 
 

@@ -12,6 +12,7 @@ __all__ = [
     "DatasetError",
     "ChecksumError",
     "ExportError",
+    "FoldingError",
     "IncompatibleModelError",
     "MappingError",
 ]
@@ -31,6 +32,10 @@ class ChecksumError(DatasetError):
 
 class ExportError(AkidaWorkflowError):
     """Export to ONNX failed, or the ONNX graph disagrees with the PyTorch model."""
+
+
+class FoldingError(AkidaWorkflowError):
+    """A BatchNorm cannot be folded: invalid statistics, training mode, mismatched layers."""
 
 
 class IncompatibleModelError(AkidaWorkflowError):

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["sample_grid", "prediction_figure", "confusion_matrix_figure", "training_curve"]
+__all__ = [
+    "sample_grid",
+    "prediction_figure",
+    "confusion_matrix_figure",
+    "training_curve",
+    "batchnorm_scale_figure",
+]
 
 
 def _plt():
@@ -118,6 +124,47 @@ def training_curve(histories: dict, *, title: str = "Training"):
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("training accuracy (%)")
     ax_loss.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def batchnorm_scale_figure(model, *, title: str = "BatchNorm scale per channel"):
+    """Per-channel scale ``|gamma| / sqrt(running_var + eps)`` of every BatchNorm.
+
+    Folding multiplies each output channel of the neighbouring layer by this
+    scale, so the spread shown here is the spread folding adds to the weight
+    ranges that quantization must then cover.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        In eval mode, with trained BatchNorm layers.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import torch
+
+    from .folding import bn_scale_shift
+
+    plt = _plt()
+    bns = [(n, m) for n, m in model.named_modules()
+           if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))]
+    if not bns:
+        raise ValueError("the model has no BatchNorm layer")
+    fig, axes = plt.subplots(1, len(bns), figsize=(3.2 * len(bns), 3), squeeze=False)
+    for ax, (name, bn) in zip(axes[0], bns):
+        scale = bn_scale_shift(bn, name)[0].abs().detach().numpy()
+        ax.bar(np.arange(len(scale)), np.sort(scale)[::-1], width=1.0, color="tab:blue")
+        ax.set_yscale("log")
+        ax.set_title(f"{name} ({type(bn).__name__}, {len(scale)} ch.)", fontsize=9)
+        ax.set_xlabel("channel (sorted)")
+        ratio = scale.max() / max(scale.min(), 1e-12)
+        ax.text(0.95, 0.92, f"max/min = {ratio:.0f}", transform=ax.transAxes,
+                ha="right", va="top", fontsize=8)
+    axes[0][0].set_ylabel("|gamma| / sigma")
     fig.suptitle(title)
     fig.tight_layout()
     return fig
