@@ -16,6 +16,7 @@ from .errors import (
     FoldingError,
     IncompatibleModelError,
     MappingError,
+    QuantizationError,
 )
 
 __version__ = "0.1.0"
@@ -28,6 +29,7 @@ __all__ = [
     "FoldingError",
     "IncompatibleModelError",
     "MappingError",
+    "QuantizationError",
     "reset_seeds",
     "__version__",
 ]

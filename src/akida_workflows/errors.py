@@ -15,6 +15,7 @@ __all__ = [
     "FoldingError",
     "IncompatibleModelError",
     "MappingError",
+    "QuantizationError",
 ]
 
 
@@ -55,3 +56,7 @@ class IncompatibleModelError(AkidaWorkflowError):
 
 class MappingError(AkidaWorkflowError):
     """An Akida model could not be mapped onto the requested virtual device."""
+
+
+class QuantizationError(AkidaWorkflowError):
+    """Weights or codes cannot be quantized or packed (NaN/inf, range, shape, axis)."""

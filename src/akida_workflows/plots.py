@@ -10,6 +10,8 @@ __all__ = [
     "confusion_matrix_figure",
     "training_curve",
     "batchnorm_scale_figure",
+    "weight_distribution_figure",
+    "sqnr_figure",
 ]
 
 
@@ -166,5 +168,69 @@ def batchnorm_scale_figure(model, *, title: str = "BatchNorm scale per channel")
                 ha="right", va="top", fontsize=8)
     axes[0][0].set_ylabel("|gamma| / sigma")
     fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def weight_distribution_figure(model, *, title: str = "Weights per layer"):
+    """For each Conv/Linear layer: the weight histogram and each channel's max |w|.
+
+    The second row shows why one scale per tensor wastes int4 codes: channels
+    whose range is far below the layer's largest are quantized with a step
+    sized for the largest.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from torch import nn
+
+    plt = _plt()
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    fig, axes = plt.subplots(2, len(layers), figsize=(2.8 * len(layers), 5), squeeze=False)
+    for i, (name, m) in enumerate(layers):
+        w = m.weight.detach().cpu().numpy()
+        axes[0][i].hist(w.ravel(), bins=60, color="tab:blue")
+        axes[0][i].set_yscale("log")
+        axes[0][i].set_title(f"{name} ({type(m).__name__})", fontsize=9)
+        axes[0][i].set_xlabel("weight value")
+        per_channel = np.abs(w.reshape(w.shape[0], -1)).max(axis=1)
+        axes[1][i].bar(np.arange(len(per_channel)), np.sort(per_channel)[::-1], width=1.0,
+                       color="tab:orange")
+        axes[1][i].axhline(per_channel.max(), color="k", lw=0.8, ls="--")
+        axes[1][i].set_xlabel("output channel (sorted)")
+    axes[0][0].set_ylabel("count")
+    axes[1][0].set_ylabel("max |w| of the channel")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def sqnr_figure(rows: dict, *, title: str = "int4 weight SQNR per layer"):
+    """Grouped bars of SQNR (dB) per layer for several quantization schemes.
+
+    Parameters
+    ----------
+    rows : dict
+        ``{scheme name: {layer name: sqnr_db}}``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _plt()
+    schemes = list(rows)
+    layers = list(next(iter(rows.values())))
+    fig, ax = plt.subplots(figsize=(1.4 * len(layers) + 3, 3.4))
+    width = 0.8 / len(schemes)
+    for j, scheme in enumerate(schemes):
+        values = [rows[scheme][layer] for layer in layers]
+        ax.bar(np.arange(len(layers)) + (j - (len(schemes) - 1) / 2) * width, values, width,
+               label=scheme)
+    ax.set_xticks(np.arange(len(layers)), layers)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("SQNR (dB, higher is better)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
