@@ -126,6 +126,34 @@ def test_traced_module_with_functional_ops():
     _check(Net(), (1, 4, 4))
 
 
+@pytest.mark.parametrize("clamp", [
+    lambda x: torch.clamp(x, 0, 4.0),
+    lambda x: x.clamp(min=0.0, max=2.5),
+    lambda x: torch.nn.functional.hardtanh(x, 0.0, 3.0),
+])
+def test_functional_clamps_become_bounded_relus(clamp):
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3, padding=1)
+            self.fc = nn.Linear(2 * 4 * 4, 3)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(clamp(self.conv(x)), 1))
+
+    keras_model = _check(Net(), (1, 4, 4))
+    assert unbounded_relus(keras_model) == []
+
+
+def test_clamp_that_is_not_a_relu_is_refused():
+    class Net(nn.Module):
+        def forward(self, x):
+            return torch.clamp(x, -1, 1)
+
+    with pytest.raises(IncompatibleModelError, match="clamped ReLU"):
+        to_keras(Net(), (1, 4, 4))
+
+
 def test_bad_input_shape():
     with pytest.raises(IncompatibleModelError, match="channel-first"):
         to_keras(nn.Sequential(nn.Flatten()), (28, 28))

@@ -20,7 +20,16 @@ import numpy as np
 
 from .errors import AkidaWorkflowError, MappingError
 
-__all__ = ["LayerMapping", "MapReport", "resolve_device", "map_report", "save", "load"]
+__all__ = [
+    "LayerMapping",
+    "MapReport",
+    "DeploymentSummary",
+    "resolve_device",
+    "map_report",
+    "summarize",
+    "save",
+    "load",
+]
 
 #: Layer types that carry no computation of their own.
 NON_COMPUTE_TYPES = frozenset({"Quantizer", "Dequantizer", "InputData"})
@@ -263,6 +272,98 @@ def map_report(akida_model, device="SixNodesIPv2") -> MapReport:
             reason=reason, compute=compute,
         ))
     return MapReport(device=name, layers=rows, model=mapped, np_counts=dict(counts))
+
+
+@dataclass
+class DeploymentSummary:
+    """Result of :func:`summarize`: how a model sits on a device, and how fast it runs."""
+
+    device: str
+    ip_version: str
+    input_shape: tuple
+    output_shape: tuple
+    mapping: MapReport
+    program_bytes: int
+    images_per_second: float
+    batch_size: int
+
+    @property
+    def fits(self) -> bool:
+        """True when every compute layer is mapped onto the device's NPs."""
+        return self.mapping.fully_mapped
+
+    def records(self) -> list[dict[str, str]]:
+        nps = ", ".join(f"{n} {t}" for t, n in sorted(self.mapping.np_counts.items())) or "none"
+        return [
+            {"item": "device", "value": f"{self.device} (Akida {self.ip_version})"},
+            {"item": "input / output", "value": f"{list(self.input_shape)} → {list(self.output_shape)}"},
+            {"item": "layers", "value": str(len(self.mapping.layers))},
+            {"item": "compute layers in hardware",
+             "value": f"{sum(lay.backend == 'hardware' for lay in self.mapping.compute_layers)}"
+                      f"/{len(self.mapping.compute_layers)}"},
+            {"item": "NPs used", "value": nps},
+            {"item": "fits entirely", "value": "yes" if self.fits else "no"},
+            {"item": "program size", "value": f"{self.program_bytes / 1024:.1f} KiB"},
+            {"item": "software backend throughput",
+             "value": f"{self.images_per_second:,.0f} images/s (batch {self.batch_size}, CPU)"},
+        ]
+
+    def __str__(self) -> str:
+        from .evaluate import Table
+
+        return str(Table(self.records(), title=f"Akida model on {self.device}"))
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        from .evaluate import Table
+
+        return Table(self.records(), title=f"Akida model on {self.device}")._repr_html_()
+
+
+def summarize(akida_model, device="AKD1000", *, batch_size: int = 64, repeat: int = 3,
+              seed: int = 0) -> DeploymentSummary:
+    """Map a model on a virtual device and measure its software-backend throughput.
+
+    Parameters
+    ----------
+    akida_model : akida.Model
+    device : str or akida device, default "AKD1000"
+        ``"AKD1000"``, ``"AKD1500"``, ``"TwoNodesIPv2"``, ``"SixNodesIPv2"``, …
+    batch_size : int, default 64
+        Images per ``predict`` call in the throughput measurement.
+    repeat : int, default 3
+        Timed repetitions; the best is kept.
+    seed : int, default 0
+        Seed of the random input batch.
+
+    Returns
+    -------
+    DeploymentSummary
+        Layers, NPs used, whether it fits, the mapped program's size, and the
+        measured images/s of the CPU software backend (a real chip is faster;
+        no hardware is needed for this figure).
+    """
+    import time
+
+    mapping = map_report(akida_model, device)
+    program = sum(len(seq.program) for seq in mapping.model.sequences
+                  if getattr(seq, "program", None) is not None)
+    shape = tuple(int(d) for d in akida_model.input_shape)
+    x = np.random.default_rng(seed).uniform(-1, 1, (batch_size, *shape)).astype(np.float32)
+    akida_model.predict(x[:1])  # warm-up
+    best = float("inf")
+    for _ in range(max(1, repeat)):
+        start = time.perf_counter()
+        akida_model.predict(x)
+        best = min(best, time.perf_counter() - start)
+    return DeploymentSummary(
+        device=mapping.device,
+        ip_version={"v1": "1.0", "v2": "2.0"}.get(str(akida_model.ip_version).split(".")[-1], "?"),
+        input_shape=shape, output_shape=tuple(int(d) for d in akida_model.output_shape),
+        mapping=mapping, program_bytes=int(program), images_per_second=batch_size / best,
+        batch_size=batch_size,
+    )
 
 
 def save(akida_model, path: str | os.PathLike, check_inputs=None) -> Path:

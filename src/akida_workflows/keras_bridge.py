@@ -134,6 +134,16 @@ def _sequence(model):
                 out.append((node.name, nn.ReLU()))
             elif fname in ("relu6",):
                 out.append((node.name, nn.ReLU6()))
+            elif fname in ("clamp", "clip", "clamp_", "hardtanh"):
+                low = node.args[1] if len(node.args) > 1 else node.kwargs.get(
+                    "min", node.kwargs.get("min_val", -1.0 if fname == "hardtanh" else None))
+                high = node.args[2] if len(node.args) > 2 else node.kwargs.get(
+                    "max", node.kwargs.get("max_val", 1.0 if fname == "hardtanh" else None))
+                if low != 0 or not isinstance(high, (int, float)) or high <= 0:
+                    raise IncompatibleModelError(
+                        f"{node.name}: {fname}(min={low}, max={high}) is supported only as a "
+                        "clamped ReLU (min=0, max > 0)", nodes=[node.name])
+                out.append((node.name, nn.Hardtanh(0.0, float(high))))
             else:
                 raise IncompatibleModelError(
                     f"{node.name}: function {fname or node.target} is not supported by to_keras",

@@ -173,7 +173,7 @@ def batchnorm_scale_figure(model, *, title: str = "BatchNorm scale per channel")
 
 
 def weight_distribution_figure(model, *, title: str = "Weights per layer"):
-    """For each Conv/Linear layer: the weight histogram and each channel's max |w|.
+    """For each Conv/Linear layer: the weight histogram and each channel's largest magnitude.
 
     The second row shows why one scale per tensor wastes int4 codes: channels
     whose range is far below the layer's largest are quantized with a step
