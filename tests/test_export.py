@@ -26,6 +26,8 @@ def test_export_checks_parity_and_dynamic_batch(tmp_path):
     assert result.path.is_file() and result.size_bytes == result.path.stat().st_size
     assert 0.0 <= result.max_abs_diff < 1e-4
     assert isinstance(result.model, onnx.ModelProto)
+    assert result.graph is result.model.graph  # reads like the ModelProto itself
+    assert [n.op_type for n in result.graph.node][0] == "Conv"
     # Dynamic batch axis: any batch size runs.
     session = ort.InferenceSession(str(result.path))
     x = np.random.default_rng(0).random((5, 1, 28, 28), dtype=np.float32)

@@ -306,7 +306,7 @@ def _static_checks(col: _Collector):
             col.add(name, "export", f"{kind}: attention has no Akida equivalent", kind)
 
 
-def _check_akida2(model, input_shape, col: _Collector, samples, device):
+def _check_akida2(model, col: _Collector, samples):
     import torch
 
     from .convert import _first_unquantized, quantize_onnx, to_akida, unquantized_nodes
@@ -351,7 +351,7 @@ def _check_akida2(model, input_shape, col: _Collector, samples, device):
             for node in exc.nodes or [type(model).__name__]:
                 col.add(node, "conversion", str(exc))
             return None
-    return akida_model if not blocking else akida_model
+    return akida_model
 
 
 def _check_akida1(model, input_shape, col: _Collector, samples):
@@ -443,7 +443,7 @@ def check_compatibility(model, input_shape, target: str = "akida2", *,
     for _ in range(8):  # each round patches what the previous one reported
         before = set(col.found)
         if target == "akida2":
-            akida_model = _check_akida2(work, shape, col, samples, device)
+            akida_model = _check_akida2(work, col, samples)
         else:
             akida_model = _check_akida1(work, shape, col, samples)
         new = [k for k in col.found if k not in before]

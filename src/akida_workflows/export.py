@@ -17,6 +17,9 @@ __all__ = ["OnnxExport", "export_onnx", "check_finite_parameters"]
 class OnnxExport:
     """Result of :func:`export_onnx`.
 
+    Other attributes (``graph``, ``opset_import``, …) are those of ``model``, so
+    the result can be used where an ``onnx.ModelProto`` is read.
+
     Attributes
     ----------
     path : pathlib.Path
@@ -31,6 +34,12 @@ class OnnxExport:
     path: Path
     model: object
     max_abs_diff: float
+
+    def __getattr__(self, name):
+        # Behave like the onnx.ModelProto where one is expected (``.graph``, ``.opset_import``…).
+        if name.startswith("__") or name == "model":
+            raise AttributeError(name)
+        return getattr(self.model, name)
 
     @property
     def size_bytes(self) -> int:

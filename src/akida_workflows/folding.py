@@ -430,6 +430,13 @@ def fold_batchnorm(model, *, strict: bool = False, example_input=None, rtol: flo
     modules = dict(gm.named_modules())
     report = FoldingReport()
 
+    def absorb(bn_node, into, layer, weight, bias, direction):
+        """Give ``layer`` the folded parameters and remove the BatchNorm node."""
+        _replace_params(layer, weight, bias)
+        bn_node.replace_all_uses_with(bn_node.args[0])
+        gm.graph.erase_node(bn_node)
+        report.folded.append(FoldedBatchNorm(bn_node.target, into, direction))
+
     for node in list(gm.graph.nodes):
         if node.op != "call_module" or not isinstance(modules.get(node.target), _bn_types()):
             continue
@@ -443,14 +450,8 @@ def fold_batchnorm(model, *, strict: bool = False, example_input=None, rtol: flo
         # 1. Backward: Conv2d/Linear -> BN, the layer feeding only this BN.
         conv_types = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
         if isinstance(producer_mod, (*conv_types, nn.Linear)) and _single_user(producer) is node:
-            if isinstance(producer_mod, conv_types):
-                weight, bias = fold_conv_bn(producer_mod, bn, name)
-            else:
-                weight, bias = fold_linear_bn(producer_mod, bn, name)
-            _replace_params(producer_mod, weight, bias)
-            node.replace_all_uses_with(producer)
-            gm.graph.erase_node(node)
-            report.folded.append(FoldedBatchNorm(name, producer.target, "backward"))
+            fold = fold_conv_bn if isinstance(producer_mod, conv_types) else fold_linear_bn
+            absorb(node, producer.target, producer_mod, *fold(producer_mod, bn, name), "backward")
             continue
         # 2. Forward: BN -> (Flatten/Dropout)* -> Linear, or BN -> Conv2d without padding.
         bn_scale_shift(bn, name)  # validate before looking further
@@ -468,11 +469,8 @@ def fold_batchnorm(model, *, strict: bool = False, example_input=None, rtol: flo
             or (isinstance(bn, nn.BatchNorm1d) and consumer_mod.in_features == bn.num_features)
         )
         if linear_ok:
-            weight, bias = fold_bn_into_next_linear(bn, consumer_mod, name)
-            _replace_params(consumer_mod, weight, bias)
-            node.replace_all_uses_with(producer)
-            gm.graph.erase_node(node)
-            report.folded.append(FoldedBatchNorm(name, nxt.target, "forward"))
+            absorb(node, nxt.target, consumer_mod,
+                   *fold_bn_into_next_linear(bn, consumer_mod, name), "forward")
             continue
         if isinstance(consumer_mod, nn.Conv2d) and not chain:
             try:
@@ -480,10 +478,7 @@ def fold_batchnorm(model, *, strict: bool = False, example_input=None, rtol: flo
             except FoldingError as exc:
                 reason = str(exc).split(": ", 1)[1]
             else:
-                _replace_params(consumer_mod, weight, bias)
-                node.replace_all_uses_with(producer)
-                gm.graph.erase_node(node)
-                report.folded.append(FoldedBatchNorm(name, nxt.target, "forward"))
+                absorb(node, nxt.target, consumer_mod, weight, bias, "forward")
                 continue
         if not reason:
             if isinstance(consumer_mod, nn.Linear):

@@ -221,7 +221,7 @@ def sqnr_figure(rows: dict, *, title: str = "int4 weight SQNR per layer"):
     plt = _plt()
     schemes = list(rows)
     layers = list(next(iter(rows.values())))
-    fig, ax = plt.subplots(figsize=(1.4 * len(layers) + 3, 3.4))
+    fig, ax = plt.subplots(figsize=(1.4 * len(layers) + 5, 3.4))
     width = 0.8 / len(schemes)
     for j, scheme in enumerate(schemes):
         values = [rows[scheme][layer] for layer in layers]
@@ -231,6 +231,6 @@ def sqnr_figure(rows: dict, *, title: str = "int4 weight SQNR per layer"):
     ax.set_xlabel("layer")
     ax.set_ylabel("SQNR (dB, higher is better)")
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig
