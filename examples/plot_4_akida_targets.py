@@ -1,7 +1,7 @@
 """
-================================================
+==================================================
 One model, two Akida targets: 2.0 8-bit, 1.0 4-bit
-================================================
+==================================================
 
 Akida 2.0 IP (8-bit, the QuantizeML ONNX path) and the Akida 1.0 chips
 AKD1000/AKD1500 (4-bit, through tf-keras) take different models from the same
