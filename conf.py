@@ -46,7 +46,8 @@ nitpicky = False
 
 html_theme = "pydata_sphinx_theme"
 html_title = "akida-workflows"
-html_static_path = ["docs/_static"] if (ROOT / "docs" / "_static").is_dir() else []
+html_static_path = ["docs/_static"]  # relative to conf.py
+html_css_files = ["akida.css"]
 html_theme_options = {
     "navbar_align": "left",
     "show_toc_level": 2,

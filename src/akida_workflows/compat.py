@@ -19,8 +19,10 @@ Targets:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import html
+import io
 import re
 import tempfile
 import warnings
@@ -422,7 +424,6 @@ def check_compatibility(model, input_shape, target: str = "akida2", *,
     """
     import torch
 
-    from .deploy import map_report
 
     if target not in TARGETS:
         raise AkidaWorkflowError(f"target must be one of {sorted(TARGETS)}, got {target!r}")
@@ -440,6 +441,16 @@ def check_compatibility(model, input_shape, target: str = "akida2", *,
     if col.found:  # recurrent/attention layers: the toolchain cannot get past them
         return col.report(device, None)
     hw_fraction = None
+    quiet = contextlib.redirect_stdout(io.StringIO())  # QuantizeML prints calibration progress
+    with quiet:
+        hw_fraction = _run_rounds(work, shape, col, samples, target, device)
+    return col.report(device, hw_fraction)
+
+
+def _run_rounds(work, shape, col, samples, target, device):
+    from .deploy import map_report
+
+    hw_fraction = None
     for _ in range(8):  # each round patches what the previous one reported
         before = set(col.found)
         if target == "akida2":
@@ -456,4 +467,4 @@ def check_compatibility(model, input_shape, target: str = "akida2", *,
             break
         if not new or not all(_patch(work, k, target, col.order) for k in new):
             break
-    return col.report(device, hw_fraction)
+    return hw_fraction
