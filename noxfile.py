@@ -81,7 +81,7 @@ def regenerate(session: nox.Session) -> None:
     """Re-execute the examples' notebooks and store them as golden copies (opt-in)."""
     _install(session, "test", "docs")
     _quiet_env(session)
-    session.run("python", "tools/notebooks.py", "regenerate")
+    session.run("python", "tools/notebooks.py", "regenerate", *session.posargs)
 
 
 @nox.session

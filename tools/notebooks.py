@@ -94,7 +94,7 @@ def golden_env(tmp: Path) -> dict:
     return env
 
 
-def regenerate(timeout: int = 1800) -> list[Path]:
+def regenerate(timeout: int = 1800, only: list[str] | None = None) -> list[Path]:
     """Execute every example's notebook offline and store it in tests/notebooks/."""
     import nbformat
     from nbclient import NotebookClient
@@ -106,6 +106,8 @@ def regenerate(timeout: int = 1800) -> list[Path]:
         os.environ.update(golden_env(Path(tmp)))
         try:
             for src in examples():
+                if only and src.stem not in only and src.name not in only:
+                    continue
                 nb = to_notebook(src)
                 for cell in nb.cells:
                     if cell.cell_type != "code":
@@ -152,14 +154,15 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_build = sub.add_parser("build", help="write the gallery notebooks (no outputs)")
     p_build.add_argument("out_dir", type=Path)
-    sub.add_parser("regenerate", help="execute and store the golden copies")
+    p_regen = sub.add_parser("regenerate", help="execute and store the golden copies")
+    p_regen.add_argument("examples", nargs="*", help="only these examples (default: all)")
     sub.add_parser("check", help="check the golden copies are in sync with the examples")
     args = parser.parse_args(argv)
     if args.command == "build":
         for path in build(args.out_dir):
             print(path)
     elif args.command == "regenerate":
-        for path in regenerate():
+        for path in regenerate(only=args.examples):
             print(f"wrote {path}")
     else:
         problems = check()
