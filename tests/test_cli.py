@@ -63,6 +63,7 @@ def test_convert_onnx_then_info(files):
     assert out.is_file()
     assert "3/3 compute layers in hardware" in result.stdout
     assert "quantized ONNX (8-bit)" in result.stdout and "Akida 2.0 8-bit (.fbz)" in result.stdout
+    assert "4.0x" in result.stdout or "3." in result.stdout  # compression from real file sizes
     assert "[akida-workflows] quantizing" in result.stderr  # progress on long steps
     info = run("info", out)
     assert info.returncode == 0, info.stderr
@@ -76,6 +77,7 @@ def test_convert_unbounded_relu_to_akida1_is_incompatible(files):
     assert result.returncode == 3
     assert "nn.ReLU6()" in result.stderr and "Traceback" not in result.stderr
     assert "fixable" in result.stdout  # the compatibility report is printed
+    assert "failed: " in result.stdout  # and the stage report shows the failed stage
 
 
 def test_convert_pickled_module_to_akida1(files):
@@ -86,6 +88,14 @@ def test_convert_pickled_module_to_akida1(files):
     assert "AKD1000: 3/3 compute layers in hardware" in result.stdout
     info = run("info", out, "--device", "AKD1000")
     assert info.returncode == 0 and "Akida 1.0" in info.stdout
+
+
+def test_convert_torch_to_akida2_reports_every_stage(files):
+    result = run("convert", files / "good_ts.pt", "--samples", files / "calib.npy",
+                 "-o", files / "ts_v2.fbz")
+    assert result.returncode == 0, result.stderr
+    for stage in ("input (torch)", "float ONNX", "quantized ONNX (8-bit)", "Akida 2.0 8-bit (.fbz)"):
+        assert stage in result.stdout
 
 
 def test_check_ok_and_incompatible(files):

@@ -99,6 +99,13 @@ def load_samples(path: Path):
 # ----------------------------------------------------------------------- commands
 
 
+def _failed(report, stage: str, exc: Exception) -> None:
+    """Record a failed stage (never a copy of another) and print the report so far."""
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    report.add(stage, status=f"failed: {first_line[:80]}")
+    print(report)
+
+
 def cmd_check(args) -> int:
     from .compat import check_compatibility
 
@@ -143,12 +150,19 @@ def cmd_convert(args) -> int:
 
             if kind == "torch":
                 _progress("exporting to ONNX...")
-                model = export_onnx(model, torch.from_numpy(samples[:1]),
-                                    work / f"{args.output.stem}.onnx").model
+                try:
+                    exported = export_onnx(model, torch.from_numpy(samples[:1]),
+                                           work / f"{args.output.stem}.onnx")
+                except Exception as exc:
+                    _failed(report, "float ONNX", exc)
+                    raise
+                report.add("float ONNX", path=exported.path, seconds=time.perf_counter() - start)
+                model = exported.model
             _progress(f"quantizing to 8 bits with QuantizeML on {len(samples)} samples...")
             try:
                 quantized = quantize_onnx(model, samples)
-            except Exception:
+            except Exception as exc:
+                _failed(report, "quantized ONNX (8-bit)", exc)
                 if kind == "torch":
                     print(check_compatibility(load_model(args.model)[1], samples.shape[1:],
                                               "akida2", samples=samples[:64]))
@@ -171,7 +185,8 @@ def cmd_convert(args) -> int:
                 keras_model = to_keras(model, samples.shape[1:])
                 _progress(f"quantizing to 4 bits with QuantizeML on {len(samples)} samples...")
                 akida_model = convert_keras(quantize_4bit(keras_model, to_nhwc(samples)))
-            except Exception:
+            except Exception as exc:
+                _failed(report, "Akida 1.0 4-bit (.fbz)", exc)
                 print(check_compatibility(model, samples.shape[1:], "akida1",
                                           samples=samples[:64]))
                 raise
