@@ -36,6 +36,7 @@ def files(tmp_path_factory):
     np.save(tmp / "calib_u8.npy", np.zeros((4, 1, 16, 16), np.uint8))
     np.save(tmp / "calib_3d.npy", samples(4)[:, 0])
     (tmp / "corrupt.onnx").write_bytes(b"\x08\x01garbage")
+    torch.export.save(torch.export.export(good, (torch.from_numpy(samples(1)),)), tmp / "good.pt2")
     return tmp
 
 
@@ -120,9 +121,11 @@ def test_check_ok_and_incompatible(files):
      "needs the PyTorch model"),
     (["check", "good.onnx", "--input-shape", "1,16,16"], "not ONNX"),
     (["info", "corrupt.onnx"], "not a valid Akida model"),
+    (["convert", "good.pt2", "--samples", "calib.npy", "-o", "x.fbz"], "torch.export programs"),
 ])
 def test_usage_errors_exit_2_without_traceback(files, args, message):
-    resolved = [str(files / a) if a.endswith((".onnx", ".npy", ".fbz")) else a for a in args]
+    resolved = [str(files / a) if a.endswith((".onnx", ".npy", ".fbz", ".pt2")) else a
+                for a in args]
     result = run(*resolved)
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert message in result.stderr

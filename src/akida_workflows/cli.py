@@ -39,8 +39,10 @@ def _shape(text: str) -> tuple[int, ...]:
 def load_model(path: Path):
     """``("onnx", ModelProto)`` or ``("torch", nn.Module)`` from a model file.
 
-    Accepts ``.onnx``, TorchScript (``torch.jit.save``), ``torch.export``
-    archives (``.pt2``) and pickled modules (``torch.save(model)``).
+    Accepts ``.onnx``, TorchScript (``torch.jit.save``) and pickled modules
+    (``torch.save(model)``). ``torch.export`` archives (``.pt2``) are refused with
+    the reason: they hold ATen operations rather than ``nn.Module`` layers, pin
+    the batch size, and need an ONNX exporter newer than the Akida stack allows.
     """
     if not path.is_file():
         raise UsageError(f"model file not found: {path}")
@@ -57,10 +59,12 @@ def load_model(path: Path):
 
     errors = []
     if path.suffix == ".pt2":
-        try:
-            return "torch", torch.export.load(str(path)).module()
-        except Exception as exc:
-            errors.append(f"torch.export: {exc}")
+        raise UsageError(
+            f"{path.name}: torch.export programs are not supported: they hold ATen operations, "
+            "not nn.Module layers (which check and the Akida 1.0 path need), fix the batch size, "
+            "and their ONNX exporter needs a newer onnx-ir than QuantizeML 1.2.5 allows. Save "
+            "the model with torch.jit.save(torch.jit.trace(model, x)) or torch.save(model), "
+            "or export it to ONNX with torch.onnx.export(..., dynamo=False).")
     try:
         return "torch", torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
@@ -73,7 +77,7 @@ def load_model(path: Path):
     except Exception as exc:
         errors.append(f"pickle: {exc}")
     raise UsageError(
-        f"cannot read {path} as a model (.onnx, TorchScript, torch.export .pt2, or a pickled "
+        f"cannot read {path} as a model (.onnx, TorchScript, or a pickled "
         "nn.Module): " + "; ".join(e.splitlines()[0] for e in errors))
 
 
@@ -112,7 +116,7 @@ def cmd_check(args) -> int:
     kind, model = load_model(args.model)
     if kind != "torch":
         raise UsageError("check reports in PyTorch module names: give the PyTorch model "
-                         "(TorchScript, .pt2 or pickled module), not ONNX")
+                         "(TorchScript or pickled module), not ONNX")
     _progress(f"checking {args.model.name} against {args.target} (runs the toolchain)...")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -179,7 +183,7 @@ def cmd_convert(args) -> int:
 
             if kind != "torch":
                 raise UsageError("the 4-bit Akida 1.0 path goes through tf-keras and needs the "
-                                 "PyTorch model (TorchScript, .pt2 or pickled module), not ONNX")
+                                 "PyTorch model (TorchScript or pickled module), not ONNX")
             _progress("rebuilding the model in tf-keras...")
             try:
                 keras_model = to_keras(model, samples.shape[1:])
@@ -235,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="report every module's compatibility with an Akida target",
                        description="Run the real toolchain on a copy of the model and report, "
                                    "per PyTorch module, ok / fixable / unsupported with the fix.")
-    p.add_argument("model", type=Path, help="TorchScript, torch.export .pt2 or pickled module")
+    p.add_argument("model", type=Path, help="TorchScript file or pickled nn.Module")
     p.add_argument("--input-shape", type=_shape, required=True, metavar="C,H,W",
                    help="channel-first input shape, e.g. 1,28,28")
     p.add_argument("--target", choices=["akida2", "akida1"], default="akida2")
@@ -246,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert", help="quantize and convert a model to an Akida .fbz",
                        description="Quantize (8-bit for akida2, 4-bit for akida1), convert, map "
                                    "on a virtual device and save a .fbz; prints the stage report.")
-    p.add_argument("model", type=Path, help=".onnx, TorchScript, .pt2 or pickled module")
+    p.add_argument("model", type=Path, help=".onnx, TorchScript file or pickled nn.Module")
     p.add_argument("--samples", type=Path, required=True,
                    help="calibration inputs: a .npy float array, NCHW, preprocessed")
     p.add_argument("--target", choices=["akida2", "akida1"], default="akida2")
