@@ -126,6 +126,14 @@ def cmd_check(args) -> int:
 
 
 def cmd_convert(args) -> int:
+    import tempfile
+
+    # Intermediate ONNX files live only as long as the command.
+    with tempfile.TemporaryDirectory(prefix="akida-workflows-") as tmp:
+        return _convert(args, Path(tmp))
+
+
+def _convert(args, work: Path) -> int:
     import numpy as np
     import onnx
     import torch
@@ -144,7 +152,6 @@ def cmd_convert(args) -> int:
     samples = load_samples(args.samples)
     report = StageReport(args.model.name)
     report.add(f"input ({kind})", size_bytes=args.model.stat().st_size)
-    work = Path(os.environ.get("TMPDIR", "/tmp"))
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -254,13 +254,18 @@ class _Collector:
         return CompatibilityReport(self.target, device, rows, hw_fraction)
 
 
-def _unfoldable_batchnorms(model) -> dict[str, str]:
+def _fold_quietly(model):
+    """fold_batchnorm without its FoldingWarning: the report lists what stayed."""
     from .folding import fold_batchnorm
 
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fold_batchnorm(model)
+
+
+def _unfoldable_batchnorms(model) -> dict[str, str]:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            folded = fold_batchnorm(model)
+        folded = _fold_quietly(model)
     except AkidaWorkflowError:
         return {}
     return {u.name: u.reason for u in folded.folding_report.unfolded}
@@ -357,17 +362,11 @@ def _check_akida2(model, col: _Collector, samples):
 
 
 def _check_akida1(model, input_shape, col: _Collector, samples):
-    from .folding import FoldingWarning, fold_batchnorm
     from .keras_bridge import convert_keras, quantize_4bit, to_keras, to_nhwc
 
-    work = model
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        work = fold_batchnorm(model)
-    for w in caught:
-        if issubclass(w.category, FoldingWarning):
-            for entry in work.folding_report.unfolded:
-                col.add(entry.name, "conversion", f"BatchNorm cannot be folded: {entry.reason}")
+    work = _fold_quietly(model)
+    for entry in work.folding_report.unfolded:
+        col.add(entry.name, "conversion", f"BatchNorm cannot be folded: {entry.reason}")
     if work.folding_report.unfolded:
         return None
     try:

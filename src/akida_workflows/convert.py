@@ -152,15 +152,30 @@ def onnx_input_shape(onnx_model) -> tuple[int | None, ...]:
     return tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
 
 
-def _check_samples(samples, shape: tuple[int | None, ...]) -> np.ndarray:
+def _check_sample_dtype(samples, how: str) -> np.ndarray:
+    """Calibration samples as an array, refused unless float (``how`` says how to get it)."""
     x = np.asarray(samples)
     if x.dtype == np.uint8:
         raise IncompatibleModelError(
-            "calibration samples are uint8; give the float input the model was trained on "
-            "(e.g. akida_workflows.datasets.preprocess(images))"
+            f"calibration samples are uint8; give the float input the model was trained on "
+            f"({how})"
         )
     if not np.issubdtype(x.dtype, np.floating):
         raise IncompatibleModelError(f"calibration samples must be float, got {x.dtype}")
+    return x
+
+
+def _check_sample_values(x: np.ndarray) -> np.ndarray:
+    """Refuse an empty or non-finite batch; return it as contiguous float32."""
+    if x.shape[0] == 0:
+        raise IncompatibleModelError("no calibration samples given")
+    if not np.isfinite(x).all():
+        raise IncompatibleModelError("calibration samples contain NaN or inf")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _check_samples(samples, shape: tuple[int | None, ...]) -> np.ndarray:
+    x = _check_sample_dtype(samples, "e.g. akida_workflows.datasets.preprocess(images)")
     if x.ndim != len(shape):
         raise IncompatibleModelError(
             f"calibration samples have shape {x.shape}; the model input is {shape} "
@@ -175,11 +190,7 @@ def _check_samples(samples, shape: tuple[int | None, ...]) -> np.ndarray:
             f"calibration samples have per-item shape {tuple(x.shape[1:])}, "
             f"the model expects {expected} (NCHW).{hint}"
         )
-    if x.shape[0] == 0:
-        raise IncompatibleModelError("no calibration samples given")
-    if not np.isfinite(x).all():
-        raise IncompatibleModelError("calibration samples contain NaN or inf")
-    return np.ascontiguousarray(x, dtype=np.float32)
+    return _check_sample_values(x)
 
 
 def unquantized_nodes(quantized) -> list[tuple[str, str]]:

@@ -331,9 +331,18 @@ def default_data_dir() -> Path:
     return Path(cache) / "akida-workflows"
 
 
-def _load_idx_dir(root: Path, files: dict[str, tuple[str, str]]):
-    paths = {key: _find_idx(root, stem) for key, (stem, _) in files.items()}
-    return paths
+def _idx_paths(root: Path, files: dict[str, tuple[str, str]]) -> dict[str, Path | None]:
+    return {key: _find_idx(root, stem) for key, (stem, _) in files.items()}
+
+
+def _full_dataset(name, label, paths, classes, source, where) -> Dataset:
+    x_train, y_train = _read_split(paths["train_images"], paths["train_labels"])
+    x_test, y_test = _read_split(paths["test_images"], paths["test_labels"])
+    return Dataset(
+        name, x_train, y_train, x_test, y_test, source,
+        f"full {label} ({len(y_train)} train / {len(y_test)} test) {where}",
+        classes,
+    )
 
 
 def _load(
@@ -350,16 +359,10 @@ def _load(
 ) -> Dataset:
     label = "MNIST" if name == "mnist" else "Fashion-MNIST"
     for directory in (root, *extra_roots):
-        paths = _load_idx_dir(directory, files)
+        paths = _idx_paths(directory, files)
         if all(paths.values()):
-            x_train, y_train = _read_split(paths["train_images"], paths["train_labels"])
-            x_test, y_test = _read_split(paths["test_images"], paths["test_labels"])
-            return Dataset(
-                name, x_train, y_train, x_test, y_test, "idx-cache",
-                f"full {label} ({len(y_train)} train / {len(y_test)} test) "
-                f"read from IDX files in {directory}",
-                classes,
-            )
+            return _full_dataset(name, label, paths, classes, "idx-cache",
+                                 f"read from IDX files in {directory}")
 
     offline = _offline_requested(download)
     why = "offline mode (download=False or AKIDA_WORKFLOWS_OFFLINE=1)"
@@ -373,15 +376,8 @@ def _load(
                 raise
             why = f"download failed: {str(exc).splitlines()[-1].strip()}"
         else:
-            paths = _load_idx_dir(root, files)
-            x_train, y_train = _read_split(paths["train_images"], paths["train_labels"])
-            x_test, y_test = _read_split(paths["test_images"], paths["test_labels"])
-            return Dataset(
-                name, x_train, y_train, x_test, y_test, "download",
-                f"full {label} ({len(y_train)} train / {len(y_test)} test) "
-                f"downloaded into {root}",
-                classes,
-            )
+            return _full_dataset(name, label, _idx_paths(root, files), classes, "download",
+                                 f"downloaded into {root}")
 
     if not offline_fallback:
         raise DatasetError(

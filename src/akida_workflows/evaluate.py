@@ -360,9 +360,12 @@ class StageReport:
             })
         return out
 
+    #: Columns of the table (a ``status`` column is added when a stage failed).
+    COLUMNS = ("stage", "accuracy", "size", "compression", "build time", "eval time",
+               "on hardware")
+
     def _columns(self) -> list[str]:
-        cols = ["stage", "accuracy", "size", "compression", "build time", "eval time",
-                "on hardware"]
+        cols = list(self.COLUMNS)
         if any(r.status != "ok" for r in self.rows):
             cols.append("status")
         return cols
@@ -433,36 +436,13 @@ class Table:
         return _html_table(self.records, self.columns, self.title)
 
 
-class _Comparison:
-    def __init__(self, reports):
-        self.reports = list(reports)
-
-    def records(self):
-        out = []
-        for rep in self.reports:
-            for rec in rep.records():
-                out.append({"model": rep.title, **rec})
-        return out
-
-    def _columns(self):
-        cols = ["model", "stage", "accuracy", "size", "compression", "build time",
-                "eval time", "on hardware"]
-        if any(r.status != "ok" for rep in self.reports for r in rep.rows):
-            cols.append("status")
-        return cols
-
-    def __str__(self):
-        return _text_table(self.records(), self._columns())
-
-    __repr__ = __str__
-
-    def _repr_html_(self):
-        return _html_table(self.records(), self._columns())
-
-
 def compare_reports(*reports: StageReport):
     """Several :class:`StageReport` in one table (a ``model`` column first).
 
-    Returns an object that prints as text and renders as HTML in notebooks.
+    Returns a :class:`Table`: it prints as text and renders as HTML in notebooks.
     """
-    return _Comparison(reports)
+    records = [{"model": rep.title, **rec} for rep in reports for rec in rep.records()]
+    columns = ["model", *StageReport.COLUMNS]
+    if any(r.status != "ok" for rep in reports for r in rep.rows):
+        columns.append("status")
+    return Table(records, columns)

@@ -363,14 +363,10 @@ def unbounded_relus(keras_model) -> list[str]:
 
 
 def _check_samples(keras_model, samples) -> np.ndarray:
-    x = np.asarray(samples)
+    from .convert import _check_sample_dtype, _check_sample_values
+
+    x = _check_sample_dtype(samples, "akida_workflows.datasets.preprocess, then to_nhwc")
     expected = tuple(keras_model.input_shape[1:])
-    if x.dtype == np.uint8:
-        raise IncompatibleModelError(
-            "calibration samples are uint8; give the float input the model was trained on "
-            "(akida_workflows.datasets.preprocess, then to_nhwc)")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise IncompatibleModelError(f"calibration samples must be float, got {x.dtype}")
     if x.ndim != 4 or tuple(x.shape[1:]) != expected:
         hint = ""
         if x.ndim == 4 and (x.shape[2], x.shape[3], x.shape[1]) == expected:
@@ -378,11 +374,7 @@ def _check_samples(keras_model, samples) -> np.ndarray:
         raise IncompatibleModelError(
             f"calibration samples have shape {x.shape}; the Keras model takes "
             f"(N, {', '.join(map(str, expected))}) NHWC.{hint}")
-    if not len(x):
-        raise IncompatibleModelError("no calibration samples given")
-    if not np.isfinite(x).all():
-        raise IncompatibleModelError("calibration samples contain NaN or inf")
-    return np.ascontiguousarray(x, dtype=np.float32)
+    return _check_sample_values(x)
 
 
 def _version(akida_version: str):
