@@ -546,6 +546,8 @@ def _build_finished(app, exception):
         return
     out = Path(app.outdir)
     for key, path in _sources(app.env).items():
+        if not Path(path).is_file():  # gone since an earlier build read it
+            continue
         target = out / RESULTS_URL / f"{key}.json"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
