@@ -292,7 +292,7 @@ assert ready_on_akida >= min_accuracy
 # Key numbers for the site's landing page (a no-op outside the site build).
 from akida_workflows._site import record
 
-record("plot_0_mnist_pytorch_to_akida", data, [
+_ = record("plot_0_mnist_pytorch_to_akida", data, [
     {"model": "BrainChip's CNN (their PyTorch example)",
      "float": results["float (PyTorch)"].accuracy, "akida2_8bit": brainchip_on_akida,
      "mappings": [brainchip_map]},

@@ -152,7 +152,7 @@ assert accuracy["v1"] >= float_accuracy - 0.01
 # Key numbers for the site's landing page (a no-op outside the site build).
 from akida_workflows._site import record
 
-record("plot_4_akida_targets", data, [
+_ = record("plot_4_akida_targets", data, [
     {"model": "Two-target CNN (targets example)", "float": float_accuracy,
      "akida2_8bit": accuracy["v2"], "akida1_4bit": accuracy["v1"],
      "mappings": [summaries["Akida 2.0 8-bit on SixNodesIPv2"].mapping,

@@ -340,8 +340,16 @@ def check_landing(html_dir: Path) -> list[str]:
     return problems
 
 
-def check_notebooks(html_dir: Path) -> list[str]:
-    """Every downloadable notebook starts with the markdown cell that says how to install."""
+def _cells(cells) -> list[tuple[str, str]]:
+    return [(c.get("cell_type", ""), "".join(c.get("source", [])).strip()) for c in cells]
+
+
+def check_notebooks(html_dir: Path, compare: bool = False) -> list[str]:
+    """Every downloadable notebook starts with the markdown cell that says how to install.
+
+    With ``compare``, each must also equal what ``tools/notebooks.py`` builds (the
+    notebooks nbval tests are the ones the site offers).
+    """
     problems = []
     for path in sorted(html_dir.glob("_downloads/**/plot_*.ipynb")):
         cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
@@ -349,6 +357,16 @@ def check_notebooks(html_dir: Path) -> list[str]:
         source = "".join(first.get("source", []))
         if first.get("cell_type") != "markdown" or "pip install -r" not in source:
             problems.append(f"{path.name}: does not start with the install cell")
+        src = ROOT / "examples" / f"{path.stem}.py"
+        if compare and src.is_file():
+            sys.path.insert(0, str(ROOT / "tools"))
+            try:
+                import notebooks
+            finally:
+                sys.path.pop(0)
+            if _cells(cells) != _cells(notebooks.to_notebook(src).cells):
+                problems.append(f"{path.name}: differs from what tools/notebooks.py builds "
+                                "(the notebooks nbval runs)")
     return problems
 
 
@@ -390,7 +408,7 @@ def check_site(html_dir: Path, junit: Path | None = None, *,
     problems += check_paths(html_dir)
     problems += check_sourced(html_dir)
     problems += check_landing(html_dir)
-    problems += check_notebooks(html_dir)
+    problems += check_notebooks(html_dir, compare=True)
     problems += check_downloads(html_dir, require_downloads)
     return problems
 

@@ -451,13 +451,13 @@ def pipeline_svg() -> str:
         ("8-bit route (BrainChip's)", 40, "akida-lane-v2",
          ["ONNX", "QuantizeML 8-bit", "CNN2SNN", "Akida 2.0 IP"],
          ["export_onnx", "quantize_onnx", "to_akida", "map_report"],
-         ["float graph, checked", "weights + activations", "refuses truncation",
-          "SixNodesIPv2 …"]),
+         ["float graph, checked", "weights + activations", "akida.Model, NCHW input",
+          "which layer runs where"]),
         ("4-bit route (added here)", 150, "akida-lane-v1",
          ["tf-keras", "QuantizeML 4-bit", "CNN2SNN v1", "Akida 1.0 chips"],
          ["to_keras", "quantize_4bit", "convert_keras", "map_report"],
-         ["same outputs as PyTorch", "+ fine_tune (QAT)", "AKD1000 / AKD1500",
-          "AKD1000 …"]),
+         ["same outputs as PyTorch", "+ fine_tune (QAT)", "akida.Model, NHWC input",
+          "AKD1000 / AKD1500"]),
     ]
     parts = [
         f'<svg class="akida-pipeline" viewBox="0 0 {w} 230" role="img" '
