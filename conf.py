@@ -57,7 +57,9 @@ html_theme_options = {
     "footer_end": ["sphinx-version"],
     "secondary_sidebar_items": ["page-toc", "sourcelink"],
 }
-html_sidebars = {"index": [], "getting_started": [], "guide": [], "results": []}
+# No left sidebar on the landing, narrative and example pages: figures get the width.
+html_sidebars = {"index": [], "getting_started": [], "guide": [], "results": [],
+                 "auto_examples/*": []}
 
 # akida_site (docs/_ext/akida_site.py): the Results page renders docs/results/*.json, the
 # landing page the key numbers the examples write while they run, and the site offers the

@@ -12,8 +12,6 @@ stays in software and why, and derives an Akida-ready variant whose every
 layer runs on the chip.
 """
 
-# sphinx_gallery_thumbnail_number = 2
-
 # %%
 # Load the data
 # -------------
@@ -266,6 +264,7 @@ from akida_workflows.plots import mapping_figure
 mapping_figure({"BrainChip's CNN": brainchip_map, "Akida-ready CNN": ready_map},
                title="The same pipeline, two models, on a virtual Akida 2.0 device")
 plt.show()
+# sphinx_gallery_thumbnail_number = 2
 
 # %%
 # These checks guard the example: if a

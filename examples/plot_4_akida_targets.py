@@ -132,9 +132,9 @@ print(f"float: {100 * float_accuracy:.2f} % on {data.source}")
 Table(rows, title="The same CNN on two Akida targets")
 
 # %%
-# Where each layer runs, device by device: the same five compute layers take
-# different neural processors (more CNPs on the AKD1000, whose NPs hold fewer
-# weights each), and all of them run on the chip.
+# Where each layer runs, device by device: the same five compute layers take a
+# different number of neural processors on each device, and all of them run on
+# the chip.
 import matplotlib.pyplot as plt
 
 from akida_workflows.plots import mapping_figure

@@ -49,8 +49,8 @@ LOCK_NAME = "akida-workflows-lock.txt"
 SITE_URL = ""
 #: Column names whose fractions are shown as percentages.
 PERCENT_WORDS = ("accuracy", "fraction", "share", "in hardware", "on hardware")
-HEADLINE_COLUMNS = ["model", "float (PyTorch)", "Akida 2.0, 8-bit", "Akida 1.0, 4-bit",
-                    "compute layers on the chip", "example"]
+HEADLINE_COLUMNS = ["model (example)", "float (PyTorch)", "Akida 2.0, 8-bit",
+                    "Akida 1.0, 4-bit", "compute layers on the chip"]
 MISSING = "—"
 
 
@@ -118,7 +118,7 @@ def _mapping_text(mappings: list[dict]) -> str:
 
 
 def headline_table(records: list[dict]) -> list[list[str]]:
-    """Formatted headline rows (without the example link) of the examples' records."""
+    """Formatted headline rows of the examples' records (the model cell links its example)."""
     rows = []
     for record in records:
         for row in record["rows"]:
@@ -152,7 +152,8 @@ def read_benchmark(path: Path) -> dict:
 # --- Nodes ------------------------------------------------------------------------------------
 
 def _table(columns: list[str], rows: list[list], classes: list[str]) -> nodes.table:
-    table = nodes.table(classes=["table", *classes])
+    # Cells show the file's text exactly: no typographic quotes (checked against the file).
+    table = nodes.table(classes=["table", *classes], support_smartquotes=False)
     group = nodes.tgroup(cols=len(columns))
     table += group
     for _ in columns:
@@ -225,24 +226,25 @@ class ResultDirective(Directive):
         table = _table(columns, rows, ["akida-sourced", f"akida-src-results-{name}"])
         out = [table]
 
+        if record.get("data"):
+            out.append(nodes.paragraph(text=f"Data: {record['data']}",
+                                       classes=["akida-from-file"], support_smartquotes=False))
+        if record.get("notes"):
+            out.append(nodes.paragraph(text=record["notes"], classes=["akida-from-file"],
+                                       support_smartquotes=False))
         machine = record.get("machine", {})
         prov = nodes.paragraph(classes=["akida-provenance", "akida-from-file"])
         prov += nodes.Text(f"Measured {_date(record['date'])} by ")
         prov += nodes.literal(text=record.get("command") or f"python {script}")
         prov += nodes.Text(
             f" on {machine.get('machine', '?')} with {machine.get('cpus', '?')} CPUs, "
-            f"Python {machine.get('python', '?')} ({machine.get('platform', '?')}). ")
-        prov += _link(f"{name}.json", f"{_prefix(env.docname)}{RESULTS_URL}/{name}.json")
-        out.append(prov)
-        if record.get("data"):
-            out.append(nodes.paragraph(text=f"Data: {record['data']}",
-                                       classes=["akida-from-file"]))
-        if record.get("notes"):
-            out.append(nodes.paragraph(text=record["notes"], classes=["akida-from-file"]))
+            f"Python {machine.get('python', '?')} ({machine.get('platform', '?')}); ")
         versions = ", ".join(f"{k} {v}" for k, v in record.get("versions", {}).items())
         if versions:
-            out.append(nodes.paragraph(text=f"Versions: {versions}.",
-                                       classes=["akida-versions", "akida-from-file"]))
+            prov += nodes.Text(f"{versions}. ")
+        prov += nodes.Text("The file: ")
+        prov += _link(f"{name}.json", f"{_prefix(env.docname)}{RESULTS_URL}/{name}.json")
+        out.append(prov)
         return out
 
 
@@ -278,18 +280,17 @@ class HeadlineDirective(Directive):
             if not records:
                 return [para]
         rows = []
-        formatted = headline_table([r for _, r in records])
-        i = 0
+        formatted = iter(headline_table([r for _, r in records]))
         for stem, record in records:
             for _ in record["rows"]:
+                cells = next(formatted)
                 ref = addnodes.pending_xref(
-                    "", refdomain="std", reftype="ref", refexplicit=False,
+                    "", refdomain="std", reftype="ref", refexplicit=True,
                     reftarget=f"sphx_glr_auto_examples_{stem}.py", refwarn=True)
-                ref += nodes.inline(text=stem)
+                ref += nodes.inline(text=cells[0])
                 para = nodes.paragraph()
                 para += ref
-                rows.append([*formatted[i], para])
-                i += 1
+                rows.append([para, *cells[1:]])
         classes = ["akida-sourced", "akida-headline",
                    *(f"akida-src-examples-{stem}" for stem, _ in records)]
         out = [_table(HEADLINE_COLUMNS, rows, classes)]
@@ -298,8 +299,7 @@ class HeadlineDirective(Directive):
         note = nodes.paragraph(classes=["akida-provenance", "akida-from-file"])
         note += nodes.Text(
             "Test accuracy on " + "; ".join(data) + f". Measured when this site was built "
-            f"({_date(dates[-1])}) by the examples linked in the last column; "
-            "their files: ")
+            f"({_date(dates[-1])}) by the examples each model links to; their files: ")
         for j, (stem, _) in enumerate(records):
             if j:
                 note += nodes.Text(", ")
