@@ -87,6 +87,18 @@ def _same_pads_nothing(kernel, stride, size) -> bool:
     return True
 
 
+def _functional_pools():
+    from torch import nn
+
+    return {
+        "max_pool2d": (nn.MaxPool2d, ("kernel_size", "stride", "padding", "dilation",
+                                      "ceil_mode")),
+        "avg_pool2d": (nn.AvgPool2d, ("kernel_size", "stride", "padding", "ceil_mode",
+                                      "count_include_pad", "divisor_override")),
+        "adaptive_avg_pool2d": (nn.AdaptiveAvgPool2d, ("output_size",)),
+    }
+
+
 def _sequence(model):
     """(name, module or function tag) for each op of a chain-shaped model."""
     import torch
@@ -109,6 +121,7 @@ def _sequence(model):
             "to_keras supports nn.Sequential and traceable chain-shaped modules"
         ) from exc
     modules = dict(gm.named_modules())
+    _FUNCTIONAL_POOLS = _functional_pools()
     out, prev = [], None
     for node in gm.graph.nodes:
         if node.op == "placeholder":
@@ -134,6 +147,17 @@ def _sequence(model):
                 out.append((node.name, nn.ReLU()))
             elif fname in ("relu6",):
                 out.append((node.name, nn.ReLU6()))
+            elif fname in ("softmax", "log_softmax"):
+                dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+                out.append((node.name, (nn.Softmax if fname == "softmax" else nn.LogSoftmax)(
+                    dim=dim)))
+            elif fname in ("sigmoid",):
+                out.append((node.name, nn.Sigmoid()))
+            elif fname in _FUNCTIONAL_POOLS:
+                module, params = _FUNCTIONAL_POOLS[fname]
+                values = dict(zip(params, node.args[1:]))
+                values.update({k: v for k, v in node.kwargs.items() if k in params})
+                out.append((node.name, module(**values)))
             elif fname in ("clamp", "clip", "clamp_", "hardtanh"):
                 low = node.args[1] if len(node.args) > 1 else node.kwargs.get(
                     "min", node.kwargs.get("min_val", -1.0 if fname == "hardtanh" else None))
@@ -197,11 +221,58 @@ def to_keras(torch_model, input_shape):
     x = inputs
     state = ("chw", c, h, w)  # ("chw", C, H, W) or ("flat", features, hwc_perm or None)
     last_conv_padding = "valid"
+    # Since the last conv: was its output max-pooled, and by which activation (max value)?
+    block = {"pooled": None, "act": False}
+
+    def unpool_before_dense(x, c):
+        # Akida cannot end a hardware sequence (the layers before a Dense) with a pooled
+        # conv; an identity 1x1 conv + the same activation after the pool is exact in float.
+        if block["pooled"] is None:
+            return x
+        pool_name = block["pooled"]
+        layer = layers.Conv2D(c, 1, name=_layer_name(pool_name, "unpool"))
+        x = layer(x)
+        assignments.append((layer, [np.eye(c, dtype=np.float32)[None, None],
+                                    np.zeros(c, np.float32)]))
+        if block["act"] is not False:
+            x = layers.ReLU(block["act"], name=_layer_name(pool_name, "unpool_relu"))(x)
+        rewrites.append(
+            f"{pool_name} (MaxPool2d): an identity 1x1 convolution (+ the same activation) "
+            "inserted after it, because Akida cannot end a hardware sequence with a pooled "
+            "convolution (the last one before a Dense); exact in float, one more layer")
+        block.update(pooled=None, act=False)
+        return x
     assignments = []  # (keras layer, [weights]) set after the model is built
 
-    for name, m in _sequence(torch_model):
+    rewrites = []  # exact rewrites made on the way, for reports
+    sequence = _sequence(torch_model)
+    consumed = set()
+    for index, (name, m) in enumerate(sequence):
         label = f"{name} ({type(m).__name__})"
-        if isinstance(m, (nn.Dropout, nn.Identity)):
+        if index in consumed or isinstance(m, (nn.Dropout, nn.Identity)):
+            continue
+        linear_at = _linear_after_pool(sequence, index)
+        if linear_at is not None and state[0] == "chw":
+            # Average pooling → (Flatten) → Linear is one linear map: a Dense on the
+            # unpooled map computes it exactly (Akida 1.0 has no average-pooling layer).
+            _, c, h, w = state
+            x = unpool_before_dense(x, c)
+            lin_name, lin = sequence[linear_at]
+            weight = _pooled_linear_weight(m, lin, (c, h, w), name, lin_name)
+            x = layers.Flatten(name=_layer_name(name, "flatten"))(x)
+            hh, ww, cc = np.meshgrid(np.arange(h), np.arange(w), np.arange(c), indexing="ij")
+            weight = weight.T[(cc * h * w + hh * w + ww).ravel()]
+            bias = (lin.bias.detach().cpu().numpy() if lin.bias is not None
+                    else np.zeros(lin.out_features, np.float32))
+            layer = layers.Dense(lin.out_features, name=_layer_name(lin_name, "dense"))
+            x = layer(x)
+            assignments.append((layer, [weight, bias]))
+            state = ("flat", lin.out_features, None)
+            consumed.update(range(index + 1, linear_at + 1))
+            rewrites.append(
+                f"{name} ({type(m).__name__}) + {lin_name} (Linear): average pooling folded into "
+                f"one Dense on the {h}x{w}x{c} map (weights divided by the pool area and tiled "
+                "over positions; exact)")
             continue
         if isinstance(m, nn.Conv2d):
             if state[0] != "chw":
@@ -236,6 +307,7 @@ def to_keras(torch_model, input_shape):
             x = layer(x)
             assignments.append((layer, kweights))
             last_conv_padding = padding
+            block.update(pooled=None, act=False)
             _, oh, ow, oc = x.shape
             state = ("chw", oc, oh, ow)
         elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
@@ -257,6 +329,7 @@ def to_keras(torch_model, input_shape):
                     padding = last_conv_padding
                 x = layers.MaxPool2D(kernel, stride, padding=padding,
                                      name=_layer_name(name, "maxpool"))(x)
+                block["pooled"] = name
             else:
                 if _pair(m.padding) != (0, 0):
                     raise IncompatibleModelError(
@@ -280,6 +353,7 @@ def to_keras(torch_model, input_shape):
                 raise IncompatibleModelError(f"{label}: only Flatten(start_dim=1) is supported",
                                              nodes=[name])
             _, c, h, w = state
+            x = unpool_before_dense(x, c)
             x = layers.Flatten(name=_layer_name(name, "flatten"))(x)
             # Keras flattens (h, w, c); PyTorch flattens (c, h, w).
             hh, ww, cc = np.meshgrid(np.arange(h), np.arange(w), np.arange(c), indexing="ij")
@@ -292,6 +366,7 @@ def to_keras(torch_model, input_shape):
                     raise IncompatibleModelError(
                         f"{label} on a {c}x{h}x{w} feature map: add a Flatten before it",
                         nodes=[name])
+                x = unpool_before_dense(x, c)
                 x = layers.Flatten(name=_layer_name(name, "flatten"))(x)
                 state = ("flat", c, None)
             features, perm = state[1], state[2]
@@ -307,12 +382,26 @@ def to_keras(torch_model, input_shape):
             x = layer(x)
             assignments.append((layer, [weight, bias]))
             state = ("flat", m.out_features, None)
+        elif isinstance(m, (nn.Softmax, nn.LogSoftmax, nn.Sigmoid)):
+            rest = [r for _, r in sequence[index + 1:] if not isinstance(r, (nn.Dropout, nn.Identity))]
+            dim = getattr(m, "dim", 1)
+            if rest or state[0] != "flat" or dim not in (1, -1, None):
+                raise IncompatibleModelError(
+                    f"{label}: Akida has no {type(m).__name__}; it is accepted only as the model's "
+                    "last op on the (N, classes) output, where it runs on the host after the Akida "
+                    "model (which returns the logits: same argmax). Use ReLU6 inside the network.",
+                    nodes=[name])
+            kind = {nn.Softmax: "softmax", nn.LogSoftmax: "log_softmax", nn.Sigmoid: "sigmoid"}
+            x = layers.Activation(kind[type(m)], name=_layer_name(name, kind[type(m)]))(x)
         elif isinstance(m, nn.ReLU):
             x = layers.ReLU(name=_layer_name(name, "relu"))(x)
+            block["act"] = None
         elif isinstance(m, nn.ReLU6):
             x = layers.ReLU(6.0, name=_layer_name(name, "relu6"))(x)
+            block["act"] = 6.0
         elif isinstance(m, nn.Hardtanh) and m.min_val == 0.0 and m.max_val > 0:
             x = layers.ReLU(float(m.max_val), name=_layer_name(name, "clamp"))(x)
+            block["act"] = float(m.max_val)
         else:
             hint = ""
             if isinstance(m, (nn.LSTM, nn.GRU, nn.RNN)):
@@ -325,6 +414,7 @@ def to_keras(torch_model, input_shape):
     keras_model = keras.Model(inputs, x, name=type(torch_model).__name__.lower())
     for layer, kweights in assignments:
         layer.set_weights([np.asarray(a, dtype=np.float32) for a in kweights])
+    keras_model.rewrites = tuple(rewrites)
     with torch.no_grad():
         probe = torch.zeros(1, *shape)
         if tuple(torch_model(probe).shape[1:]) != tuple(keras_model.output_shape[1:]):
@@ -332,6 +422,47 @@ def to_keras(torch_model, input_shape):
                 f"the Keras model's output {keras_model.output_shape[1:]} does not match "
                 f"the PyTorch model's {tuple(torch_model(probe).shape[1:])}")
     return keras_model
+
+
+def _linear_after_pool(sequence, index):
+    """Index of the Linear that an average pooling at ``index`` feeds, through
+    Flatten/Dropout/Identity only; None otherwise."""
+    from torch import nn
+
+    if not isinstance(sequence[index][1], (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
+        return None
+    for j in range(index + 1, len(sequence)):
+        m = sequence[j][1]
+        if isinstance(m, nn.Linear):
+            return j
+        if isinstance(m, (nn.Dropout, nn.Identity)):
+            continue
+        if isinstance(m, nn.Flatten) and m.start_dim == 1 and m.end_dim == -1:
+            continue
+        return None
+    return None
+
+
+def _pooled_linear_weight(pool, linear, chw, pool_name, linear_name) -> np.ndarray:
+    """Weight ``(out, C*H*W)`` (PyTorch flatten order) of ``linear(flatten(pool(x)))``.
+
+    Pooling is linear, so the composite's weight is the adjoint of the pooling
+    applied to each row of the Linear's weight: the gradient of
+    ``<W_o, flatten(pool(x))>`` with respect to ``x``. For pooling over the whole
+    map this is ``W / (H*W)`` tiled over positions.
+    """
+    import torch
+
+    out = linear.out_features
+    with torch.enable_grad():
+        x = torch.zeros(out, *chw, requires_grad=True)
+        y = torch.flatten(pool(x), 1)
+        if y.shape[1] != linear.in_features:
+            raise IncompatibleModelError(
+                f"{linear_name} (Linear) expects {linear.in_features} features, gets "
+                f"{y.shape[1]} from {pool_name} ({type(pool).__name__})", nodes=[linear_name])
+        (y * linear.weight.detach().to(y.dtype)).sum().backward()
+    return x.grad.reshape(out, -1).numpy()
 
 
 def to_nhwc(x) -> np.ndarray:
@@ -520,8 +651,117 @@ def fine_tune(quantized_model, x, y, epochs: int = 3, lr: float = 1e-4, batch_si
     return [float(v) for v in history.history["loss"]]
 
 
-def convert_keras(quantized_model, akida_version: str | None = None):
+#: Keras layer types that carry weights or merge tensors: what an Akida layer must compute.
+_COMPUTE_TYPES = frozenset({
+    "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense", "Conv2DTranspose",
+    "DepthwiseConv2DTranspose", "Add", "Concatenate",
+})
+#: Keras layers that may stay on the host after the last Akida layer: argmax is unchanged.
+_HEAD_TYPES = frozenset({"Softmax", "Dequantizer"})
+_HEAD_ACTIVATIONS = frozenset({"softmax", "log_softmax", "sigmoid"})
+#: Akida layer types that compute nothing.
+_AKIDA_NON_COMPUTE = frozenset({"InputData", "Quantizer", "Dequantizer"})
+
+#: CNN2SNN refusals of the Keras path: (pattern, fix). ``{0}``, ``{1}`` are the pattern's groups.
+_CNN2SNN_FIXES = (
+    (r"The layer (\S*global_average_pooling\S*|gap_\S+) followed by (\S+) is not valid",
+     "Akida 1.0 cannot run global average pooling after an activation (CNN2SNN v1: 'gap "
+     "followed by dense is not valid'). Fix: end the network with average pooling → "
+     "(Flatten) → Linear, which to_keras converts exactly into one Dense on the unpooled "
+     "map; or pool before the activation (Conv2d → AdaptiveAvgPool2d(1) → ReLU6)."),
+    (r"The layer (\S+) followed by (\S+) is not valid",
+     "on Akida 1.0 every layer that feeds another must end with a bounded ReLU (its output "
+     "quantizer): put nn.ReLU6() (or a clamp) after {0}, retrain or fine-tune, convert again."),
+    (r"(\S+): in AkidaVersion.v1, output_quantizer is mandatory",
+     "Akida 1.0 cannot end with an activation after the last layer: remove {0} (the final "
+     "ReLU/clamp) from the model and train on the logits."),
+    (r"Pooling layer (\S+) \(padding: (\w+)\) must have the same padding as (\S+)",
+     "Akida pools with the padding of the convolution before it: give the MaxPool2d "
+     "padding matching {2} (or use a pool whose window tiles the map exactly)."),
+)
+
+
+def _explain_cnn2snn(message: str) -> tuple[str, list[str]]:
+    """The fix for a CNN2SNN refusal and the Keras layers it names."""
+    for pattern, fix in _CNN2SNN_FIXES:
+        match = re.search(pattern, message)
+        if match:
+            return fix.format(*match.groups()), [g for g in match.groups()
+                                                 if g and g not in ("valid", "same")][:1]
+    return "", sorted(set(re.findall(r"\(([A-Za-z_][\w]*)\)", message)))[:1]
+
+
+def _skipped_layers(message: str) -> list[tuple[str, str]]:
+    """(name, type) of the layers listed in CNN2SNN's "Conversion stops" warning."""
+    return [(name, kind) for name, kind in re.findall(r"^(\S+) \((\w+)\)$", message, flags=re.M)
+            if (name, kind) != ("Layer", "type")]
+
+
+def _dropped_fix(layer_type: str) -> str:
+    if layer_type == "AveragePooling2D":
+        return ("Akida has no average-pooling layer. Average pooling followed (through "
+                "Flatten) by a Linear is converted exactly by to_keras into one Dense; "
+                "elsewhere use nn.MaxPool2d or a stride-2 convolution.")
+    return (f"QuantizeML has no quantized form of {layer_type} at this place, so it left it in "
+            "float and CNN2SNN dropped it and everything after it. Replace it with a "
+            "supported layer (Conv2d, depthwise-separable block, Linear, ReLU6, MaxPool2d).")
+
+
+def _check_complete(quantized_model, akida_model, stop_message: str, akida_version: str,
+                    allow_partial: bool) -> None:
+    """Refuse (or, with ``allow_partial``, warn about) an Akida model shorter than the
+    quantized Keras model: fewer compute layers or another output shape."""
+    akida_names = {layer.name for layer in akida_model.layers}
+    compute = [layer for layer in quantized_model.layers
+               if type(layer).__name__.replace("Quantized", "") in _COMPUTE_TYPES]
+    dropped = [layer for layer in compute if layer.name not in akida_names]
+    n_akida = sum(str(layer.parameters.layer_type).split(".")[-1] not in _AKIDA_NON_COMPUTE
+                  for layer in akida_model.layers)
+    def is_head(name, kind):
+        if kind in _HEAD_TYPES:
+            return True
+        if kind == "Activation":
+            layer = next((lay for lay in quantized_model.layers if lay.name == name), None)
+            return layer is not None and layer.get_config().get("activation") in _HEAD_ACTIVATIONS
+        return False
+
+    tail = [(name, kind) for name, kind in _skipped_layers(stop_message)
+            if not is_head(name, kind)]
+    keras_shape = tuple(int(d) for d in quantized_model.output_shape[1:])
+    akida_shape = tuple(int(d) for d in akida_model.output_shape)
+    same_shape = (int(np.prod(keras_shape)) == int(np.prod(akida_shape))
+                  and keras_shape[-1:] == akida_shape[-1:])
+    if not dropped and n_akida >= len(compute) and same_shape and not tail:
+        return
+    if tail:
+        first, kind = tail[0]
+    elif dropped:
+        first, kind = dropped[0].name, type(dropped[0]).__name__
+    else:  # pragma: no cover - defensive: shapes differ without a named cause
+        first, kind = quantized_model.layers[-1].name, type(quantized_model.layers[-1]).__name__
+    why = "CNN2SNN returned a shorter model"
+    if stop_message:
+        why = "CNN2SNN: " + " ".join(stop_message.split(".")[0].split())
+    summary = (f"the Akida {akida_version} model is incomplete: {n_akida} of {len(compute)} "
+               f"compute layers converted, output {list(akida_shape)} instead of "
+               f"{list(keras_shape)}. It stops before {first} ({kind}) ({why}).")
+    if allow_partial:
+        warnings.warn(f"partial Akida model: {summary} The layers from {first} on must run on "
+                      "the host.", stacklevel=3)
+        return
+    raise IncompatibleModelError(
+        f"{summary} {_dropped_fix(kind.replace('Quantized', ''))} Or pass allow_partial=True "
+        "to accept a model that ends there.", nodes=[first])
+
+
+def convert_keras(quantized_model, akida_version: str | None = None, *,
+                  allow_partial: bool = False):
     """Convert a QuantizeML Keras model to Akida with ``cnn2snn.convert``.
+
+    CNN2SNN stops, with only a warning, at the first layer QuantizeML left in
+    float (an ``AveragePooling2D`` head, for instance) and returns the layers
+    before it. Here that is an error naming the first dropped layer and the fix,
+    unless ``allow_partial=True``.
 
     Parameters
     ----------
@@ -529,6 +769,11 @@ def convert_keras(quantized_model, akida_version: str | None = None):
         From :func:`quantize_4bit` (or :func:`fine_tune`).
     akida_version : {"v1", "v2"}, optional
         Defaults to the version the model was quantized for.
+    allow_partial : bool, default False
+        Accept an Akida model that computes only the first part of the network
+        (a warning names where it stops; the rest must run on the host). A final
+        Softmax is never counted as dropped: Akida returns the logits, whose
+        argmax is the same.
 
     Returns
     -------
@@ -538,7 +783,9 @@ def convert_keras(quantized_model, akida_version: str | None = None):
     Raises
     ------
     IncompatibleModelError
-        CNN2SNN refuses the model (its message names the layer).
+        CNN2SNN refuses the model (the layer is named, with the fix), or the
+        converted model is shorter than the Keras model (fewer compute layers,
+        another output shape) while ``allow_partial`` is False.
     """
     import_toolchain()
     from cnn2snn import convert, set_akida_version
@@ -548,8 +795,20 @@ def convert_keras(quantized_model, akida_version: str | None = None):
         raise IncompatibleModelError(
             "say which Akida version to convert for (akida_version='v1' or 'v2')")
     version = _version(akida_version)
-    try:
-        with set_akida_version(version):
-            return convert(quantized_model)
-    except Exception as exc:
-        raise IncompatibleModelError(f"cnn2snn.convert failed for Akida {akida_version}: {exc}") from exc
+    with set_akida_version(version), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            akida_model = convert(quantized_model)
+        except Exception as exc:
+            fix, names = _explain_cnn2snn(str(exc))
+            raise IncompatibleModelError(
+                f"cnn2snn.convert failed for Akida {akida_version}: {exc}"
+                + (f" Fix: {fix}" if fix else ""), nodes=names) from exc
+    stop = ""
+    for w in caught:
+        if "Conversion stops" in str(w.message):
+            stop = stop or str(w.message)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    _check_complete(quantized_model, akida_model, stop, akida_version, allow_partial)
+    return akida_model
