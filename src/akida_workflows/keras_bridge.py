@@ -23,6 +23,7 @@ import contextlib
 import io
 import re
 import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -177,8 +178,352 @@ def _sequence(model):
     return out
 
 
+# ------------------------------------------------------------------ layer converters
+
+
+@dataclass
+class _Map:
+    """A channel-first feature map of C channels, H x W."""
+
+    c: int
+    h: int
+    w: int
+
+
+@dataclass
+class _Flat:
+    """A flat vector; ``perm[k]`` is the PyTorch feature index of Keras position k."""
+
+    features: int
+    perm: np.ndarray | None = None
+
+
+@dataclass
+class _Build:
+    """What the converters share while the Keras graph is built."""
+
+    layers: object  # tf_keras.layers
+    sequence: list  # [(name, module)]
+    x: object  # the Keras tensor so far
+    state: _Map | _Flat
+    index: int = 0
+    consumed: set = field(default_factory=set)
+    assignments: list = field(default_factory=list)  # (keras layer, [weights])
+    rewrites: list = field(default_factory=list)
+    last_conv_padding: str = "valid"
+    pooled: str | None = None  # name of a MaxPool2d since the last conv
+    act: float | None | bool = False  # activation since the last conv: max, None=unbounded
+
+    def add(self, layer, weights=None):
+        """Apply a Keras layer to the running tensor; weights are set once the model exists."""
+        self.x = layer(self.x)
+        if weights is not None:
+            self.assignments.append((layer, weights))
+        return self.x
+
+    def following(self):
+        """(index, name, module) of the entries after the current one, Dropout/Identity skipped."""
+        from torch import nn
+
+        return [(i, n, m) for i, (n, m) in enumerate(self.sequence)
+                if i > self.index and not isinstance(m, (nn.Dropout, nn.Identity))]
+
+    def feature_map(self, name, m) -> _Map:
+        if not isinstance(self.state, _Map):
+            raise IncompatibleModelError(
+                f"{name} ({type(m).__name__}) comes after Flatten: Akida feature maps are "
+                "spatial up to the Dense layers", nodes=[name])
+        return self.state
+
+    def spatial_out(self):
+        _, h, w, c = self.x.shape
+        self.state = _Map(int(c), int(h), int(w))
+
+
+#: ``torch.nn`` class name -> converter(name, module, build).
+_CONVERTERS: dict = {}
+
+
+def converter(*types: str):
+    """Register a function as the Keras converter of ``torch.nn`` module types.
+
+    Parameters
+    ----------
+    *types : str
+        Names of ``torch.nn`` classes (``"Conv2d"``); subclasses use the
+        converter of their nearest registered base class.
+
+    Returns
+    -------
+    callable
+        A decorator. The decorated function takes ``(name, module, build)``,
+        adds to ``build`` (a ``_Build``) the Keras layers that compute what the
+        module computes, and updates ``build.state``. Adding a layer type is
+        adding one such function.
+    """
+    def register(function):
+        for t in types:
+            _CONVERTERS[t] = function
+        return function
+
+    return register
+
+
+def _converter_for(m):
+    for cls in type(m).__mro__:
+        if cls.__module__.startswith("torch.nn") and cls.__name__ in _CONVERTERS:
+            return _CONVERTERS[cls.__name__]
+    return None
+
+
+def _bias(m, n) -> np.ndarray:
+    return m.bias.detach().cpu().numpy() if m.bias is not None else np.zeros(n, np.float32)
+
+
+def _torch_to_keras_flatten(c, h, w) -> np.ndarray:
+    """For each position of Keras' (h, w, c) flatten order, the PyTorch (c, h, w) index."""
+    hh, ww, cc = np.meshgrid(np.arange(h), np.arange(w), np.arange(c), indexing="ij")
+    return (cc * h * w + hh * w + ww).ravel()
+
+
+def _unpool_before_dense(name, b: _Build) -> None:
+    """Akida cannot end a hardware sequence (the layers before a Dense) with a pooled
+    conv: an identity 1x1 conv (+ the same activation) after the pool is exact in float."""
+    if b.pooled is None:
+        return
+    c = b.state.c
+    pool_name = b.pooled
+    b.add(b.layers.Conv2D(c, 1, name=_layer_name(pool_name, "unpool")),
+          [np.eye(c, dtype=np.float32)[None, None], np.zeros(c, np.float32)])
+    if b.act is not False:
+        b.add(b.layers.ReLU(b.act, name=_layer_name(pool_name, "unpool_relu")))
+    b.rewrites.append(
+        f"{pool_name} (MaxPool2d): an identity 1x1 convolution (+ the same activation) "
+        "inserted after it, because Akida cannot end a hardware sequence with a pooled "
+        "convolution (the last one before a Dense); exact in float, one more layer")
+    b.pooled, b.act = None, False
+
+
+def _flatten(name, b: _Build) -> None:
+    """Flatten a feature map the way PyTorch does (the Dense after it is permuted)."""
+    s = b.state
+    _unpool_before_dense(name, b)
+    b.add(b.layers.Flatten(name=_layer_name(name, "flatten")))
+    b.state = _Flat(s.c * s.h * s.w, _torch_to_keras_flatten(s.c, s.h, s.w))
+
+
+def _dense(name, weight, bias, b: _Build) -> None:
+    """A Dense from a PyTorch-ordered ``(out, in)`` weight on the current flat state."""
+    if b.state.perm is not None:
+        weight = weight[:, b.state.perm]
+    b.add(b.layers.Dense(weight.shape[0], name=_layer_name(name, "dense")), [weight.T, bias])
+    b.state = _Flat(weight.shape[0])
+
+
+@converter("Dropout", "Identity")
+def _skip(name, m, b: _Build) -> None:
+    """Inference no-ops."""
+
+
+@converter("Conv2d")
+def _conv2d(name, m, b: _Build) -> None:
+    label = f"{name} (Conv2d)"
+    s = b.feature_map(name, m)
+    if m.in_channels != s.c:
+        raise IncompatibleModelError(f"{label} expects {m.in_channels} channels, gets {s.c}",
+                                     nodes=[name])
+    if _pair(m.dilation) != (1, 1) or m.padding_mode != "zeros":
+        raise IncompatibleModelError(
+            f"{label}: dilation and non-zero padding modes are not supported", nodes=[name])
+    kernel, stride = _pair(m.kernel_size), _pair(m.stride)
+    padding = _keras_padding(name, kernel, stride, m.padding, (s.h, s.w))
+    weight = m.weight.detach().cpu().numpy()
+    bias = _bias(m, m.out_channels)
+    if m.groups == 1:
+        b.add(b.layers.Conv2D(m.out_channels, kernel, strides=stride, padding=padding,
+                              name=_layer_name(name, "conv")),
+              [weight.transpose(2, 3, 1, 0), bias])
+    elif m.groups == m.in_channels:
+        mult = m.out_channels // m.in_channels
+        b.add(b.layers.DepthwiseConv2D(kernel, strides=stride, padding=padding,
+                                       depth_multiplier=mult, name=_layer_name(name, "dwconv")),
+              [weight.reshape(m.in_channels, mult, *kernel).transpose(2, 3, 0, 1), bias])
+    else:
+        raise IncompatibleModelError(
+            f"{label}: grouped convolution (groups={m.groups}) is not supported; use "
+            "groups=1 or a depthwise convolution (groups=in_channels)", nodes=[name])
+    b.last_conv_padding = padding
+    b.pooled, b.act = None, False
+    b.spatial_out()
+
+
+@converter("MaxPool2d")
+def _max_pool(name, m, b: _Build) -> None:
+    label = f"{name} (MaxPool2d)"
+    s = b.feature_map(name, m)
+    kernel = _pair(m.kernel_size)
+    stride = _pair(m.stride if m.stride is not None else m.kernel_size)
+    if m.ceil_mode:
+        raise IncompatibleModelError(f"{label}: ceil_mode=True is not supported", nodes=[name])
+    if _pair(m.dilation) != (1, 1):
+        raise IncompatibleModelError(f"{label}: dilation is not supported", nodes=[name])
+    padding = _keras_padding(name, kernel, stride, m.padding, (s.h, s.w), "MaxPool2d")
+    if padding == "valid" and _same_pads_nothing(kernel, stride, (s.h, s.w)):
+        # Identical results; Akida wants the pool padded like its conv.
+        padding = b.last_conv_padding
+    b.add(b.layers.MaxPool2D(kernel, stride, padding=padding, name=_layer_name(name, "maxpool")))
+    b.pooled = name
+    b.spatial_out()
+
+
+def _fold_pool_into_linear(name, m, b: _Build) -> bool:
+    """Average pooling → (Flatten) → Linear is one linear map: a Dense on the unpooled map
+    computes it exactly (Akida has no average-pooling layer). False when no Linear follows."""
+    from torch import nn
+
+    target = None
+    for i, _, nxt in b.following():
+        if isinstance(nxt, nn.Linear):
+            target = i
+            break
+        if not (isinstance(nxt, nn.Flatten) and nxt.start_dim == 1 and nxt.end_dim == -1):
+            return False
+    if target is None:
+        return False
+    s = b.feature_map(name, m)
+    lin_name, lin = b.sequence[target]
+    weight = _pooled_linear_weight(m, lin, (s.c, s.h, s.w), name, lin_name)
+    _flatten(name, b)
+    _dense(lin_name, weight, _bias(lin, lin.out_features), b)
+    b.consumed.update(range(b.index + 1, target + 1))
+    b.rewrites.append(
+        f"{name} ({type(m).__name__}) + {lin_name} (Linear): average pooling folded into one "
+        f"Dense on the {s.h}x{s.w}x{s.c} map (weights divided by the pool area and tiled over "
+        "positions; exact)")
+    return True
+
+
+@converter("AvgPool2d")
+def _avg_pool(name, m, b: _Build) -> None:
+    b.feature_map(name, m)
+    if _fold_pool_into_linear(name, m, b):
+        return
+    kernel = _pair(m.kernel_size)
+    stride = _pair(m.stride if m.stride is not None else m.kernel_size)
+    if m.ceil_mode or _pair(m.padding) != (0, 0):
+        raise IncompatibleModelError(
+            f"{name} (AvgPool2d): padded or ceil_mode average pooling is not supported (use "
+            "padding=0), except before a Linear, where it folds into the Dense", nodes=[name])
+    b.add(b.layers.AveragePooling2D(kernel, stride, padding="valid",
+                                    name=_layer_name(name, "avgpool")))
+    b.spatial_out()
+
+
+@converter("AdaptiveAvgPool2d")
+def _adaptive_avg_pool(name, m, b: _Build) -> None:
+    s = b.feature_map(name, m)
+    if _fold_pool_into_linear(name, m, b):
+        return
+    size = _pair(m.output_size)
+    if size != (1, 1):
+        raise IncompatibleModelError(
+            f"{name} (AdaptiveAvgPool2d): only AdaptiveAvgPool2d(1) (global average pooling) "
+            "is supported, except before a Linear, where any size folds into the Dense",
+            nodes=[name])
+    b.add(b.layers.GlobalAveragePooling2D(keepdims=True, name=_layer_name(name, "gap")))
+    b.state = _Map(s.c, 1, 1)
+
+
+@converter("Flatten")
+def _flatten_module(name, m, b: _Build) -> None:
+    if isinstance(b.state, _Flat):
+        return
+    if m.start_dim != 1 or m.end_dim != -1:
+        raise IncompatibleModelError(
+            f"{name} (Flatten): only Flatten(start_dim=1) is supported", nodes=[name])
+    _flatten(name, b)
+
+
+@converter("Linear")
+def _linear(name, m, b: _Build) -> None:
+    label = f"{name} (Linear)"
+    if isinstance(b.state, _Map):
+        s = b.state
+        if s.h * s.w != 1:
+            raise IncompatibleModelError(
+                f"{label} on a {s.c}x{s.h}x{s.w} feature map: add a Flatten before it",
+                nodes=[name])
+        _unpool_before_dense(name, b)
+        b.add(b.layers.Flatten(name=_layer_name(name, "flatten")))
+        b.state = _Flat(s.c)
+    if m.in_features != b.state.features:
+        raise IncompatibleModelError(
+            f"{label} expects {m.in_features} features, gets {b.state.features}", nodes=[name])
+    _dense(name, m.weight.detach().cpu().numpy(), _bias(m, m.out_features), b)
+
+
+def _activation(name, b: _Build, kind: str, max_value: float | None) -> None:
+    b.add(b.layers.ReLU(max_value, name=_layer_name(name, kind)))
+    b.act = max_value
+
+
+@converter("ReLU")
+def _relu(name, m, b: _Build) -> None:
+    _activation(name, b, "relu", None)
+
+
+@converter("ReLU6")
+def _relu6(name, m, b: _Build) -> None:
+    _activation(name, b, "relu6", 6.0)
+
+
+@converter("Hardtanh")
+def _hardtanh(name, m, b: _Build) -> None:
+    if m.min_val != 0.0 or m.max_val <= 0:
+        raise IncompatibleModelError(
+            f"{name} (Hardtanh({m.min_val}, {m.max_val})): supported only as a clamped ReLU "
+            "(Hardtanh(0, max_value) with max_value > 0)", nodes=[name])
+    _activation(name, b, "clamp", float(m.max_val))
+
+
+@converter("Softmax", "LogSoftmax", "Sigmoid")
+def _host_head(name, m, b: _Build) -> None:
+    kind = {"Softmax": "softmax", "LogSoftmax": "log_softmax", "Sigmoid": "sigmoid"}[
+        type(m).__name__]
+    dim = getattr(m, "dim", 1)
+    if b.following() or not isinstance(b.state, _Flat) or dim not in (1, -1, None):
+        raise IncompatibleModelError(
+            f"{name} ({type(m).__name__}): Akida has no {type(m).__name__}; it is accepted only "
+            "as the model's last op on the (N, classes) output, where it runs on the host after "
+            "the Akida model (which returns the logits: same argmax). Use ReLU6 inside the "
+            "network.", nodes=[name])
+    b.add(b.layers.Activation(kind, name=_layer_name(name, kind)))
+
+
+_UNSUPPORTED_HINTS = {
+    ("LSTM", "GRU", "RNN"): "recurrent layers have no Akida equivalent",
+    ("LeakyReLU", "GELU", "SiLU", "Tanh", "ELU", "Hardswish", "Mish", "PReLU", "Softplus"):
+        "use ReLU, ReLU6 or a clamp (Hardtanh(0, m))",
+    ("Conv1d", "MaxPool1d", "AvgPool1d", "AdaptiveAvgPool1d", "BatchNorm1d"):
+        "lower the 1-D model to its 2-D form first (Akida has no 1-D layers)",
+    ("MultiheadAttention", "TransformerEncoderLayer"): "attention has no Akida equivalent",
+}
+
+
+def _unsupported(name, m) -> IncompatibleModelError:
+    kind = type(m).__name__
+    hint = next((f": {h}" for kinds, h in _UNSUPPORTED_HINTS.items() if kind in kinds), "")
+    return IncompatibleModelError(f"{name} ({kind}) is not supported by to_keras{hint}",
+                                  nodes=[name])
+
+
 def to_keras(torch_model, input_shape):
     """Rebuild a PyTorch model as the equivalent tf-keras model, weights included.
+
+    Each PyTorch layer type has one converter function (registered with
+    :func:`converter`); exact rewrites made on the way (average pooling folded
+    into a Dense, an identity convolution after a pooled conv that feeds a
+    Dense) are listed in the result's ``rewrites`` attribute.
 
     Parameters
     ----------
@@ -204,6 +549,7 @@ def to_keras(torch_model, input_shape):
     import torch
     from torch import nn
 
+    from .errors import AkidaWorkflowError
     from .folding import fold_batchnorm
 
     shape = tuple(int(s) for s in input_shape)
@@ -215,206 +561,29 @@ def to_keras(torch_model, input_shape):
         torch_model = fold_batchnorm(torch_model, strict=True)
     torch_model = torch_model.eval()
     keras = _keras()
-    layers = keras.layers
     c, h, w = shape
     inputs = keras.Input((h, w, c), name="input")
-    x = inputs
-    state = ("chw", c, h, w)  # ("chw", C, H, W) or ("flat", features, hwc_perm or None)
-    last_conv_padding = "valid"
-    # Since the last conv: was its output max-pooled, and by which activation (max value)?
-    block = {"pooled": None, "act": False}
-
-    def unpool_before_dense(x, c):
-        # Akida cannot end a hardware sequence (the layers before a Dense) with a pooled
-        # conv; an identity 1x1 conv + the same activation after the pool is exact in float.
-        if block["pooled"] is None:
-            return x
-        pool_name = block["pooled"]
-        layer = layers.Conv2D(c, 1, name=_layer_name(pool_name, "unpool"))
-        x = layer(x)
-        assignments.append((layer, [np.eye(c, dtype=np.float32)[None, None],
-                                    np.zeros(c, np.float32)]))
-        if block["act"] is not False:
-            x = layers.ReLU(block["act"], name=_layer_name(pool_name, "unpool_relu"))(x)
-        rewrites.append(
-            f"{pool_name} (MaxPool2d): an identity 1x1 convolution (+ the same activation) "
-            "inserted after it, because Akida cannot end a hardware sequence with a pooled "
-            "convolution (the last one before a Dense); exact in float, one more layer")
-        block.update(pooled=None, act=False)
-        return x
-    assignments = []  # (keras layer, [weights]) set after the model is built
-
-    rewrites = []  # exact rewrites made on the way, for reports
-    sequence = _sequence(torch_model)
-    consumed = set()
-    for index, (name, m) in enumerate(sequence):
-        label = f"{name} ({type(m).__name__})"
-        if index in consumed or isinstance(m, (nn.Dropout, nn.Identity)):
+    b = _Build(layers=keras.layers, sequence=_sequence(torch_model), x=inputs, state=_Map(c, h, w))
+    for index, (name, m) in enumerate(b.sequence):
+        if index in b.consumed:
             continue
-        linear_at = _linear_after_pool(sequence, index)
-        if linear_at is not None and state[0] == "chw":
-            # Average pooling → (Flatten) → Linear is one linear map: a Dense on the
-            # unpooled map computes it exactly (Akida 1.0 has no average-pooling layer).
-            _, c, h, w = state
-            x = unpool_before_dense(x, c)
-            lin_name, lin = sequence[linear_at]
-            weight = _pooled_linear_weight(m, lin, (c, h, w), name, lin_name)
-            x = layers.Flatten(name=_layer_name(name, "flatten"))(x)
-            hh, ww, cc = np.meshgrid(np.arange(h), np.arange(w), np.arange(c), indexing="ij")
-            weight = weight.T[(cc * h * w + hh * w + ww).ravel()]
-            bias = (lin.bias.detach().cpu().numpy() if lin.bias is not None
-                    else np.zeros(lin.out_features, np.float32))
-            layer = layers.Dense(lin.out_features, name=_layer_name(lin_name, "dense"))
-            x = layer(x)
-            assignments.append((layer, [weight, bias]))
-            state = ("flat", lin.out_features, None)
-            consumed.update(range(index + 1, linear_at + 1))
-            rewrites.append(
-                f"{name} ({type(m).__name__}) + {lin_name} (Linear): average pooling folded into "
-                f"one Dense on the {h}x{w}x{c} map (weights divided by the pool area and tiled "
-                "over positions; exact)")
-            continue
-        if isinstance(m, nn.Conv2d):
-            if state[0] != "chw":
-                raise IncompatibleModelError(f"{label} after Flatten", nodes=[name])
-            _, c, h, w = state
-            if m.in_channels != c:
-                raise IncompatibleModelError(
-                    f"{label} expects {m.in_channels} channels, gets {c}", nodes=[name])
-            if _pair(m.dilation) != (1, 1) or m.padding_mode != "zeros":
-                raise IncompatibleModelError(
-                    f"{label}: dilation and non-zero padding modes are not supported", nodes=[name])
-            kernel, stride = _pair(m.kernel_size), _pair(m.stride)
-            padding = _keras_padding(name, kernel, stride, m.padding, (h, w))
-            weight = m.weight.detach().cpu().numpy()
-            bias = (m.bias.detach().cpu().numpy() if m.bias is not None
-                    else np.zeros(m.out_channels, np.float32))
-            if m.groups == 1:
-                layer = layers.Conv2D(m.out_channels, kernel, strides=stride, padding=padding,
-                                      name=_layer_name(name, "conv"))
-                kweights = [weight.transpose(2, 3, 1, 0), bias]
-            elif m.groups == m.in_channels:
-                mult = m.out_channels // m.in_channels
-                layer = layers.DepthwiseConv2D(kernel, strides=stride, padding=padding,
-                                               depth_multiplier=mult,
-                                               name=_layer_name(name, "dwconv"))
-                kweights = [weight.reshape(m.in_channels, mult, *kernel).transpose(2, 3, 0, 1),
-                            bias]
-            else:
-                raise IncompatibleModelError(
-                    f"{label}: grouped convolution (groups={m.groups}) is not supported; use "
-                    "groups=1 or a depthwise convolution (groups=in_channels)", nodes=[name])
-            x = layer(x)
-            assignments.append((layer, kweights))
-            last_conv_padding = padding
-            block.update(pooled=None, act=False)
-            _, oh, ow, oc = x.shape
-            state = ("chw", oc, oh, ow)
-        elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
-            if state[0] != "chw":
-                raise IncompatibleModelError(f"{label} after Flatten", nodes=[name])
-            _, c, h, w = state
-            kernel = _pair(m.kernel_size)
-            stride = _pair(m.stride if m.stride is not None else m.kernel_size)
-            if m.ceil_mode:
-                raise IncompatibleModelError(f"{label}: ceil_mode=True is not supported",
-                                             nodes=[name])
-            if isinstance(m, nn.MaxPool2d):
-                if _pair(m.dilation) != (1, 1):
-                    raise IncompatibleModelError(f"{label}: dilation is not supported",
-                                                 nodes=[name])
-                padding = _keras_padding(name, kernel, stride, m.padding, (h, w), "MaxPool2d")
-                if padding == "valid" and _same_pads_nothing(kernel, stride, (h, w)):
-                    # Identical results; Akida 1.0 wants the pool padded like its conv.
-                    padding = last_conv_padding
-                x = layers.MaxPool2D(kernel, stride, padding=padding,
-                                     name=_layer_name(name, "maxpool"))(x)
-                block["pooled"] = name
-            else:
-                if _pair(m.padding) != (0, 0):
-                    raise IncompatibleModelError(
-                        f"{label}: padded average pooling is not supported (use padding=0)",
-                        nodes=[name])
-                x = layers.AveragePooling2D(kernel, stride, padding="valid",
-                                            name=_layer_name(name, "avgpool"))(x)
-            _, oh, ow, oc = x.shape
-            state = ("chw", oc, oh, ow)
-        elif isinstance(m, nn.AdaptiveAvgPool2d):
-            if _pair(m.output_size) != (1, 1) or state[0] != "chw":
-                raise IncompatibleModelError(
-                    f"{label}: only AdaptiveAvgPool2d(1) (global average pooling) is supported",
-                    nodes=[name])
-            x = layers.GlobalAveragePooling2D(keepdims=True, name=_layer_name(name, "gap"))(x)
-            state = ("chw", state[1], 1, 1)
-        elif isinstance(m, nn.Flatten):
-            if state[0] == "flat":
-                continue
-            if m.start_dim != 1 or m.end_dim != -1:
-                raise IncompatibleModelError(f"{label}: only Flatten(start_dim=1) is supported",
-                                             nodes=[name])
-            _, c, h, w = state
-            x = unpool_before_dense(x, c)
-            x = layers.Flatten(name=_layer_name(name, "flatten"))(x)
-            # Keras flattens (h, w, c); PyTorch flattens (c, h, w).
-            hh, ww, cc = np.meshgrid(np.arange(h), np.arange(w), np.arange(c), indexing="ij")
-            perm = (cc * h * w + hh * w + ww).ravel()
-            state = ("flat", c * h * w, perm)
-        elif isinstance(m, nn.Linear):
-            if state[0] == "chw":
-                _, c, h, w = state
-                if h * w != 1:
-                    raise IncompatibleModelError(
-                        f"{label} on a {c}x{h}x{w} feature map: add a Flatten before it",
-                        nodes=[name])
-                x = unpool_before_dense(x, c)
-                x = layers.Flatten(name=_layer_name(name, "flatten"))(x)
-                state = ("flat", c, None)
-            features, perm = state[1], state[2]
-            if m.in_features != features:
-                raise IncompatibleModelError(
-                    f"{label} expects {m.in_features} features, gets {features}", nodes=[name])
-            weight = m.weight.detach().cpu().numpy().T  # (in, out), PyTorch feature order
-            if perm is not None:
-                weight = weight[perm]
-            bias = (m.bias.detach().cpu().numpy() if m.bias is not None
-                    else np.zeros(m.out_features, np.float32))
-            layer = layers.Dense(m.out_features, name=_layer_name(name, "dense"))
-            x = layer(x)
-            assignments.append((layer, [weight, bias]))
-            state = ("flat", m.out_features, None)
-        elif isinstance(m, (nn.Softmax, nn.LogSoftmax, nn.Sigmoid)):
-            rest = [r for _, r in sequence[index + 1:] if not isinstance(r, (nn.Dropout, nn.Identity))]
-            dim = getattr(m, "dim", 1)
-            if rest or state[0] != "flat" or dim not in (1, -1, None):
-                raise IncompatibleModelError(
-                    f"{label}: Akida has no {type(m).__name__}; it is accepted only as the model's "
-                    "last op on the (N, classes) output, where it runs on the host after the Akida "
-                    "model (which returns the logits: same argmax). Use ReLU6 inside the network.",
-                    nodes=[name])
-            kind = {nn.Softmax: "softmax", nn.LogSoftmax: "log_softmax", nn.Sigmoid: "sigmoid"}
-            x = layers.Activation(kind[type(m)], name=_layer_name(name, kind[type(m)]))(x)
-        elif isinstance(m, nn.ReLU):
-            x = layers.ReLU(name=_layer_name(name, "relu"))(x)
-            block["act"] = None
-        elif isinstance(m, nn.ReLU6):
-            x = layers.ReLU(6.0, name=_layer_name(name, "relu6"))(x)
-            block["act"] = 6.0
-        elif isinstance(m, nn.Hardtanh) and m.min_val == 0.0 and m.max_val > 0:
-            x = layers.ReLU(float(m.max_val), name=_layer_name(name, "clamp"))(x)
-            block["act"] = float(m.max_val)
-        else:
-            hint = ""
-            if isinstance(m, (nn.LSTM, nn.GRU, nn.RNN)):
-                hint = ": recurrent layers have no Akida equivalent"
-            elif isinstance(m, (nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh)):
-                hint = ": use ReLU, ReLU6 or a clamp (Hardtanh(0, m))"
+        b.index = index
+        convert = _converter_for(m)
+        if convert is None:
+            raise _unsupported(name, m)
+        try:
+            convert(name, m, b)
+        except AkidaWorkflowError:
+            raise
+        except Exception as exc:  # Keras refusing a shape, e.g. a pool larger than the map
             raise IncompatibleModelError(
-                f"{label} is not supported by to_keras{hint}", nodes=[name])
+                f"{name} ({type(m).__name__}) cannot be rebuilt in Keras: {exc}",
+                nodes=[name]) from exc
 
-    keras_model = keras.Model(inputs, x, name=type(torch_model).__name__.lower())
-    for layer, kweights in assignments:
+    keras_model = keras.Model(inputs, b.x, name=type(torch_model).__name__.lower())
+    for layer, kweights in b.assignments:
         layer.set_weights([np.asarray(a, dtype=np.float32) for a in kweights])
-    keras_model.rewrites = tuple(rewrites)
+    keras_model.rewrites = tuple(b.rewrites)
     with torch.no_grad():
         probe = torch.zeros(1, *shape)
         if tuple(torch_model(probe).shape[1:]) != tuple(keras_model.output_shape[1:]):
@@ -422,25 +591,6 @@ def to_keras(torch_model, input_shape):
                 f"the Keras model's output {keras_model.output_shape[1:]} does not match "
                 f"the PyTorch model's {tuple(torch_model(probe).shape[1:])}")
     return keras_model
-
-
-def _linear_after_pool(sequence, index):
-    """Index of the Linear that an average pooling at ``index`` feeds, through
-    Flatten/Dropout/Identity only; None otherwise."""
-    from torch import nn
-
-    if not isinstance(sequence[index][1], (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
-        return None
-    for j in range(index + 1, len(sequence)):
-        m = sequence[j][1]
-        if isinstance(m, nn.Linear):
-            return j
-        if isinstance(m, (nn.Dropout, nn.Identity)):
-            continue
-        if isinstance(m, nn.Flatten) and m.start_dim == 1 and m.end_dim == -1:
-            continue
-        return None
-    return None
 
 
 def _pooled_linear_weight(pool, linear, chw, pool_name, linear_name) -> np.ndarray:
