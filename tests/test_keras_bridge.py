@@ -432,3 +432,152 @@ def test_cli_refuses_a_truncated_akida1_model_with_exit_3(tmp_path, capsys):
     assert code == 3
     assert "avgpool_2 (AveragePooling2D)" in capsys.readouterr().err
     assert not out.exists()
+
+
+# ------------------------------------------------------------------- tracer (issue 10 item 4)
+
+
+class LeNet5(nn.Module):
+    """The classic LeNet-5 as people write it: one pooling module called twice,
+    functional activations, and a view that keeps the batch axis."""
+
+    def __init__(self, act=torch.nn.functional.relu6):
+        super().__init__()
+        self.act = act
+        self.conv1 = nn.Conv2d(1, 6, 5, padding=2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = self.pool(self.act(self.conv1(x)))
+        x = self.pool(self.act(self.conv2(x)))
+        x = x.view(x.size(0), -1)
+        x = self.act(self.fc1(x))
+        x = self.act(self.fc2(x))
+        return torch.nn.functional.log_softmax(self.fc3(x), dim=1)
+
+
+def test_lenet5_with_a_reused_pool_and_view():
+    keras_model = _check(_he_init(LeNet5()), (1, 28, 28), atol=1e-5)
+    names = [layer.name for layer in keras_model.layers]
+    assert "maxpool_pool" in names and "maxpool_pool_call2" in names
+    assert keras_model.layers[-1].get_config()["activation"] == "log_softmax"
+
+
+@pytest.mark.parametrize("reshape", [
+    lambda x: x.view(x.size(0), -1),
+    lambda x: x.view(x.shape[0], -1),
+    lambda x: x.reshape(-1, x.shape[1] * x.shape[2] * x.shape[3]),
+    lambda x: x.reshape(-1, 4 * 3 * 3),
+    lambda x: torch.flatten(x, 1),
+    lambda x: x.flatten(start_dim=1),
+])
+def test_reshapes_that_keep_the_batch_axis(reshape):
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 4, 3)
+            self.fc = nn.Linear(36, 3)
+
+        def forward(self, x):
+            return self.fc(reshape(torch.relu(self.conv(x))))
+
+    _check(_he_init(Net()), (2, 5, 5), atol=1e-5)
+
+
+@pytest.mark.parametrize("pool", [
+    lambda x: torch.squeeze(nn.functional.adaptive_avg_pool2d(x, 1)),
+    lambda x: nn.functional.adaptive_avg_pool2d(x, 1).squeeze(-1).squeeze(-1),
+    lambda x: x.mean((2, 3)),
+    lambda x: torch.mean(x, dim=[-2, -1], keepdim=True).view(-1, 4),
+    lambda x: nn.functional.avg_pool2d(x, x.size()[3]).flatten(1),
+])
+def test_global_pooling_written_by_hand_folds_into_the_dense(pool):
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3, padding=1)
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.fc(pool(torch.clamp(self.conv(x), 0, 6)))
+
+    keras_model = _check(_he_init(Net()), (1, 6, 6), atol=1e-5)
+    assert [type(lay).__name__ for lay in keras_model.layers][-2:] == ["Flatten", "Dense"]
+
+
+@pytest.mark.parametrize("act, relu_max", [
+    (torch.nn.functional.relu, None), (torch.relu, None), (lambda x: x.relu(), None),
+    (torch.nn.functional.relu6, 6.0), (lambda x: torch.clamp(x, min=0), None),
+    (lambda x: torch.clamp(x, 0, 3), 3.0), (lambda x: x.clamp_min(0.0), None),
+    (lambda x: torch.nn.functional.hardtanh(x, 0.0, 1.5), 1.5),
+    (lambda x: torch.nn.functional.dropout(x, 0.3, training=False), "none"),
+])
+def test_functional_activations_it_can_map(act, relu_max):
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 3, 3, padding=1)
+            self.fc = nn.Linear(3 * 16, 2)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(act(self.conv(x)), 1))
+
+    keras_model = _check(_he_init(Net()), (1, 4, 4), atol=1e-5)
+    relus = [lay for lay in keras_model.layers if type(lay).__name__ == "ReLU"]
+    if relu_max == "none":
+        assert not relus
+    else:
+        assert len(relus) == 1 and relus[0].max_value == relu_max
+
+
+@pytest.mark.parametrize("forward, node, match", [
+    (lambda m, x: m.fc(torch.tanh(m.conv(x)).flatten(1)), "tanh", "use F.relu6"),
+    (lambda m, x: m.fc(torch.nn.functional.gelu(m.conv(x)).flatten(1)), "gelu", "ReLU6"),
+    (lambda m, x: m.fc((m.conv(x) + x).flatten(1)), "add",
+     "residual.*only on Akida 2.0: use the ONNX path"),
+    (lambda m, x: m.fc(torch.cat([m.conv(x), x], 1)[:, :2].flatten(1)), "cat", "ONNX path"),
+    (lambda m, x: m.fc(m.conv(x).view(1, -1)[:, :32]), "view", "keep the batch axis"),
+    (lambda m, x: m.fc(torch.nn.functional.softmax(m.conv(x), 1).flatten(1)), "softmax",
+     "only as the model's last op"),
+    (lambda m, x: m.fc(torch.nn.functional.conv2d(x, m.conv.weight, padding=1).flatten(1)),
+     "conv2d", "nn.Conv2d"),
+])
+def test_what_the_tracer_cannot_map_is_named_with_the_fix(forward, node, match):
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 3, padding=1)
+            self.fc = nn.Linear(32, 2)
+
+        def forward(self, x):
+            return forward(self, x)
+
+    with pytest.raises(IncompatibleModelError, match=match) as info:
+        to_keras(Net(), (2, 4, 4))
+    assert info.value.nodes and info.value.nodes[0].startswith(node)
+
+
+def test_custom_blocks_are_traced_through():
+    class Block(nn.Module):
+        def __init__(self, cin, cout):
+            super().__init__()
+            self.conv = nn.Conv2d(cin, cout, 3, padding=1)
+            self.bn = nn.BatchNorm2d(cout)
+
+        def forward(self, x):
+            return torch.nn.functional.relu6(self.bn(self.conv(x)))
+
+    model = _he_init(nn.Sequential(Block(1, 4), Block(4, 4), nn.Flatten(), nn.Linear(64, 3)))
+    keras_model = _check(model, (1, 4, 4), atol=1e-5)
+    assert "conv_0_conv" in [layer.name for layer in keras_model.layers]
+
+
+def test_models_that_do_not_run_on_the_shape_are_named():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(50, 2))
+    with pytest.raises(IncompatibleModelError, match=r"does not run on input shape .* at 2"):
+        to_keras(model, (1, 6, 6))
+

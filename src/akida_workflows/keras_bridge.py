@@ -12,9 +12,30 @@ model, with its trained weights, so that the Keras quantizer can produce a
 >>> akida_model = convert_keras(quantized)                      # doctest: +SKIP
 
 Supported layers: Conv2d (groups 1 or depthwise), Linear, ReLU, ReLU6,
-Hardtanh(0, m) (a clamped ReLU), MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1),
+Hardtanh(0, m) (a clamped ReLU), MaxPool2d, AvgPool2d, AdaptiveAvgPool2d,
 Flatten, Dropout/Identity, and BatchNorm (folded first with
-:func:`akida_workflows.folding.fold_batchnorm`).
+:func:`akida_workflows.folding.fold_batchnorm`). Models are traced with
+``torch.fx``: custom blocks, modules called several times, functional
+activations (``F.relu``, ``F.relu6``, ``torch.clamp``/``F.hardtanh`` to
+``[0, m]``), functional pools, ``x.mean((2, 3))`` and reshapes that keep the
+batch axis (``x.view(x.size(0), -1)``, ``torch.flatten(x, 1)``, ``squeeze``)
+are followed. What cannot be mapped (``tanh``, residual additions, functional
+convolutions, …) is named with the fix.
+
+Exact rewrites, listed in the Keras model's ``rewrites`` attribute:
+
+- average pooling followed (through Flatten) by a Linear becomes one Dense on
+  the unpooled map (weights divided by the pool area, tiled over positions):
+  Akida has no average-pooling layer, and Akida 1.0 refuses global average
+  pooling after an activation;
+- a max-pooled convolution that feeds a Dense gets an identity 1x1
+  convolution after its pool: Akida cannot end a hardware sequence with a
+  pooled convolution.
+
+A final ``softmax``/``log_softmax``/``sigmoid`` (the model's last op) stays in
+the Keras model, so that it computes what PyTorch computes; QuantizeML leaves it
+in float and the Akida model ends before it: Akida returns the logits, whose
+argmax is the same. Anywhere else these are refused.
 """
 
 from __future__ import annotations
@@ -88,7 +109,8 @@ def _same_pads_nothing(kernel, stride, size) -> bool:
     return True
 
 
-def _functional_pools():
+def _functional_modules():
+    """torch functions/methods → (module class, parameter names after the input)."""
     from torch import nn
 
     return {
@@ -97,83 +119,213 @@ def _functional_pools():
         "avg_pool2d": (nn.AvgPool2d, ("kernel_size", "stride", "padding", "ceil_mode",
                                       "count_include_pad", "divisor_override")),
         "adaptive_avg_pool2d": (nn.AdaptiveAvgPool2d, ("output_size",)),
+        "relu": (nn.ReLU, ()),
+        "relu_": (nn.ReLU, ()),
+        "relu6": (nn.ReLU6, ()),
+        "softmax": (nn.Softmax, ("dim",)),
+        "log_softmax": (nn.LogSoftmax, ("dim",)),
+        "sigmoid": (nn.Sigmoid, ()),
+        "dropout": (nn.Identity, ()),
+        "dropout2d": (nn.Identity, ()),
+        "contiguous": (nn.Identity, ()),
     }
 
 
-def _sequence(model):
-    """(name, module or function tag) for each op of a chain-shaped model."""
+#: Functions the tracer names with a fix instead of mapping.
+_FUNCTION_FIXES = {
+    ("tanh", "gelu", "silu", "leaky_relu", "elu", "hardswish", "mish", "softplus", "selu"):
+        "Akida runs ReLU-family activations only: use F.relu6 / nn.ReLU6 (or a clamp to "
+        "[0, m]) and retrain or fine-tune",
+    ("add", "iadd", "sub", "mul", "cat", "stack", "matmul", "bmm"):
+        "the Keras (Akida 1.0) path takes chain-shaped models only; residual additions and "
+        "concatenations run only on Akida 2.0: use the ONNX path (akida_workflows.export / "
+        "akida_workflows.convert)",
+    ("conv2d", "linear", "conv1d", "batch_norm"):
+        "weights used through torch.nn.functional cannot be transplanted: use nn.Conv2d / "
+        "nn.Linear / nn.BatchNorm2d modules",
+    ("interpolate", "upsample", "pad"):
+        "Akida has no resampling or explicit padding layer: use the convolution's own padding",
+}
+
+
+def _fix_for_function(fname: str) -> str:
+    return next((fix for names, fix in _FUNCTION_FIXES.items() if fname in names), (
+        "it has no Akida layer; supported: Conv2d, Linear, ReLU/ReLU6/clamp(0, m), MaxPool2d, "
+        "average pooling, flatten/view/reshape keeping the batch axis, and a final "
+        "softmax/log_softmax"))
+
+
+def _is_tensor(node) -> bool:
+    meta = node.meta.get("tensor_meta")
+    return meta is not None and hasattr(meta, "shape")
+
+
+def _shape(node) -> tuple:
+    return tuple(int(d) for d in node.meta["tensor_meta"].shape)
+
+
+def _reshape_module(node, in_shape, out_shape, batch):
+    """nn.Flatten / nn.Identity for a reshape that keeps the batch axis, else an error."""
+    from torch import nn
+
+    fname = node.target if isinstance(node.target, str) else node.target.__name__
+    if out_shape == in_shape:
+        return nn.Identity()
+    # Flat up to dimensions of size 1: (N, C*H*W), (N, C, 1) after a squeeze of (N, C, 1, 1).
+    if (out_shape[:1] == (batch,) and len(out_shape) >= 2
+            and int(np.prod(out_shape[1:])) == int(np.prod(in_shape[1:]))
+            and sum(d != 1 for d in out_shape[1:]) <= 1):
+        return nn.Flatten()
+    raise IncompatibleModelError(
+        f"{node.name}: {fname} turns {list(in_shape)} into {list(out_shape)} (batch "
+        f"{batch}); to_keras accepts reshapes that keep the batch axis and flatten the rest "
+        "(x.view(x.size(0), -1), x.reshape(-1, n), torch.flatten(x, 1), squeeze of 1x1 maps)",
+        nodes=[node.name])
+
+
+def _clamp_module(node, fname):
+    from torch import nn
+
+    def arg(i, *keys, default=None):
+        if len(node.args) > i:
+            return node.args[i]
+        return next((node.kwargs[k] for k in keys if k in node.kwargs), default)
+
+    if fname == "clamp_min":
+        low, high = arg(1, "min"), None
+    elif fname == "hardtanh":
+        low, high = arg(1, "min_val", default=-1.0), arg(2, "max_val", default=1.0)
+    else:
+        low, high = arg(1, "min"), arg(2, "max")
+    if low == 0 and high is None:
+        return nn.ReLU()
+    if low != 0 or not isinstance(high, (int, float)) or high <= 0:
+        raise IncompatibleModelError(
+            f"{node.name}: {fname}(min={low}, max={high}) is supported only as a clamped ReLU "
+            "(min=0, max > 0): Akida activations are ReLUs bounded to [0, max]",
+            nodes=[node.name])
+    return nn.Hardtanh(0.0, float(high))
+
+
+def _mean_module(node, in_shape):
+    """x.mean((2, 3)) / torch.mean(x, [-2, -1]) is global average pooling."""
+    from torch import nn
+
+    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    keepdim = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
+    dims = dims if isinstance(dims, (tuple, list)) else [dims]
+    if len(in_shape) != 4 or sorted(d % 4 for d in dims if isinstance(d, int)) != [2, 3]:
+        raise IncompatibleModelError(
+            f"{node.name}: mean over {dims} is supported only over the spatial axes (2, 3), "
+            "as global average pooling", nodes=[node.name])
+    pool = nn.AdaptiveAvgPool2d(1)
+    return [pool] if keepdim else [pool, nn.Flatten()]
+
+
+def _sequence(model, input_shape=None):
+    """``(name, module)`` for each op of a chain-shaped model, in order.
+
+    The model is traced with ``torch.fx`` (custom blocks are traced through;
+    ``torch.nn`` layers stay whole) and its shapes propagated on a batch of two.
+    A module called twice gets one entry per call (``pool``, ``pool.call2``).
+    Functional activations, pools and reshapes become the equivalent modules;
+    shape queries (``x.size(0)``, ``x.shape[1]``) are followed, not converted.
+    """
     import torch
     import torch.fx
     from torch import nn
+    from torch.fx.passes.shape_prop import ShapeProp
 
-    if isinstance(model, nn.Sequential):
-        out = []
-        for name, m in model.named_children():
-            if isinstance(m, nn.Sequential):
-                out += [(f"{name}.{n}", sub) for n, sub in _sequence(m)]
-            else:
-                out.append((name, m))
-        return out
     try:
         gm = torch.fx.symbolic_trace(model)
     except Exception as exc:
         raise IncompatibleModelError(
-            f"cannot trace {type(model).__name__} with torch.fx ({exc}); "
-            "to_keras supports nn.Sequential and traceable chain-shaped modules"
-        ) from exc
+            f"cannot trace {type(model).__name__} with torch.fx "
+            f"({str(exc).splitlines()[0]}): to_keras needs a model without data-dependent "
+            "control flow (nn.Sequential or a chain-shaped forward)") from exc
+    batch = 2
+    shaped = input_shape is not None
     modules = dict(gm.named_modules())
-    _FUNCTIONAL_POOLS = _functional_pools()
+    if shaped:
+        failed = []
+
+        class Propagate(ShapeProp):
+            def run_node(self, n):
+                try:
+                    result = super().run_node(n)
+                except Exception:
+                    failed.append(n)
+                    raise
+                if not isinstance(result, torch.Tensor):
+                    n.meta["value"] = result  # x.size()[3]: read by the ops that use it
+                return result
+
+        try:
+            with torch.no_grad():
+                Propagate(gm).propagate(torch.zeros(batch, *input_shape))
+        except Exception as exc:
+            node = failed[0] if failed else None
+            if node is not None and node.op == "call_module" and _converter_for(
+                    modules[node.target]) is None:
+                raise _unsupported(node.target, modules[node.target]) from exc
+            cause = exc.__cause__ or exc
+            where = f" at {node.target if node.op == 'call_module' else node.name}" if node else ""
+            raise IncompatibleModelError(
+                f"{type(model).__name__} does not run on input shape {tuple(input_shape)}"
+                f"{where}: {str(cause).splitlines()[0]}",
+                nodes=[node.name] if node else []) from exc
+    functional = _functional_modules()
+    calls: dict[str, int] = {}
     out, prev = [], None
     for node in gm.graph.nodes:
         if node.op == "placeholder":
+            if prev is not None:
+                raise IncompatibleModelError(
+                    f"{node.name}: the model takes several inputs; Akida models take one",
+                    nodes=[node.name])
             prev = node
             continue
         if node.op == "output":
             break
-        inputs = [a for a in node.all_input_nodes]
-        if node.op == "get_attr" or inputs != [prev] or node.args[0] is not prev:
+        if shaped and not _is_tensor(node):
+            continue  # x.size(0), x.shape[1], arithmetic on them: read by the reshapes
+        if node.op == "get_attr":
+            continue
+        fname = (node.target if node.op in ("call_method", "call_module")
+                 else getattr(node.target, "__name__", str(node.target)))
+        tensors = [a for a in node.all_input_nodes if not shaped or _is_tensor(a)]
+        tensors = [a for a in tensors if a.op != "get_attr"]
+        if tensors != [prev] or node.args[0] is not prev:
             raise IncompatibleModelError(
                 f"{node.name}: to_keras supports only chain-shaped models (each op feeds the "
-                "next); this model branches or merges (e.g. a residual addition)",
-                nodes=[node.name],
-            )
+                f"next), and {fname} takes {len(tensors)} tensors: "
+                + _fix_for_function("add" if len(tensors) > 1 else str(fname)),
+                nodes=[node.name])
+        in_shape = _shape(prev) if shaped else None
         if node.op == "call_module":
-            out.append((node.target, modules[node.target]))
-        elif node.op in ("call_function", "call_method"):
-            fname = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
-            if fname == "flatten":
-                start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
-                out.append((node.name, nn.Flatten(start_dim=start)))
-            elif fname in ("relu", "relu_"):
-                out.append((node.name, nn.ReLU()))
-            elif fname in ("relu6",):
-                out.append((node.name, nn.ReLU6()))
-            elif fname in ("softmax", "log_softmax"):
-                dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
-                out.append((node.name, (nn.Softmax if fname == "softmax" else nn.LogSoftmax)(
-                    dim=dim)))
-            elif fname in ("sigmoid",):
-                out.append((node.name, nn.Sigmoid()))
-            elif fname in _FUNCTIONAL_POOLS:
-                module, params = _FUNCTIONAL_POOLS[fname]
-                values = dict(zip(params, node.args[1:]))
-                values.update({k: v for k, v in node.kwargs.items() if k in params})
-                out.append((node.name, module(**values)))
-            elif fname in ("clamp", "clip", "clamp_", "hardtanh"):
-                low = node.args[1] if len(node.args) > 1 else node.kwargs.get(
-                    "min", node.kwargs.get("min_val", -1.0 if fname == "hardtanh" else None))
-                high = node.args[2] if len(node.args) > 2 else node.kwargs.get(
-                    "max", node.kwargs.get("max_val", 1.0 if fname == "hardtanh" else None))
-                if low != 0 or not isinstance(high, (int, float)) or high <= 0:
-                    raise IncompatibleModelError(
-                        f"{node.name}: {fname}(min={low}, max={high}) is supported only as a "
-                        "clamped ReLU (min=0, max > 0)", nodes=[node.name])
-                out.append((node.name, nn.Hardtanh(0.0, float(high))))
-            else:
-                raise IncompatibleModelError(
-                    f"{node.name}: function {fname or node.target} is not supported by to_keras",
-                    nodes=[node.name],
-                )
+            k = calls[node.target] = calls.get(node.target, 0) + 1
+            out.append((node.target if k == 1 else f"{node.target}.call{k}",
+                        modules[node.target]))
+        elif fname in functional:
+            module, params = functional[fname]
+            args, kwargs = torch.fx.node.map_arg((node.args, node.kwargs),
+                                                 lambda a: a.meta.get("value", a))
+            values = dict(zip(params, args[1:]))
+            values.update({k: v for k, v in kwargs.items() if k in params})
+            out.append((node.name, module(**values)))
+        elif fname in ("clamp", "clip", "clamp_", "clip_", "clamp_min", "hardtanh"):
+            out.append((node.name, _clamp_module(node, fname)))
+        elif fname == "mean" and shaped:
+            out += [(node.name, m) for m in _mean_module(node, in_shape)]
+        elif fname in ("flatten", "view", "reshape", "squeeze") and shaped:
+            out.append((node.name, _reshape_module(node, in_shape, _shape(node), batch)))
+        elif fname == "flatten":
+            start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
+            out.append((node.name, nn.Flatten(start_dim=start)))
+        else:
+            raise IncompatibleModelError(
+                f"{node.name}: {fname} is not supported by to_keras: {_fix_for_function(fname)}",
+                nodes=[node.name])
         prev = node
     return out
 
@@ -563,7 +715,7 @@ def to_keras(torch_model, input_shape):
     keras = _keras()
     c, h, w = shape
     inputs = keras.Input((h, w, c), name="input")
-    b = _Build(layers=keras.layers, sequence=_sequence(torch_model), x=inputs, state=_Map(c, h, w))
+    b = _Build(layers=keras.layers, sequence=_sequence(torch_model, shape), x=inputs, state=_Map(c, h, w))
     for index, (name, m) in enumerate(b.sequence):
         if index in b.consumed:
             continue
@@ -584,12 +736,12 @@ def to_keras(torch_model, input_shape):
     for layer, kweights in b.assignments:
         layer.set_weights([np.asarray(a, dtype=np.float32) for a in kweights])
     keras_model.rewrites = tuple(b.rewrites)
-    with torch.no_grad():
-        probe = torch.zeros(1, *shape)
-        if tuple(torch_model(probe).shape[1:]) != tuple(keras_model.output_shape[1:]):
-            raise IncompatibleModelError(
-                f"the Keras model's output {keras_model.output_shape[1:]} does not match "
-                f"the PyTorch model's {tuple(torch_model(probe).shape[1:])}")
+    with torch.no_grad():  # a batch of two: torch.squeeze would drop a batch of one
+        torch_shape = tuple(torch_model(torch.zeros(2, *shape)).shape[1:])
+    if torch_shape != tuple(keras_model.output_shape[1:]):
+        raise IncompatibleModelError(
+            f"the Keras model's output {keras_model.output_shape[1:]} does not match "
+            f"the PyTorch model's {torch_shape}")
     return keras_model
 
 
