@@ -12,6 +12,7 @@ from akida_workflows.errors import IncompatibleModelError
 from akida_workflows.keras_bridge import (
     convert_keras,
     fine_tune,
+    input_flip,
     quantize_4bit,
     to_keras,
     to_nhwc,
@@ -79,11 +80,14 @@ def test_strided_same_padding_on_odd_input_is_exact():
     _check(model, (1, 13, 13))  # Keras 'same' pads 1/1 here, as PyTorch does
 
 
-def test_strided_padding_keras_cannot_express():
-    model = nn.Sequential(nn.Conv2d(1, 3, 3, stride=2, padding=1), nn.Flatten(),
-                          nn.Linear(3 * 7 * 7, 2))
-    with pytest.raises(IncompatibleModelError, match=r"0 \(Conv2d\): padding=\(1, 1\).*'same'"):
+def test_padding_keras_cannot_express_in_either_orientation():
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, stride=2, padding=2), nn.Flatten(),
+                          nn.Linear(3 * 8 * 8, 2))
+    with pytest.raises(IncompatibleModelError,
+                       match=r"0 \(Conv2d\): kernel \(3, 3\), stride \(2, 2\), padding \(2, 2\) on a "
+                             r"14x14 map: neither .* in original or flipped") as info:
         to_keras(model, (1, 14, 14))
+    assert info.value.nodes == ["0"]
 
 
 @pytest.mark.parametrize("module, match", [
@@ -209,8 +213,8 @@ def test_unbounded_relu_for_v1_names_layer_and_fix():
 def test_quantize_4bit_bad_inputs(small_v1):
     _, keras_model = small_v1
     nchw = _nchw(8, 1, 16, 16)
-    with pytest.raises(IncompatibleModelError, match="look NCHW.*to_nhwc"):
-        quantize_4bit(keras_model, nchw)
+    with pytest.raises(IncompatibleModelError, match=r"NHWC \(to_nhwc\(x, flip=model\)\)"):
+        quantize_4bit(keras_model, nchw[:, :, :, :15])
     with pytest.raises(IncompatibleModelError, match="uint8"):
         quantize_4bit(keras_model, np.zeros((8, 16, 16, 1), np.uint8))
     with pytest.raises(IncompatibleModelError, match="NaN"):
@@ -581,3 +585,125 @@ def test_models_that_do_not_run_on_the_shape_are_named():
     with pytest.raises(IncompatibleModelError, match=r"does not run on input shape .* at 2"):
         to_keras(model, (1, 6, 6))
 
+
+# ------------------------------------------------------ stride-2 padding=1: flipped coordinates
+
+
+def _sizes(n, plan):
+    """Map size before each step of a _downsampler plan."""
+    sizes = []
+    for step in plan:
+        sizes.append(n)
+        n = n // 2 if step == "p2" else (n - 1) // 2 + 1 if step != "s1" else n
+    return sizes
+
+
+def _downsampler(n, plan, channels=4, seed=0):
+    """Convs from a plan: 's2' = 3x3 stride 2 padding 1, 's1' = 3x3 stride 1 padding 1,
+    'p2' = MaxPool2d(2), 'p3' = MaxPool2d(3, 2, 1), 'dw' = depthwise 3x3 stride 2; then a
+    flatten → Linear head, with BatchNorms."""
+    layers, c, size = [], 1, n
+    for step in plan:
+        if step in ("s1", "s2"):
+            stride = 2 if step == "s2" else 1
+            layers += [nn.Conv2d(c, channels, 3, stride=stride, padding=1),
+                       nn.BatchNorm2d(channels), nn.ReLU6()]
+            c, size = channels, (size + 2 - 3) // stride + 1
+        elif step == "dw":
+            layers += [nn.Conv2d(c, c, 3, stride=2, padding=1, groups=c), nn.ReLU6()]
+            size = (size - 1) // 2 + 1
+        elif step == "p2":
+            layers.append(nn.MaxPool2d(2))
+            size //= 2
+        elif step == "p3":
+            layers.append(nn.MaxPool2d(3, 2, 1))
+            size = (size - 1) // 2 + 1
+    layers += [nn.Flatten(), nn.Linear(c * size * size, 5)]
+    return _he_init(nn.Sequential(*layers), seed)
+
+
+def _flip_check(model, shape, atol=2e-5):
+    """Keras (in whatever coordinates to_keras chose) against PyTorch; returns max |Δ|."""
+    keras_model = to_keras(model, shape)
+    x = _nchw(8, *shape, seed=1)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    out = keras_model.predict(to_nhwc(x, flip=keras_model), verbose=0)
+    delta = float(np.abs(out - ref).max())
+    assert delta <= atol * max(1.0, float(np.abs(ref).max())), delta
+    return keras_model, delta
+
+
+@pytest.mark.parametrize("n", [28, 14, 8, 7, 15])
+@pytest.mark.parametrize("plan", [["s2"], ["s1", "s2", "s2"], ["s2", "s1", "p2"],
+                                  ["s1", "dw", "s1"], ["s2", "p3"]])
+def test_stride2_padding1_is_exact(n, plan):
+    sizes = dict(zip(plan, _sizes(n, plan)))
+    if sizes.get("p2", 0) % 2:  # MaxPool2d(2) on an odd map cannot run on flipped maps
+        with pytest.raises(IncompatibleModelError, match="cannot run on flipped maps"):
+            to_keras(_downsampler(n, plan), (1, n, n))
+        return
+    keras_model, delta = _flip_check(_downsampler(n, plan, seed=n), (1, n, n))
+    assert delta < 2e-5
+    # Flipped coordinates only where a stride-2 padding-1 window meets an even map.
+    needs_flip = any(step in ("s2", "dw", "p3") and size % 2 == 0
+                     for step, size in zip(plan, _sizes(n, plan)))
+    assert keras_model.input_flip == needs_flip
+
+
+def test_flipped_model_records_its_input_and_to_nhwc_flips():
+    keras_model, _ = _flip_check(_downsampler(8, ["s2", "s1"]), (1, 8, 8))
+    assert keras_model.input_flip and keras_model.layers[0].name == "input_flipped"
+    assert any("flipped coordinates" in note for note in keras_model.rewrites)
+    x = _nchw(2, 1, 8, 8)
+    np.testing.assert_array_equal(to_nhwc(x, flip=keras_model), to_nhwc(x)[:, ::-1, ::-1])
+    np.testing.assert_array_equal(to_nhwc(x, flip=True), to_nhwc(x, flip=keras_model))
+    unflipped = to_keras(_downsampler(8, ["s1"]), (1, 8, 8))
+    assert not unflipped.input_flip and not input_flip(unflipped)
+    np.testing.assert_array_equal(to_nhwc(x, flip=unflipped), to_nhwc(x))
+    with pytest.raises(IncompatibleModelError, match="cannot run in original coordinates"):
+        to_keras(_downsampler(8, ["s2"]), (1, 8, 8), flip=False)
+    forced = to_keras(_downsampler(7, ["s2"]), (1, 7, 7), flip=True)  # odd: exact either way
+    assert forced.input_flip
+
+
+def test_flip_conflict_is_refused_with_the_fix():
+    model = _downsampler(14, ["s2", "p2"])  # 14 → 7, then MaxPool2d(2) on an odd map
+    with pytest.raises(IncompatibleModelError,
+                       match=r"0 \(Conv2d\).*only on the spatially flipped map.*but 3 "
+                             r"\(MaxPool2d\).*7x7.*MaxPool2d\(3, stride=2, padding=1\)") as info:
+        to_keras(model, (1, 14, 14))
+    assert info.value.nodes == ["3"]
+    _flip_check(_downsampler(14, ["s2", "p3"]), (1, 14, 14))  # the suggested fix works
+
+
+def test_flipped_dense_after_flatten_and_folded_pool():
+    model = _he_init(nn.Sequential(
+        nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.ReLU6(), nn.Conv2d(4, 6, 3, padding=1),
+        nn.ReLU6(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(6 * 16, 3)))
+    keras_model, delta = _flip_check(model, (1, 16, 16))
+    assert keras_model.input_flip and delta < 2e-5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version, device", [("v1", "AKD1000"), ("v2", "SixNodesIPv2")])
+def test_flipped_model_converts_maps_and_keeps_the_mark(version, device, tmp_path):
+    from akida_workflows.deploy import load, save
+    from akida_workflows.evaluate import predict
+
+    model = _downsampler(16, ["s2", "s1", "s2"], channels=8)
+    keras_model = to_keras(model, (1, 16, 16))
+    x = _nchw(32, 1, 16, 16)
+    quantized = quantize_4bit(keras_model, x, akida_version=version)  # NCHW: flipped here
+    akida_model = convert_keras(quantized)
+    assert input_flip(quantized) and input_flip(akida_model)
+    assert map_report(akida_model, device).fully_mapped
+    reloaded = load(save(akida_model, tmp_path / "m.fbz"))
+    assert input_flip(reloaded)
+    # evaluate.predict takes the PyTorch layout and flips for the model.
+    out = predict(reloaded, x)
+    ref = quantized.predict(to_nhwc(x, flip=quantized), verbose=0)
+    assert np.mean(out.argmax(1) == ref.argmax(1)) >= 0.9
+    with torch.no_grad():
+        torch_ref = model(torch.from_numpy(x)).numpy()
+    assert np.mean(out.argmax(1) == torch_ref.argmax(1)) >= 0.6

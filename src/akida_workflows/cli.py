@@ -195,7 +195,8 @@ def _convert(args, work: Path) -> int:
             try:
                 keras_model = to_keras(model, samples.shape[1:])
                 _progress(f"quantizing to 4 bits with QuantizeML on {len(samples)} samples...")
-                akida_model = convert_keras(quantize_4bit(keras_model, to_nhwc(samples)))
+                akida_model = convert_keras(quantize_4bit(keras_model,
+                                                          to_nhwc(samples, flip=keras_model)))
             except Exception as exc:
                 _failed(report, "Akida 1.0 4-bit (.fbz)", exc)
                 print(check_compatibility(model, samples.shape[1:], "akida1",
@@ -205,7 +206,12 @@ def _convert(args, work: Path) -> int:
     convert_seconds = time.perf_counter() - start
     _progress(f"mapping on a virtual {device}...")
     mapping = map_report(akida_model, device)
-    x = samples[:32] if args.target == "akida2" else np.transpose(samples[:32], (0, 2, 3, 1))
+    if args.target == "akida2":
+        x = samples[:32]
+    else:
+        from .keras_bridge import to_nhwc
+
+        x = to_nhwc(samples[:32], flip=akida_model)  # flipped if the model takes it so
     path = save(akida_model, args.output, check_inputs=np.ascontiguousarray(x))
     report.add(f"Akida {'2.0 8-bit' if args.target == 'akida2' else '1.0 4-bit'} (.fbz)",
                path=path, seconds=convert_seconds, hw_fraction=mapping.hw_fraction)

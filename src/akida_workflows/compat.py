@@ -376,7 +376,8 @@ def _check_akida1(model, input_shape, col: _Collector, samples):
             col.add(node, "conversion", str(exc).split(": ", 1)[-1])
         return None
     try:
-        quantized = quantize_4bit(keras_model, to_nhwc(samples), akida_version="v1")
+        quantized = quantize_4bit(keras_model, to_nhwc(samples, flip=keras_model),
+                                  akida_version="v1")
     except IncompatibleModelError as exc:
         for node in exc.nodes or [type(model).__name__]:
             col.add(node, "quantization",

@@ -82,6 +82,18 @@ def _ort_session(model):
     )
 
 
+def _akida_layout(model, x: np.ndarray) -> np.ndarray:
+    """An NCHW batch for an Akida model that takes NHWC, converted (and flipped if the
+    model takes flipped input); anything else unchanged."""
+    shape = tuple(int(d) for d in model.input_shape)
+    if x.ndim == 4 and tuple(x.shape[1:]) != shape and (x.shape[2], x.shape[3],
+                                                         x.shape[1]) == shape:
+        from .keras_bridge import to_nhwc
+
+        return to_nhwc(x, flip=model)
+    return x
+
+
 def predict(model, x, *, batch_size: int = 256) -> np.ndarray:
     """Raw outputs of ``model`` on ``x``, as a 2-D ``(N, outputs)`` float array.
 
@@ -89,7 +101,11 @@ def predict(model, x, *, batch_size: int = 256) -> np.ndarray:
     ----------
     model : torch.nn.Module, ONNX model/path/session, akida.Model or .fbz path
     x : numpy.ndarray or torch.Tensor
-        Float NCHW inputs, preprocessed as for training.
+        Float NCHW inputs, preprocessed as for training. Akida models from the
+        Keras path take NHWC: NCHW batches are converted for them (and flipped
+        in H and W when the model records a flipped input, see
+        :func:`akida_workflows.keras_bridge.input_flip`); NHWC batches are
+        passed as they are.
     batch_size : int, default 256
 
     Returns
@@ -125,6 +141,7 @@ def predict(model, x, *, batch_size: int = 256) -> np.ndarray:
 
         if kind == "akida-file":
             model = akida.Model(str(model))
+        x = _akida_layout(model, x)
         for i in range(0, len(x), batch_size):
             outputs.append(model.predict(x[i : i + batch_size]))
     out = np.concatenate(outputs)

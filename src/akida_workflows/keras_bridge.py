@@ -57,10 +57,15 @@ __all__ = [
     "fine_tune",
     "convert_keras",
     "to_nhwc",
+    "input_flip",
     "unbounded_relus",
+    "converter",
 ]
 
 AKIDA_VERSIONS = ("v1", "v2")
+#: Name suffix of the input (Keras) and input quantizer (Akida) of a model that takes
+#: spatially flipped input: it survives quantization, conversion and ``.fbz`` files.
+FLIPPED_SUFFIX = "_flipped"
 
 
 def _keras():
@@ -78,35 +83,53 @@ def _pair(v):
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
 
-def _keras_padding(name, kernel, stride, padding, size, what="Conv2d") -> str:
+def _torch_pads(padding, kernel) -> tuple:
+    """(before, after) zero padding per spatial axis of a PyTorch conv/pool."""
+    if padding == "valid":
+        return ((0, 0), (0, 0))
+    if padding == "same":  # stride 1: PyTorch pads total // 2 before, like Keras
+        return tuple(((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel)
+    return tuple((p, p) for p in _pair(padding))
+
+
+def _keras_modes(kernel, stride, pads, size, flip: bool) -> list:
+    """The Keras paddings ('valid', 'same') whose windows are PyTorch's, in the original
+    coordinates or, with ``flip``, on the spatially flipped map with flipped kernels."""
+    modes = []
+    for mode in ("valid", "same"):
+        ok = True
+        for k, s, (before, after), n in zip(kernel, stride, pads, size):
+            out = (n + before + after - k) // s + 1
+            if mode == "valid":
+                keras_out, keras_before = (n - k) // s + 1 if n >= k else 0, 0
+            else:
+                keras_out = -(-n // s)
+                keras_before = max((keras_out - 1) * s + k - n, 0) // 2
+            # Flipped, PyTorch's last window comes first: it starts (out-1)*s + k - n - before
+            # positions before the (flipped) map.
+            start = (out - 1) * s + k - n - before if flip else before
+            ok &= out == keras_out and start == keras_before
+        if ok:
+            modes.append(mode)
+    return modes
+
+
+def _geometry(name, kernel, stride, padding, size, what):
+    """Text describing a window geometry, for messages."""
+    return (f"{name} ({what}): kernel {tuple(kernel)}, stride {tuple(stride)}, padding "
+            f"{padding!r} on a {size[0]}x{size[1]} map")
+
+
+def _keras_padding(name, kernel, stride, padding, size, what="Conv2d", flip=False) -> str:
     """'valid' or 'same' when Keras pads exactly as PyTorch did, else an error."""
-    if isinstance(padding, str):
-        if padding in ("valid", "same"):
-            return padding
-    pads = _pair(padding)
-    if all(p == 0 for p in pads):
-        return "valid"
-    for k, s, p, n in zip(kernel, stride, pads, size):
-        out = -(-n // s)  # ceil(n / s), Keras 'same'
-        total = max((out - 1) * s + k - n, 0)
-        torch_out = (n + 2 * p - k) // s + 1
-        if total // 2 != p or total - total // 2 != p or torch_out != out:
-            raise IncompatibleModelError(
-                f"{name} ({what}): padding={padding} with kernel {kernel}, stride {stride} on a "
-                f"{size[0]}x{size[1]} input is not Keras/Akida 'same' padding (which pads "
-                f"{total // 2} before and {total - total // 2} after). Use stride 1 with "
-                "padding=k//2 (then down-sample with MaxPool2d), or padding=0.",
-                nodes=[name],
-            )
-    return "same"
-
-
-def _same_pads_nothing(kernel, stride, size) -> bool:
-    for k, s, n in zip(kernel, stride, size):
-        out = -(-n // s)
-        if max((out - 1) * s + k - n, 0) or (n - k) // s + 1 != out:
-            return False
-    return True
+    modes = _keras_modes(kernel, stride, _torch_pads(padding, kernel), size, flip)
+    if modes:
+        return modes[0]
+    raise IncompatibleModelError(
+        f"{_geometry(name, kernel, stride, padding, size, what)} is not Keras/Akida 'same' "
+        f"padding{' in flipped coordinates' if flip else ''} (which pads total // 2 before and "
+        "the rest after) nor 'valid'. Use stride 1 with padding=k//2 (then down-sample with "
+        "MaxPool2d), or padding=0.", nodes=[name])
 
 
 def _functional_modules():
@@ -364,6 +387,7 @@ class _Build:
     rewrites: list = field(default_factory=list)
     last_conv_padding: str = "valid"
     pooled: str | None = None  # name of a MaxPool2d since the last conv
+    flip: bool = False  # the network runs on spatially flipped maps
     act: float | None | bool = False  # activation since the last conv: max, None=unbounded
 
     def add(self, layer, weights=None):
@@ -432,9 +456,12 @@ def _bias(m, n) -> np.ndarray:
     return m.bias.detach().cpu().numpy() if m.bias is not None else np.zeros(n, np.float32)
 
 
-def _torch_to_keras_flatten(c, h, w) -> np.ndarray:
-    """For each position of Keras' (h, w, c) flatten order, the PyTorch (c, h, w) index."""
+def _torch_to_keras_flatten(c, h, w, flip=False) -> np.ndarray:
+    """For each position of Keras' (h, w, c) flatten order, the PyTorch (c, h, w) index
+    (of the unflipped map when the Keras map is flipped)."""
     hh, ww, cc = np.meshgrid(np.arange(h), np.arange(w), np.arange(c), indexing="ij")
+    if flip:
+        hh, ww = h - 1 - hh, w - 1 - ww
     return (cc * h * w + hh * w + ww).ravel()
 
 
@@ -461,7 +488,7 @@ def _flatten(name, b: _Build) -> None:
     s = b.state
     _unpool_before_dense(name, b)
     b.add(b.layers.Flatten(name=_layer_name(name, "flatten")))
-    b.state = _Flat(s.c * s.h * s.w, _torch_to_keras_flatten(s.c, s.h, s.w))
+    b.state = _Flat(s.c * s.h * s.w, _torch_to_keras_flatten(s.c, s.h, s.w, b.flip))
 
 
 def _dense(name, weight, bias, b: _Build) -> None:
@@ -488,8 +515,10 @@ def _conv2d(name, m, b: _Build) -> None:
         raise IncompatibleModelError(
             f"{label}: dilation and non-zero padding modes are not supported", nodes=[name])
     kernel, stride = _pair(m.kernel_size), _pair(m.stride)
-    padding = _keras_padding(name, kernel, stride, m.padding, (s.h, s.w))
+    padding = _keras_padding(name, kernel, stride, m.padding, (s.h, s.w), flip=b.flip)
     weight = m.weight.detach().cpu().numpy()
+    if b.flip:
+        weight = np.ascontiguousarray(weight[:, :, ::-1, ::-1])
     bias = _bias(m, m.out_channels)
     if m.groups == 1:
         b.add(b.layers.Conv2D(m.out_channels, kernel, strides=stride, padding=padding,
@@ -519,27 +548,35 @@ def _max_pool(name, m, b: _Build) -> None:
         raise IncompatibleModelError(f"{label}: ceil_mode=True is not supported", nodes=[name])
     if _pair(m.dilation) != (1, 1):
         raise IncompatibleModelError(f"{label}: dilation is not supported", nodes=[name])
-    padding = _keras_padding(name, kernel, stride, m.padding, (s.h, s.w), "MaxPool2d")
-    if padding == "valid" and _same_pads_nothing(kernel, stride, (s.h, s.w)):
-        # Identical results; Akida wants the pool padded like its conv.
-        padding = b.last_conv_padding
+    padding = _keras_padding(name, kernel, stride, m.padding, (s.h, s.w), "MaxPool2d", b.flip)
+    if b.last_conv_padding in _keras_modes(kernel, stride, _torch_pads(m.padding, kernel),
+                                           (s.h, s.w), b.flip):
+        padding = b.last_conv_padding  # identical windows; Akida pads a pool like its conv
     b.add(b.layers.MaxPool2D(kernel, stride, padding=padding, name=_layer_name(name, "maxpool")))
     b.pooled = name
     b.spatial_out()
 
 
+def _linear_after(sequence, index):
+    """Index of the Linear an average pooling at ``index`` feeds through Flatten, Dropout
+    and Identity only; None otherwise."""
+    from torch import nn
+
+    for i in range(index + 1, len(sequence)):
+        nxt = sequence[i][1]
+        if isinstance(nxt, nn.Linear):
+            return i
+        if isinstance(nxt, (nn.Dropout, nn.Identity)):
+            continue
+        if not (isinstance(nxt, nn.Flatten) and nxt.start_dim == 1 and nxt.end_dim == -1):
+            return None
+    return None
+
+
 def _fold_pool_into_linear(name, m, b: _Build) -> bool:
     """Average pooling → (Flatten) → Linear is one linear map: a Dense on the unpooled map
     computes it exactly (Akida has no average-pooling layer). False when no Linear follows."""
-    from torch import nn
-
-    target = None
-    for i, _, nxt in b.following():
-        if isinstance(nxt, nn.Linear):
-            target = i
-            break
-        if not (isinstance(nxt, nn.Flatten) and nxt.start_dim == 1 and nxt.end_dim == -1):
-            return False
+    target = _linear_after(b.sequence, b.index)
     if target is None:
         return False
     s = b.feature_map(name, m)
@@ -669,13 +706,88 @@ def _unsupported(name, m) -> IncompatibleModelError:
                                   nodes=[name])
 
 
-def to_keras(torch_model, input_shape):
+def _windows(sequence, shape):
+    """(name, what, kernel, stride, padding, (h, w)) of each conv/pool whose padding decides
+    whether the network can run in original or flipped coordinates."""
+    import torch
+    from torch import nn
+
+    out, x = [], torch.zeros(2, *shape)
+    with torch.no_grad():
+        for index, (name, m) in enumerate(sequence):
+            if x.dim() == 4:
+                size = tuple(x.shape[2:])
+                if isinstance(m, nn.Conv2d):
+                    out.append((name, "Conv2d", _pair(m.kernel_size), _pair(m.stride),
+                                m.padding, size))
+                elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) and not (
+                        isinstance(m, nn.AvgPool2d) and _linear_after(sequence, index)):
+                    out.append((name, type(m).__name__, _pair(m.kernel_size),
+                                _pair(m.stride if m.stride is not None else m.kernel_size),
+                                m.padding, size))
+            x = m(x)
+    return out
+
+
+def _choose_flip(sequence, shape, flip: bool | None) -> bool:
+    """Run the network in flipped coordinates only where that is what makes it exact.
+
+    PyTorch pads ``padding`` on both sides; Keras/Akida 'same' pads ``total // 2``
+    before and the rest after. A stride-2, ``padding=1`` conv on an even map is
+    therefore not 'same' (Keras pads 0 before, 1 after) — but on the spatially
+    flipped map with flipped kernels its windows are exactly Keras' 'same'
+    windows. Flipping is all or nothing (every layer then sees flipped maps).
+    """
+    windows = _windows(sequence, shape)
+    fits = {False: [], True: []}  # orientation -> layers it fails
+    for name, what, kernel, stride, padding, size in windows:
+        for orientation in (False, True):
+            if not _keras_modes(kernel, stride, _torch_pads(padding, kernel), size, orientation):
+                fits[orientation].append((name, what, kernel, stride, padding, size))
+    choices = [o for o in ((False, True) if flip is None else (flip,)) if not fits[o]]
+    if choices:
+        return choices[0]
+    either = [w for w in fits[False] if w in fits[True]]
+    if either:
+        w = either[0]
+        raise IncompatibleModelError(
+            f"{_geometry(w[0], *w[2:5], w[5], w[1])}: neither Keras/Akida 'same' nor 'valid' "
+            "padding, in original or flipped coordinates. Use padding=k//2 (odd k) with "
+            "stride 1 and down-sample with MaxPool2d(2), or a stride-2 conv with padding=k//2 "
+            "on even maps, or padding=0.", nodes=[w[0]])
+    if flip is not None:
+        w = fits[flip][0]
+        raise IncompatibleModelError(
+            f"{_geometry(w[0], *w[2:5], w[5], w[1])} cannot run in "
+            f"{'flipped' if flip else 'original'} coordinates; use flip=None (automatic).",
+            nodes=[w[0]])
+    need, block = fits[False][0], fits[True][0]
+    raise IncompatibleModelError(
+        f"{_geometry(need[0], *need[2:5], need[5], need[1])} is Keras/Akida 'same' padding "
+        "only on the spatially flipped map (Keras pads 0 before and 1 after where PyTorch pads "
+        f"1 and 1), but {_geometry(block[0], *block[2:5], block[5], block[1])} cannot run on "
+        "flipped maps (its windows drop the last row/column, which becomes the first). "
+        f"Fix: make the map before {block[0]} even (an input size divisible by 2 for each "
+        "stride-2 layer before it), or pool with MaxPool2d(3, stride=2, padding=1), which "
+        "is exact either way.", nodes=[block[0]])
+
+
+def to_keras(torch_model, input_shape, *, flip: bool | None = None):
     """Rebuild a PyTorch model as the equivalent tf-keras model, weights included.
 
     Each PyTorch layer type has one converter function (registered with
     :func:`converter`); exact rewrites made on the way (average pooling folded
     into a Dense, an identity convolution after a pooled conv that feeds a
-    Dense) are listed in the result's ``rewrites`` attribute.
+    Dense, flipped coordinates) are listed in the result's ``rewrites``
+    attribute.
+
+    Stride-2 ``padding=1`` convolutions on even maps (ResNet/MobileNet
+    down-sampling) pad differently from Keras/Akida 'same'. They are exact
+    'same' convolutions on the *spatially flipped* map with flipped kernels, so
+    when a model needs it the whole Keras network is built in flipped
+    coordinates: it then takes flipped images. The model records it
+    (:func:`input_flip`), :func:`to_nhwc` with ``flip=model`` prepares its
+    input, and :func:`convert_keras` passes the mark on to the Akida model.
 
     Parameters
     ----------
@@ -684,19 +796,29 @@ def to_keras(torch_model, input_shape):
         are folded first; the model itself is not modified.
     input_shape : tuple of int
         Channel-first input shape as in PyTorch, without batch: ``(C, H, W)``.
+    flip : bool, optional
+        Build in flipped coordinates (True) or not (False); by default only
+        when the model's padding needs it.
 
     Returns
     -------
     tf_keras.Model
-        Takes NHWC input (``(N, H, W, C)``); its outputs equal the PyTorch
+        Takes NHWC input (``(N, H, W, C)``), flipped in H and W when its
+        ``input_flip`` attribute is True; its outputs equal the PyTorch
         model's on the same images (up to float32 rounding). Layer names carry
         the PyTorch module names (``conv_0``, ``relu_1``, …).
 
     Raises
     ------
     IncompatibleModelError
-        Unsupported modules (named), branching models, padding Keras cannot
-        express, a non-positive or inconsistent ``input_shape``.
+        Unsupported modules (named, with the fix), branching models, padding
+        Keras cannot express in either orientation, a non-positive or
+        inconsistent ``input_shape``.
+
+    Examples
+    --------
+    >>> keras_model = to_keras(torch_model, (1, 28, 28))          # doctest: +SKIP
+    >>> keras_model.predict(to_nhwc(x_nchw, flip=keras_model))     # doctest: +SKIP
     """
     import torch
     from torch import nn
@@ -714,8 +836,17 @@ def to_keras(torch_model, input_shape):
     torch_model = torch_model.eval()
     keras = _keras()
     c, h, w = shape
-    inputs = keras.Input((h, w, c), name="input")
-    b = _Build(layers=keras.layers, sequence=_sequence(torch_model, shape), x=inputs, state=_Map(c, h, w))
+    sequence = _sequence(torch_model, shape)
+    flipped = _choose_flip(sequence, shape, flip)
+    inputs = keras.Input((h, w, c), name="input" + (FLIPPED_SUFFIX if flipped else ""))
+    b = _Build(layers=keras.layers, sequence=sequence, x=inputs, state=_Map(c, h, w),
+               flip=flipped)
+    if flipped:
+        b.rewrites.append(
+            "the whole network runs in spatially flipped coordinates (kernels flipped, the "
+            "Dense after Flatten permuted): its stride-2 padding=1 convolutions are exact "
+            "Keras/Akida 'same' convolutions there. The model takes H- and W-flipped input: "
+            "prepare it with to_nhwc(x, flip=model)")
     for index, (name, m) in enumerate(b.sequence):
         if index in b.consumed:
             continue
@@ -736,6 +867,7 @@ def to_keras(torch_model, input_shape):
     for layer, kweights in b.assignments:
         layer.set_weights([np.asarray(a, dtype=np.float32) for a in kweights])
     keras_model.rewrites = tuple(b.rewrites)
+    keras_model.input_flip = flipped
     with torch.no_grad():  # a batch of two: torch.squeeze would drop a batch of one
         torch_shape = tuple(torch_model(torch.zeros(2, *shape)).shape[1:])
     if torch_shape != tuple(keras_model.output_shape[1:]):
@@ -767,13 +899,40 @@ def _pooled_linear_weight(pool, linear, chw, pool_name, linear_name) -> np.ndarr
     return x.grad.reshape(out, -1).numpy()
 
 
-def to_nhwc(x) -> np.ndarray:
+def input_flip(model) -> bool:
+    """Whether a model built by :func:`to_keras` takes spatially flipped input.
+
+    Parameters
+    ----------
+    model : tf_keras.Model or akida.Model
+        The float or quantized Keras model, or the Akida model converted from
+        it (the mark is kept in ``.fbz`` files).
+
+    Returns
+    -------
+    bool
+    """
+    recorded = getattr(model, "input_flip", None)
+    if isinstance(recorded, bool):
+        return recorded
+    layers = getattr(model, "layers", None)
+    if not layers:
+        return False
+    first = layers[0]
+    return str(getattr(first, "name", "")).endswith(FLIPPED_SUFFIX)
+
+
+def to_nhwc(x, flip=False) -> np.ndarray:
     """Float32 NHWC copy of an NCHW image batch (the layout PyTorch models take).
 
     Parameters
     ----------
     x : array-like
         ``(N, C, H, W)``, or ``(N, H, W)`` for one channel.
+    flip : bool or model, default False
+        Flip H and W, as a model built in flipped coordinates expects. Pass
+        the Keras or Akida model itself to read it from the model
+        (:func:`input_flip`): ``to_nhwc(x, flip=model)`` is always right.
 
     Returns
     -------
@@ -785,7 +944,10 @@ def to_nhwc(x) -> np.ndarray:
         x = x[:, None]
     if x.ndim != 4:
         raise IncompatibleModelError(f"expected an NCHW image batch, got shape {x.shape}")
-    return np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1)), dtype=np.float32)
+    x = np.transpose(x, (0, 2, 3, 1))
+    if flip if isinstance(flip, (bool, np.bool_)) else input_flip(flip):
+        x = x[:, ::-1, ::-1]
+    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 def unbounded_relus(keras_model) -> list[str]:
@@ -800,13 +962,15 @@ def _check_samples(keras_model, samples) -> np.ndarray:
 
     x = _check_sample_dtype(samples, "akida_workflows.datasets.preprocess, then to_nhwc")
     expected = tuple(keras_model.input_shape[1:])
+    if x.ndim == 4 and tuple(x.shape[1:]) != expected and (
+            x.shape[2], x.shape[3], x.shape[1]) == expected:
+        # PyTorch's NCHW layout: converted here, flipped if the model takes flipped input.
+        x = to_nhwc(x, flip=keras_model)
     if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-        hint = ""
-        if x.ndim == 4 and (x.shape[2], x.shape[3], x.shape[1]) == expected:
-            hint = " They look NCHW: convert with akida_workflows.keras_bridge.to_nhwc(samples)."
         raise IncompatibleModelError(
-            f"calibration samples have shape {x.shape}; the Keras model takes "
-            f"(N, {', '.join(map(str, expected))}) NHWC.{hint}")
+            f"samples have shape {x.shape}; the Keras model takes "
+            f"(N, {', '.join(map(str, expected))}) NHWC (to_nhwc(x, flip=model)) or "
+            f"(N, {expected[2]}, {expected[0]}, {expected[1]}) NCHW.")
     return _check_sample_values(x)
 
 
@@ -1080,7 +1244,10 @@ def convert_keras(quantized_model, akida_version: str | None = None, *,
     Returns
     -------
     akida.Model
-        Takes float NHWC input (its first layer quantizes it).
+        Takes float NHWC input (its first layer quantizes it), flipped in H and
+        W if the Keras model was built in flipped coordinates: its first layer's
+        name then ends in ``"_flipped"`` (:func:`input_flip`); prepare inputs
+        with ``to_nhwc(x, flip=akida_model)``.
 
     Raises
     ------
@@ -1097,15 +1264,32 @@ def convert_keras(quantized_model, akida_version: str | None = None, *,
         raise IncompatibleModelError(
             "say which Akida version to convert for (akida_version='v1' or 'v2')")
     version = _version(akida_version)
+    # A model that takes flipped input says so in its input quantizer's name, which the
+    # Akida model (and its .fbz file) keeps.
+    flipped = input_flip(quantized_model)
+    quantizer = next((layer for layer in quantized_model.layers
+                      if type(layer).__name__ == "InputQuantizer"), None)
+    if flipped and quantizer is None:
+        raise IncompatibleModelError(
+            "the model takes spatially flipped input but has no input quantizer to record it "
+            "in the Akida model: quantize it with quantize_4bit")
+    original_name = quantizer.name if quantizer is not None else None
     with set_akida_version(version), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
+            if flipped and not original_name.endswith(FLIPPED_SUFFIX):
+                quantizer._name = original_name + FLIPPED_SUFFIX
             akida_model = convert(quantized_model)
         except Exception as exc:
             fix, names = _explain_cnn2snn(str(exc))
             raise IncompatibleModelError(
                 f"cnn2snn.convert failed for Akida {akida_version}: {exc}"
                 + (f" Fix: {fix}" if fix else ""), nodes=names) from exc
+        finally:
+            if quantizer is not None:
+                quantizer._name = original_name
+    if flipped != input_flip(akida_model):  # pragma: no cover - defensive
+        raise IncompatibleModelError("the Akida model lost the mark of its flipped input")
     stop = ""
     for w in caught:
         if "Conversion stops" in str(w.message):
