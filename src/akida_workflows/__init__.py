@@ -1,6 +1,6 @@
 """akida-workflows: take a trained PyTorch model onto BrainChip's Akida processor.
 
-One module per pipeline stage: :mod:`~akida_workflows.datasets`,
+One module per pipeline stage: :mod:`~akida_workflows.datasets`, :mod:`~akida_workflows.loading`,
 :mod:`~akida_workflows.training`, :mod:`~akida_workflows.export`,
 :mod:`~akida_workflows.convert`, :mod:`~akida_workflows.evaluate`,
 :mod:`~akida_workflows.deploy`, :mod:`~akida_workflows.plots`.
@@ -16,7 +16,9 @@ from .errors import (
     FoldingError,
     IncompatibleModelError,
     MappingError,
+    ModelFileError,
     QuantizationError,
+    UnsafeModelFileError,
 )
 
 __version__ = "0.1.0"
@@ -29,7 +31,9 @@ __all__ = [
     "FoldingError",
     "IncompatibleModelError",
     "MappingError",
+    "ModelFileError",
     "QuantizationError",
+    "UnsafeModelFileError",
     "reset_seeds",
     "__version__",
 ]
