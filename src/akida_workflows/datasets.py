@@ -135,13 +135,25 @@ class Dataset:
 # --------------------------------------------------------------------------- IDX
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
+#: Largest IDX payload :func:`read_idx` accepts by default (EMNIST's largest file is ~0.55 GB).
+IDX_MAX_BYTES = 2**30
+_CHUNK = 1 << 20
+
+
+def read_idx(path: str | os.PathLike, *, max_bytes: int = IDX_MAX_BYTES) -> np.ndarray:
     """Read an IDX file (``.gz`` or raw) into a numpy array.
+
+    The header is checked before the data is read: a header whose dimensions
+    claim more data than the file holds (or than ``max_bytes``) is refused
+    without allocating it, and a ``.gz`` file is decompressed in chunks, never
+    beyond what its header announces.
 
     Parameters
     ----------
     path : str or path-like
         The file. A name ending in ``.gz`` is decompressed.
+    max_bytes : int, default ``IDX_MAX_BYTES`` (1 GiB)
+        Largest payload accepted.
 
     Returns
     -------
@@ -152,7 +164,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     ------
     DatasetError
         If the file is missing, not gzip when named ``.gz``, truncated, has a
-        wrong magic number, or its length does not match its header.
+        wrong magic number, its length does not match its header, or its header
+        claims more than ``max_bytes``.
 
     Examples
     --------
@@ -161,42 +174,67 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     (10000, 28, 28)
     """
     path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"IDX file not found: {path}")
+    gz = path.suffix == ".gz"
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                raw = f.read()
-        else:
-            raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DatasetError(f"IDX file not found: {path}") from None
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+            dims, dtype, header_len = _idx_header(path, f)
+            expected = dtype.itemsize
+            for d in dims:
+                expected *= d
+            if expected > max_bytes:
+                raise DatasetError(
+                    f"{path}: IDX header {dims} claims {expected:,} bytes of data, more than "
+                    f"max_bytes={max_bytes:,}; the header is corrupt (or pass a larger max_bytes)"
+                )
+            if not gz:
+                actual = os.fstat(f.fileno()).st_size - header_len
+                if actual != expected:
+                    raise _idx_length_error(path, dims, expected, actual)
+            raw = bytearray()
+            while len(raw) <= expected:
+                chunk = f.read(min(_CHUNK, expected + 1 - len(raw)))
+                if not chunk:
+                    break
+                raw += chunk
+    except DatasetError:
+        raise
     except (OSError, EOFError, zlib.error) as exc:
         raise DatasetError(
-            f"{path}: cannot decompress ({exc}); the file is truncated or corrupt. "
-            "Delete it and load again to re-download it."
+            f"{path}: cannot {'decompress' if gz else 'read'} ({exc}); the file is truncated "
+            "or corrupt. Delete it and load again to re-download it."
         ) from exc
-    if len(raw) < 4:
-        raise DatasetError(f"{path}: {len(raw)} bytes is too short for an IDX header")
-    zero0, zero1, code, ndim = raw[0], raw[1], raw[2], raw[3]
+    if len(raw) != expected:
+        raise _idx_length_error(path, dims, expected, len(raw), at_least=len(raw) > expected)
+    data = np.frombuffer(raw, dtype=dtype).reshape(dims)
+    return data.astype(dtype.newbyteorder("="), copy=True)
+
+
+def _idx_header(path: Path, f) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(dims, dtype, header length) from the start of an open IDX stream."""
+    magic = f.read(4)
+    if len(magic) < 4:
+        raise DatasetError(f"{path}: {len(magic)} bytes is too short for an IDX header")
+    zero0, zero1, code, ndim = magic
     if zero0 != 0 or zero1 != 0 or code not in _IDX_DTYPES or ndim == 0:
         raise DatasetError(
-            f"{path}: wrong IDX magic number {raw[:4].hex()} "
+            f"{path}: wrong IDX magic number {magic.hex()} "
             "(expected 0000 then a type code 08/09/0b/0c/0d/0e and a dimension count)"
         )
-    header_len = 4 + 4 * ndim
-    if len(raw) < header_len:
-        raise DatasetError(f"{path}: truncated IDX header ({len(raw)} bytes)")
-    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    dtype = _IDX_DTYPES[code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-    actual = len(raw) - header_len
-    if actual != expected:
-        what = "truncated" if actual < expected else "longer than its header says"
-        raise DatasetError(
-            f"{path}: IDX data is {what}: header {dims} needs {expected} bytes, "
-            f"file has {actual}"
-        )
-    data = np.frombuffer(raw, dtype=dtype, offset=header_len).reshape(dims)
-    return data.astype(dtype.newbyteorder("="), copy=True)
+    raw_dims = f.read(4 * ndim)
+    if len(raw_dims) < 4 * ndim:
+        raise DatasetError(f"{path}: truncated IDX header ({4 + len(raw_dims)} bytes)")
+    dims = tuple(int.from_bytes(raw_dims[i : i + 4], "big") for i in range(0, 4 * ndim, 4))
+    return dims, _IDX_DTYPES[code], 4 + 4 * ndim
+
+
+def _idx_length_error(path, dims, expected, actual, at_least=False) -> DatasetError:
+    what = "truncated" if actual < expected else "longer than its header says"
+    has = f"at least {actual}" if at_least else f"{actual}"
+    return DatasetError(
+        f"{path}: IDX data is {what}: header {dims} needs {expected} bytes, file has {has}"
+    )
 
 
 def _find_idx(root: Path, stem: str) -> Path | None:

@@ -62,7 +62,6 @@ def _model_kind(model) -> str:
 
 
 def _ort_session(model):
-    import onnx
     import onnxruntime as ort
 
     from .export import OnnxExport
@@ -70,7 +69,9 @@ def _ort_session(model):
     if isinstance(model, OnnxExport):
         model = model.model
     if isinstance(model, (str, os.PathLike)):
-        model = onnx.load(str(model))
+        from .loading import load_model
+
+        model = load_model(model)
     options = ort.SessionOptions()
     if any(n.domain == "com.brainchip" for n in model.graph.node):
         # QuantizeML's quantized ops run through onnxruntime-extensions.
@@ -121,10 +122,11 @@ def predict(model, x, *, batch_size: int = 256) -> np.ndarray:
         for i in range(0, len(x), batch_size):
             outputs.append(session.run(None, {name: x[i : i + batch_size]})[0])
     else:
-        import akida
 
         if kind == "akida-file":
-            model = akida.Model(str(model))
+            from .deploy import load
+
+            model = load(model)
         for i in range(0, len(x), batch_size):
             outputs.append(model.predict(x[i : i + batch_size]))
     out = np.concatenate(outputs)
