@@ -454,7 +454,7 @@ shape = tuple(int(d) for d in model.input_shape)
 tuple(int(d) for d in model.output_shape)
 for layer in model.layers:
     str(layer.parameters)
-for dtype in (np.float32, np.uint8):
+for dtype in (np.float32, np.uint8, np.int8):
     try:
         model.predict(np.zeros((1, *shape), dtype=dtype))
         break

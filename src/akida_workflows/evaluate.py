@@ -122,7 +122,6 @@ def predict(model, x, *, batch_size: int = 256) -> np.ndarray:
         for i in range(0, len(x), batch_size):
             outputs.append(session.run(None, {name: x[i : i + batch_size]})[0])
     else:
-
         if kind == "akida-file":
             from .deploy import load
 

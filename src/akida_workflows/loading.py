@@ -311,11 +311,21 @@ def _pickle_globals(path: Path, data: bytes) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-_PLAIN_GLOBALS = re.compile(r"^(torch\.|collections\.|builtins\.|__builtin__\.|_codecs\.|numpy\.)")
+def _weights_only_globals() -> set[str]:
+    """Names torch's weights_only unpickler accepts (not worth reporting)."""
+    try:
+        from torch import _weights_only_unpickler
+
+        return set(_weights_only_unpickler._get_allowed_globals())
+    except Exception:  # private API: fall back to the storage rebuild helpers
+        return set()
 
 
 def _full_pickle_error(path: Path, data: bytes) -> UnsafeModelFileError:
-    names = [g for g in _pickle_globals(path, data) if not _PLAIN_GLOBALS.match(g)]
+    allowed = _weights_only_globals()
+    names = [g for g in _pickle_globals(path, data)
+             if g not in allowed and not g.startswith(("torch._utils._rebuild", "collections.",
+                                                       "__builtin__.", "builtins."))]
     shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
     refers = f" (it refers to {shown})" if names else ""
     return UnsafeModelFileError(
@@ -499,6 +509,9 @@ def _missing_class(exc: BaseException, path: Path, data: bytes) -> str:
     text = str(exc)
     match = re.search(r"Can't get attribute '([^']+)' on <module '([^']+)'", text)
     if match:
+        for name in _pickle_globals(path, data):
+            if name.endswith("." + match.group(1)):
+                return name
         return f"{match.group(2)}.{match.group(1)}"
     if isinstance(exc, ModuleNotFoundError) and exc.name:
         for name in _pickle_globals(path, data):
