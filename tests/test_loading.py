@@ -347,3 +347,20 @@ def test_load_samples_bad_content(tmp_path, array, message):
     np.save(tmp_path / "s.npy", array)
     with pytest.raises(DatasetError, match=message):
         load_samples(tmp_path / "s.npy")
+
+
+@pytest.mark.parametrize("record, keep", [("data/0", 100), ("data/1", 0)])
+def test_torchscript_with_a_short_tensor_record_is_refused(files, tmp_path, record, keep):
+    """torch.jit.load accepts these and then reads past the buffer (segfault when empty)."""
+    import io
+
+    reader = torch._C.PyTorchFileReader(io.BytesIO((files / "ts.pt").read_bytes()))
+    records = {n: reader.get_record(n) for n in reader.get_all_records()
+               if n != ".data/serialization_id"}
+    records[record] = records[record][:keep]
+    writer = torch._C.PyTorchFileWriter(str(tmp_path / "cut.pt"))
+    for name, data in records.items():
+        writer.write_record(name, data, len(data))
+    writer.write_end_of_file()
+    with pytest.raises(ModelFileError, match=f"tensor record {record} holds {keep} bytes"):
+        load_model(tmp_path / "cut.pt")

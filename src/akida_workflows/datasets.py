@@ -207,7 +207,11 @@ def read_idx(path: str | os.PathLike, *, max_bytes: int = IDX_MAX_BYTES) -> np.n
         ) from exc
     if len(raw) != expected:
         raise _idx_length_error(path, dims, expected, len(raw), at_least=len(raw) > expected)
-    data = np.frombuffer(raw, dtype=dtype).reshape(dims)
+    try:
+        data = np.frombuffer(raw, dtype=dtype).reshape(dims)
+    except ValueError as exc:  # e.g. (0, 10**9, 10**9, ...): empty, but too big for numpy
+        raise DatasetError(f"{path}: IDX header {dims} is not a shape numpy can hold ({exc})"
+                           ) from None
     return data.astype(dtype.newbyteorder("="), copy=True)
 
 

@@ -463,10 +463,101 @@ def _check_torchscript_graphs(path: Path, module) -> None:
             "or save its state_dict() and give it with --model-class/--weights.")
 
 
+#: Bytes per element of the storage classes pickles name (``torch.FloatStorage`` ...).
+_STORAGE_ITEMSIZE = {
+    "Float": 4, "Double": 8, "Half": 2, "BFloat16": 2, "Long": 8, "Int": 4, "Short": 2,
+    "Char": 1, "Byte": 1, "Bool": 1, "ComplexFloat": 8, "ComplexDouble": 16, "QInt8": 1,
+    "QUInt8": 1, "QInt32": 4, "QUInt4x2": 1, "QUInt2x4": 1,
+}
+
+
+class _Storage:
+    def __init__(self, record: str, itemsize: int | None, numel: int):
+        self.record, self.itemsize, self.numel = record, itemsize, numel
+
+
+def _tensor_views(path: Path, pickled: bytes, prefix: str):
+    """(storage, offset, size, stride) of each tensor a pickle rebuilds, read without
+    importing or calling anything: every class the pickle names becomes an inert stub."""
+    import pickle
+
+    views = []
+
+    class Stub:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __setstate__(self, state):
+            pass
+
+    def rebuild(storage, offset, size, stride, *rest):
+        views.append((storage, offset, size, stride))
+        return Stub()
+
+    class Inspector(pickle.Unpickler):
+        def find_class(self, module, name):
+            if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+                return rebuild
+            return type(name, (Stub,), {"module": module})
+
+        def persistent_load(self, pid):
+            if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+                raise pickle.UnpicklingError(f"unexpected persistent id {pid!r:.80}")
+            kind = getattr(pid[1], "__name__", "")
+            itemsize = _STORAGE_ITEMSIZE.get(kind.removesuffix("Storage"))
+            return _Storage(f"{prefix}{pid[2]}", itemsize, int(pid[4]))
+
+    try:
+        Inspector(io.BytesIO(pickled)).load()
+    except Exception as exc:
+        raise ModelFileError(
+            f"{path} is not a loadable TorchScript file (truncated or corrupt): {prefix}*.pkl: "
+            f"{type(exc).__name__}: {_first_line(exc)}") from None
+    return views
+
+
+def _check_tensor_records(path: Path, records) -> None:
+    """Every tensor of a TorchScript archive must lie inside a stored record.
+
+    ``torch.jit.load`` (torch 2.13) does not check this: a tensor record cut short
+    loads, then reads past its buffer (garbage outputs, or a segfault when it is
+    empty).
+    """
+    for pickle_name, prefix in (("data.pkl", "data/"), ("constants.pkl", "constants/")):
+        if pickle_name not in records:
+            continue
+        for storage, offset, size, stride in _tensor_views(path, records.read(pickle_name),
+                                                           prefix):
+            if not isinstance(storage, _Storage) or storage.itemsize is None:
+                continue
+            if storage.record not in records:
+                raise ModelFileError(
+                    f"{path} is not a loadable TorchScript file: tensor record "
+                    f"{storage.record} is missing (truncated or corrupt archive)")
+            stored = len(records.read(storage.record))
+            if stored < storage.numel * storage.itemsize:
+                raise ModelFileError(
+                    f"{path} is not a loadable TorchScript file: tensor record "
+                    f"{storage.record} holds {stored} bytes, its header says "
+                    f"{storage.numel * storage.itemsize} (truncated or corrupt archive)")
+            try:
+                size, stride, offset = tuple(size), tuple(stride), int(offset)
+                last = offset + sum((n - 1) * s for n, s in zip(size, stride))
+                empty = any(n == 0 for n in size)
+                bad = len(size) != len(stride) or min((*size, *stride, offset), default=0) < 0
+            except (TypeError, ValueError):
+                bad, empty, last = True, False, 0
+            if bad or (not empty and last >= storage.numel):
+                raise ModelFileError(
+                    f"{path} is not a loadable TorchScript file: a tensor of shape {size!r:.60} "
+                    f"reaches past its storage {storage.record} (corrupt archive)")
+
+
 def _load_torchscript(path: Path, data: bytes, records):
     import torch
 
     _check_torchscript_code(path, records)
+    _check_tensor_records(path, records)
     try:
         module = torch.jit.load(io.BytesIO(data), map_location="cpu")
     except Exception as exc:
