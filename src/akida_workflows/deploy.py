@@ -383,7 +383,8 @@ def save(akida_model, path: str | os.PathLike, check_inputs=None) -> Path:
         Target file (``.fbz``); parent folders are created.
     check_inputs : numpy.ndarray, optional
         If given, the written file is reloaded (see :func:`load`) and its outputs
-        on these inputs must be bit-identical to the original model's.
+        on these inputs (float inputs as ``float32``; integer inputs as given)
+        must be bit-identical to the original model's.
 
     Returns
     -------
@@ -416,7 +417,9 @@ def save(akida_model, path: str | os.PathLike, check_inputs=None) -> Path:
                 raise AkidaWorkflowError(
                     f"{path}: the written model does not reload ({exc}); the file was not "
                     "written") from exc
-            x = np.ascontiguousarray(check_inputs, dtype=np.float32)
+            x = np.ascontiguousarray(check_inputs)
+            if np.issubdtype(x.dtype, np.floating):
+                x = x.astype(np.float32, copy=False)
             if not np.array_equal(akida_model.predict(x), reloaded.predict(x)):
                 raise AkidaWorkflowError(
                     f"{path}: the reloaded model's outputs differ; the file was not written")
