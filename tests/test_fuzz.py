@@ -468,11 +468,12 @@ CLI_CASES = {  # reader -> command line (the damaged file is {f})
 
 
 @pytest.mark.parametrize("reader", sorted(CLI_CASES))
-@settings(max_examples=3, **{**COMMON, "deadline": timedelta(seconds=300)})
+@settings(max_examples=2, **{**COMMON, "deadline": timedelta(seconds=300)})
 @given(data=st.data())
 def test_fuzz_cli(valid, tmp_path, data, reader):
-    work = tmp_path / f"cli-{data.draw(st.integers(0, 10**9))}"
-    work.mkdir()
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix="cli-", dir=tmp_path))
     np.save(work / "calib.npy", samples(8))
     (work / "model.onnx").write_bytes(valid["onnx"])
     base = valid[reader]
