@@ -364,3 +364,31 @@ def test_torchscript_with_a_short_tensor_record_is_refused(files, tmp_path, reco
     writer.write_end_of_file()
     with pytest.raises(ModelFileError, match=f"tensor record {record} holds {keep} bytes"):
         load_model(tmp_path / "cut.pt")
+
+
+class Labelled(torch.nn.Module):
+    """Attributes named like denied operators' namespaces must not be refused."""
+
+    def __init__(self):
+        super().__init__()
+        self.classes = ["cat", "dog"]
+        self.remote = 2
+        self.fc = torch.nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.fc(x) * self.remote
+
+
+def test_torchscript_attribute_names_are_not_operators(tmp_path):
+    torch.jit.save(torch.jit.script(Labelled()), tmp_path / "labelled.pt")
+    model = load_model(tmp_path / "labelled.pt")
+    assert model.classes == ["cat", "dog"]
+
+
+def test_torchscript_with_custom_classes_is_refused(tmp_path):
+    """Quantized TorchScript calls custom C++ classes (torch.classes), which are refused."""
+    quantized = torch.ao.quantization.quantize_dynamic(
+        torch.nn.Sequential(torch.nn.Linear(4, 4)), {torch.nn.Linear}, dtype=torch.qint8)
+    torch.jit.save(torch.jit.script(quantized), tmp_path / "q.pt")
+    with pytest.raises(UnsafeModelFileError, match="torch.classes"):
+        load_model(tmp_path / "q.pt")

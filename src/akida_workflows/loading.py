@@ -60,10 +60,12 @@ PICKLE_RISK = ("Unpickling runs whatever code the file's author put in it, with 
                "permissions.")
 
 #: Names that TorchScript code may not use: file access (``aten::save``,
-#: ``aten::from_file``), distributed / RPC communication, and custom C++ classes.
+#: ``aten::from_file``) and distributed / RPC communication. Operator namespaces
+#: outside :data:`TORCHSCRIPT_NAMESPACES` and custom C++ classes
+#: (``torch.classes``) are refused too.
 TORCHSCRIPT_DENIED = frozenset({
-    "save", "from_file", "classes", "c10d", "_c10d_functional", "_c10d_functional_autograd",
-    "symm_mem", "rpc_async", "rpc_sync", "remote", "distributed",
+    "save", "from_file", "c10d", "_c10d_functional", "_c10d_functional_autograd",
+    "symm_mem", "rpc_async", "rpc_sync", "distributed",
 })
 #: Operator namespaces a TorchScript model's graphs may use.
 TORCHSCRIPT_NAMESPACES = frozenset({"aten", "prim", "quantized", "_quantized", "prims"})
@@ -410,7 +412,9 @@ def _load_state_dict(path: Path, model, state: Mapping, where: str, class_name: 
 
 
 _IDENT = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
-_OPS_NAMESPACE = re.compile(rb"\bops\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
+_OPS_NAMESPACE = re.compile(rb"\bops[\s\\]*\.[\s\\]*([A-Za-z_][A-Za-z0-9_]*)")
+#: ``torch.classes.NS.NAME``: custom C++ classes registered in the process.
+_CUSTOM_CLASSES = re.compile(rb"\btorch[\s\\]*\.[\s\\]*classes\b")
 
 
 def _check_torchscript_code(path: Path, records) -> None:
@@ -425,6 +429,8 @@ def _check_torchscript_code(path: Path, records) -> None:
         for ns in _OPS_NAMESPACE.findall(code):
             if ns.decode() not in TORCHSCRIPT_NAMESPACES:
                 denied.add(f"ops.{ns.decode()}")
+        if _CUSTOM_CLASSES.search(code):
+            denied.add("torch.classes")
     if denied:
         raise UnsafeModelFileError(
             f"{path}: its TorchScript code names {', '.join(sorted(denied))}, operators that "
