@@ -1,8 +1,10 @@
 """``akida-workflows``: check, convert and inspect models from the command line.
 
-Exit codes: 0 success, 2 usage error (bad arguments, missing or unreadable
-files, bad samples), 3 incompatible model (the report is printed), 1 anything
-else. Errors print one line without a traceback unless ``--debug`` is given.
+Exit codes: 0 success, 2 usage error (bad arguments, missing, unreadable or
+unsafe files, bad samples), 3 incompatible model (the report is printed), 1
+anything else. Errors print one line without a traceback unless ``--debug`` is
+given. Model files are loaded by :func:`akida_workflows.loading.load_model`,
+which runs none of their author's Python code unless ``--trust-pickle`` is given.
 """
 
 from __future__ import annotations

@@ -177,6 +177,8 @@ def resolve_model_class(spec: str | Callable) -> Callable:
     spec : str or callable
         ``"package.module:ClassName"`` (imported from ``sys.path``, i.e.
         ``PYTHONPATH``), ``"path/to/file.py:ClassName"``, or the callable itself.
+        Importing runs that module's code: it is code you chose, unlike the
+        weights file.
         The part after the colon may be dotted (``"module:Outer.Inner"``) and may
         name a factory function that returns an ``nn.Module``.
 
