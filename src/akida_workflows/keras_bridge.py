@@ -87,6 +87,21 @@ def _same_pads_nothing(kernel, stride, size) -> bool:
     return True
 
 
+def _ceil_is_same(kernel, stride, padding, size) -> bool:
+    """PyTorch ceil-mode pooling without padding equals Keras 'same' pooling (pads after)."""
+    if any(p != 0 for p in _pair(padding)):
+        return False
+    for k, s, n in zip(kernel, stride, size):
+        out = -(-n // s)
+        total = max((out - 1) * s + k - n, 0)
+        torch_out = -(-(n - k) // s) + 1
+        if (torch_out - 1) * s >= n:
+            torch_out -= 1
+        if torch_out != out or total // 2 != 0:
+            return False
+    return True
+
+
 def _sequence(model):
     """(name, module or function tag) for each op of a chain-shaped model."""
     import torch
@@ -244,15 +259,19 @@ def to_keras(torch_model, input_shape):
             _, c, h, w = state
             kernel = _pair(m.kernel_size)
             stride = _pair(m.stride if m.stride is not None else m.kernel_size)
-            if m.ceil_mode:
-                raise IncompatibleModelError(f"{label}: ceil_mode=True is not supported",
-                                             nodes=[name])
+            if m.ceil_mode and not _ceil_is_same(kernel, stride, m.padding, (h, w)):
+                raise IncompatibleModelError(
+                    f"{label}: ceil_mode=True here is not Keras/Akida 'same' pooling (which "
+                    "pads after the input only when kernel == stride == 2 or sizes divide)",
+                    nodes=[name])
             if isinstance(m, nn.MaxPool2d):
                 if _pair(m.dilation) != (1, 1):
                     raise IncompatibleModelError(f"{label}: dilation is not supported",
                                                  nodes=[name])
                 padding = _keras_padding(name, kernel, stride, m.padding, (h, w), "MaxPool2d")
-                if padding == "valid" and _same_pads_nothing(kernel, stride, (h, w)):
+                if m.ceil_mode:
+                    padding = "same"
+                elif padding == "valid" and _same_pads_nothing(kernel, stride, (h, w)):
                     # Identical results; Akida 1.0 wants the pool padded like its conv.
                     padding = last_conv_padding
                 x = layers.MaxPool2D(kernel, stride, padding=padding,
@@ -262,7 +281,8 @@ def to_keras(torch_model, input_shape):
                     raise IncompatibleModelError(
                         f"{label}: padded average pooling is not supported (use padding=0)",
                         nodes=[name])
-                x = layers.AveragePooling2D(kernel, stride, padding="valid",
+                x = layers.AveragePooling2D(kernel, stride,
+                                            padding="same" if m.ceil_mode else "valid",
                                             name=_layer_name(name, "avgpool"))(x)
             _, oh, ow, oc = x.shape
             state = ("chw", oc, oh, ow)
