@@ -89,8 +89,11 @@ def predict(model, x, *, batch_size: int = 256) -> np.ndarray:
     Parameters
     ----------
     model : torch.nn.Module, ONNX model/path/session, akida.Model or .fbz path
+        Or a :class:`~akida_workflows.lowering.LoweredModel`.
     x : numpy.ndarray or torch.Tensor
-        Float NCHW inputs, preprocessed as for training.
+        Float NCHW inputs, preprocessed as for training; ``(N, C, L)`` signals
+        for a model lowered from 1-D (lowered module or its Akida conversion),
+        which are lifted to the rows it takes.
     batch_size : int, default 256
 
     Returns
@@ -98,8 +101,13 @@ def predict(model, x, *, batch_size: int = 256) -> np.ndarray:
     numpy.ndarray
         ``float32`` logits (or scores), one row per input.
     """
-    kind = _model_kind(model)
+    from .lowering import LoweredModel, lift_for
+
     x = x.numpy() if hasattr(x, "numpy") and not isinstance(x, np.ndarray) else np.asarray(x)
+    x = lift_for(model, x)  # (N, C, L) signals for a model lowered from 1-D: lifted here
+    if isinstance(model, LoweredModel):
+        model = model.model
+    kind = _model_kind(model)
     if x.ndim < 2 or len(x) == 0:
         raise AkidaWorkflowError(f"expected a non-empty batch of inputs, got shape {x.shape}")
     if not np.issubdtype(x.dtype, np.floating):
@@ -202,8 +210,10 @@ def evaluate(model, x, y, *, classes=None, batch_size: int = 256) -> Metrics:
     Parameters
     ----------
     model : torch.nn.Module, ONNX model/path/session, akida.Model or .fbz path
+        Or a :class:`~akida_workflows.lowering.LoweredModel`.
     x : array-like
-        Float NCHW inputs.
+        Float NCHW inputs (``(N, C, L)`` signals for a lowered 1-D model, see
+        :func:`predict`).
     y : array-like
         Integer labels.
     classes : sequence of str, optional

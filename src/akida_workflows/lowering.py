@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import IncompatibleModelError
+from .errors import FoldingError, IncompatibleModelError
 
 __all__ = [
     "HARDWARE_LIMITS",
@@ -466,7 +466,7 @@ def _lower_pool(m, name, value, ctx, cls, kind_is_max):
     kwargs = {}
     if not kind_is_max:
         kwargs["count_include_pad"] = m.count_include_pad
-        if m.divisor_override:
+        if getattr(m, "divisor_override", None):
             raise _refuse(name, type(m).__name__, "divisor_override", "remove divisor_override")
     # Average pooling pads only the signal axis: zero rows would enter the average.
     padding = (p, p) if kind_is_max else (0, p)
@@ -1013,6 +1013,10 @@ def lower_1d(model, input_shape, rows: int = DEFAULT_ROWS, *, target: str | None
         raise IncompatibleModelError(
             f"target must be one of {sorted(HARDWARE_LIMITS)}, got {target!r}")
     check_finite_parameters(model)
+    for name, m in model.named_modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training:
+            raise FoldingError(f"{name}: BatchNorm is in training mode; its output depends on "
+                               "the batch. Call model.eval() before lowering.")
     rows = int(rows)
     if rows < 1:
         raise IncompatibleModelError(f"rows must be >= 1, got {rows}")
