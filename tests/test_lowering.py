@@ -361,12 +361,13 @@ def test_akida2_end_to_end_fully_mapped(tmp_path):
     from akida_workflows.export import export_onnx
 
     model = _ecg_like()
-    lowered = lower_1d(model, (1, 96), target="akida2")
     x = np.random.default_rng(0).normal(size=(64, 1, 96)).astype(np.float32)
-    exported = export_onnx(lowered.model, lowered.lift(x[:1]), tmp_path / "ecg.onnx")
+    # (N, C, L) samples all along: export lowers the model, quantize_onnx lifts the samples.
+    exported = export_onnx(model, x[:1], tmp_path / "ecg.onnx")
+    assert exported.lowering.shape == (1, 5, 96) and exported.lowering.max_abs_diff < 1e-4
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        akida_model = to_akida(quantize_onnx(exported, lowered.lift(x)))
+        akida_model = to_akida(quantize_onnx(exported, x))
     mapping = map_report(akida_model, "SixNodesIPv2")
     assert mapping.fully_mapped, str(mapping)
     scores = predict(akida_model, x[:16])  # (N, C, L) in, lifted inside
@@ -391,3 +392,34 @@ def test_akida1_end_to_end_fully_mapped():
     mapping = map_report(akida_model, "AKD1000")
     assert mapping.fully_mapped, str(mapping)
     assert predict(akida_model, x[:8]).shape == (8, 4)  # NHWC lifting from (N, C, L)
+
+
+@pytest.mark.slow
+def test_compatibility_check_takes_1d_models():
+    from akida_workflows.compat import check_compatibility
+
+    model = _ecg_like()
+    report = check_compatibility(model, (1, 96), "akida2")
+    assert report.ok and report.hw_fraction == 1.0, str(report)
+    assert [r.kind for r in report.rows][:1] == ["Conv2d"]
+    with pytest.raises(IncompatibleModelError, match="width 500 > 384"):
+        check_compatibility(nn.Sequential(nn.Conv1d(1, 4, 3, padding=1), nn.ReLU6(),
+                                          nn.AdaptiveAvgPool1d(1), nn.Flatten(),
+                                          nn.Linear(4, 2)).eval(), (1, 500), "akida2")
+
+
+@pytest.mark.slow
+def test_cli_check_and_convert_take_1d_models(tmp_path, capsys):
+    from akida_workflows.cli import main
+
+    model = _ecg_like()
+    torch.save(model, tmp_path / "ecg.pt")
+    np.save(tmp_path / "signals.npy",
+            np.random.default_rng(0).normal(size=(32, 1, 96)).astype(np.float32))
+    assert main(["check", str(tmp_path / "ecg.pt"), "--input-shape", "1,96"]) == 0
+    assert "compatible" in capsys.readouterr().out
+    code = main(["convert", str(tmp_path / "ecg.pt"), "--samples", str(tmp_path / "signals.npy"),
+                 "--target", "akida2", "-o", str(tmp_path / "ecg.fbz")])
+    out = capsys.readouterr().out
+    assert code == 0 and (tmp_path / "ecg.fbz").is_file()
+    assert "5/5 compute layers in hardware" in out

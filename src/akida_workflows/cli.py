@@ -108,8 +108,9 @@ def load_samples(path: Path):
         samples = load(path)
     except DatasetError as exc:
         raise UsageError(str(exc)) from None
-    if samples.ndim != 4:
-        raise UsageError(f"{path}: samples must be a 4-D NCHW batch, got shape {samples.shape}")
+    if samples.ndim not in (3, 4):
+        raise UsageError(f"{path}: samples must be a 4-D NCHW batch (or (N, C, L) signals for a "
+                         f"1-D model), got shape {samples.shape}")
     return samples
 
 
@@ -151,6 +152,7 @@ def _convert(args, work: Path) -> int:
     import onnx
     import torch
 
+    from . import lowering
     from .compat import check_compatibility
     from .deploy import map_report, save
     from .evaluate import StageReport
@@ -163,6 +165,14 @@ def _convert(args, work: Path) -> int:
         raise UsageError(f"--output must end in .fbz, got {args.output}")
     kind, model = _load_model_args(args)
     samples = load_samples(args.samples)
+    # 1-D models (akida_workflows.lowering): lowered to their exact 2-D form, samples lifted.
+    signals = samples
+    if samples.ndim == 3:
+        if kind != "torch":
+            raise UsageError("(N, C, L) samples need the PyTorch 1-D model (TorchScript or "
+                             "pickled module), which is lowered to 2-D; not ONNX")
+        model, shape = lowering.prepare(model, samples.shape[1:], args.target)
+        samples = lowering.prepare_samples(samples, shape)
     report = StageReport(args.model.name)
     report.add(f"input ({kind})", size_bytes=args.model.stat().st_size)
     start = time.perf_counter()
@@ -188,8 +198,8 @@ def _convert(args, work: Path) -> int:
             except Exception as exc:
                 _failed(report, "quantized ONNX (8-bit)", exc)
                 if kind == "torch":
-                    print(check_compatibility(_load_model_args(args)[1], samples.shape[1:],
-                                              "akida2", samples=samples[:64]))
+                    print(check_compatibility(_load_model_args(args)[1], signals.shape[1:],
+                                              "akida2", samples=signals[:64]))
                 raise
             q_path = work / f"{args.output.stem}_q8.onnx"
             onnx.save(quantized, str(q_path))
@@ -211,8 +221,8 @@ def _convert(args, work: Path) -> int:
                 akida_model = convert_keras(quantize_4bit(keras_model, to_nhwc(samples)))
             except Exception as exc:
                 _failed(report, "Akida 1.0 4-bit (.fbz)", exc)
-                print(check_compatibility(model, samples.shape[1:], "akida1",
-                                          samples=samples[:64]))
+                print(check_compatibility(_load_model_args(args)[1], signals.shape[1:],
+                                          "akida1", samples=signals[:64]))
                 raise
             device = "AKD1000"
     convert_seconds = time.perf_counter() - start
@@ -306,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=MODEL_FORMS, formatter_class=_HelpFormatter)
     _add_model_arguments(p, "the PyTorch model: TorchScript file")
     p.add_argument("--input-shape", type=_shape, required=True, metavar="C,H,W",
-                   help="channel-first input shape, e.g. 1,28,28")
+                   help="channel-first input shape, e.g. 1,28,28; C,L for a 1-D (Conv1d) "
+                        "model, e.g. 1,140")
     p.add_argument("--target", choices=["akida2", "akida1"], default="akida2")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
@@ -320,7 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=MODEL_FORMS, formatter_class=_HelpFormatter)
     _add_model_arguments(p, "the model: .onnx or TorchScript file")
     p.add_argument("--samples", type=Path, required=True,
-                   help="calibration inputs: a .npy float array, NCHW, preprocessed")
+                   help="calibration inputs: a .npy float array, NCHW, preprocessed "
+                        "((N, C, L) signals for a 1-D model)")
     p.add_argument("--target", choices=["akida2", "akida1"], default="akida2")
     p.add_argument("--bits", type=int, choices=[8, 4], default=None,
                    help="8 for akida2 (default), 4 for akida1 (default)")

@@ -681,12 +681,14 @@ class _SeriesSet:
     classes: int
     channels: int
     about: str
+    names: tuple[str, ...] = ()  # class names, in the archive's label order
 
 
 #: Known UCR/UEA sets: sizes checked after every load (a wrong or truncated file fails).
 UCR_SETS: dict[str, _SeriesSet] = {
     "ECG5000": _SeriesSet(500, 4500, 140, 5, 1, "heartbeats from one 20-hour ECG (BIDMC "
-                          "congestive heart failure database): normal and four anomalies"),
+                          "congestive heart failure database): normal and four anomalies",
+                          ("normal", "R-on-T PVC", "PVC", "SP or EB", "unclassified")),
     "OSULeaf": _SeriesSet(200, 242, 427, 6, 1, "outlines of six maple and oak leaf species "
                           "traced into 1-D series"),
     "PLAID": _SeriesSet(537, 537, 0, 11, 1, "current drawn by 11 appliance types (plug load "
@@ -798,6 +800,8 @@ def _series_dataset(name, pair, source, where, length) -> Dataset:
         raise DatasetError(f"{name}: train series {x_train.shape[1:]} and test series "
                            f"{x_test.shape[1:]} differ in shape")
     ytr, yte, classes = _label_codes(y_train, y_test)
+    if spec is not None and spec.names and len(spec.names) == len(classes):
+        classes = spec.names
     about = f": {spec.about}" if spec is not None else ""
     resampled = f", resampled to length {length}" if length is not None else ""
     description = (f"{name} (UCR/UEA archive{about}; {len(ytr)} train / {len(yte)} test, "

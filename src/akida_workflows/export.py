@@ -29,11 +29,15 @@ class OnnxExport:
     max_abs_diff : float
         Largest absolute difference between PyTorch and ONNX Runtime outputs
         on the parity inputs.
+    lowering : akida_workflows.lowering.LoweredModel or None
+        Set when a 1-D model was exported as its 2-D form (its input is then
+        ``(N, C, rows, L)``: lift signals with ``lowering.lift``).
     """
 
     path: Path
     model: object
     max_abs_diff: float
+    lowering: object = None
 
     def __getattr__(self, name):
         # Behave like the onnx.ModelProto where one is expected (``.graph``, ``.opset_import``…).
@@ -159,6 +163,9 @@ def export_onnx(
     model : torch.nn.Module
     sample : torch.Tensor or numpy.ndarray
         A float batch of inputs, NCHW for image models (e.g. ``(1, 1, 28, 28)``).
+        ``(N, C, L)`` signals for a 1-D model: it is then lowered to its exact
+        2-D form first (:func:`akida_workflows.lowering.lower_1d`) and exported
+        as that (see ``OnnxExport.lowering``).
     path : str or path-like
         The ``.onnx`` file to write (parent folders are created).
     tolerance : float, default 1e-4
@@ -197,6 +204,13 @@ def export_onnx(
         raise ExportError(f"sample needs a batch axis first, got shape {tuple(sample.shape)}")
     sample = sample.float()
     check_finite_parameters(model)
+    lowered = None
+    if sample.ndim == 3:  # (N, C, L) signals: a 1-D model, exported as its exact 2-D form
+        from .lowering import is_1d, lower_1d
+
+        if is_1d(model, tuple(sample.shape[1:])):
+            lowered = lower_1d(model, tuple(sample.shape[1:]), example_input=sample.numpy())
+            model, sample = lowered.model, lowered.lift(sample)
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -250,4 +264,4 @@ def export_onnx(
                 f"{path}: ONNX Runtime and PyTorch outputs differ by up to {diff.max():.3g} "
                 f"(tolerance {tolerance:g}); the graph does not compute what the model does"
             )
-    return OnnxExport(path=path, model=onnx_model, max_abs_diff=max_diff)
+    return OnnxExport(path=path, model=onnx_model, max_abs_diff=max_diff, lowering=lowered)

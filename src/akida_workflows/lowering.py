@@ -5,7 +5,8 @@ refuses ``Conv1d`` and CNN2SNN refuses ``(1, k)`` kernels. A 1-D network has an
 *exactly* equivalent 2-D form that both Akida targets take:
 
 - the signal ``(C, L)`` is copied into ``H`` identical rows: ``(C, H, L)``
-  (:func:`lift_1d`; ``H >= 5``, and ``H >= k`` for Akida 1.0's input layer);
+  (:func:`lift_1d`; ``H >= 5``, ``H >= k`` for Akida 1.0's input layer, and
+  enough rows that every pooling window still fits after the poolings before it);
 - each ``Conv1d`` with kernel ``k`` becomes a square ``k x k`` ``Conv2d`` whose
   rows other than the middle one are zero, with padding ``k // 2`` in both
   directions, so every row computes the original convolution (a dilated kernel
@@ -355,6 +356,10 @@ class _Context:
         return name
 
 
+class _TooFewRows(Exception):
+    """Akida pools only windows that fit the input: the lowered input needs more rows."""
+
+
 def _refuse(name: str, kind: str, why: str, fix: str):
     return IncompatibleModelError(f"{name} ({kind}): {why}. Fix: {fix}", nodes=[name])
 
@@ -450,6 +455,8 @@ def _lower_pool(m, name, value, ctx, cls, kind_is_max):
     if kind_is_max and _single(m.dilation) != 1:
         raise _refuse(name, type(m).__name__, "dilated pooling", "use dilation=1")
     _, _, h, length = value.shape
+    if h < k:  # Akida: "Pooling size cannot be greater than input dimensions"
+        raise _TooFewRows(f"{name}: {h} row(s) < pooling size {k}")
 
     def out(n, pad, ceil):
         num = n + 2 * pad - k
@@ -956,8 +963,10 @@ def lower_1d(model, input_shape, rows: int = DEFAULT_ROWS, *, target: str | None
     input_shape : tuple of int
         ``(C, L)`` without batch.
     rows : int, default 5
-        Rows of the lowered input (at least the first kernel size is used, so
-        Akida 1.0 can take it; 'valid' convolutions may need more).
+        Fewest rows of the lowered input. More are used when needed: at least
+        the first kernel size (Akida 1.0), and enough that every pooling window
+        fits the rows it pools (Akida refuses a pooling larger than its input;
+        'same' pooling halves the rows, so four 2x2 poolings need 9 rows).
     target : {"akida2", "akida1"}, optional
         Also check the target's hardware limits (:data:`HARDWARE_LIMITS`) and
         refuse what it cannot take, with the fix.
@@ -1034,14 +1043,17 @@ def lower_1d(model, input_shape, rows: int = DEFAULT_ROWS, *, target: str | None
                 f"{exc}") from exc
 
     last_error = None
-    for attempt_rows in range(rows, rows + 16):
+    for attempt_rows in range(rows, rows + 64):
         report = LoweringReport(shape, attempt_rows)
         work = _fold(original, report)
         gm = _trace(work)
         try:
             with torch.no_grad():
                 gm = _lift(gm, shape, attempt_rows, report, tolerance, seed)
-        except RuntimeError as exc:  # too few rows for a 'valid' conv / pooling: add rows
+        except _TooFewRows as exc:  # each pooling needs at least its window's rows
+            last_error = exc
+            continue
+        except RuntimeError as exc:  # too few rows for a 'valid' conv: add rows
             if "size" in str(exc).lower() or "kernel" in str(exc).lower():
                 last_error = exc
                 continue
