@@ -43,7 +43,7 @@ x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data
 counts = np.bincount(y_train, minlength=len(data.classes))
 print("training signals per class:", dict(zip(data.classes, counts.tolist())))
 workdir = Path(tempfile.mkdtemp(prefix="akida-ecg-"))
-fig = signals_per_class(x_train, y_train, data.classes,
+fig = signals_per_class(x_train, y_train, data.classes, ylabel="amplitude (z-normalized)",
                         title=f"{data.name}: training signals per class")
 
 # %%

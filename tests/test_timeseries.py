@@ -175,3 +175,18 @@ def test_torch_loaders_take_signals(tmp_path):
     x, y = next(iter(test))
     assert tuple(x.shape) == (16, 1, 150) and x.dtype.is_floating_point
     assert np.allclose(x.numpy(), data.x_test[:16])
+
+
+def test_signals_per_class_figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from akida_workflows.plots import signals_per_class
+
+    x = np.random.default_rng(0).normal(size=(20, 1, 50))
+    y = np.arange(20) % 4
+    fig = signals_per_class(x, y, ["normal", "1", "c", "d"], per_class=3)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["normal (5 signals)", "class 1 (5 signals)", "c (5 signals)",
+                      "d (5 signals)"]
+    assert len(fig.axes[0].lines) == 4  # three signals and the class mean

@@ -275,7 +275,8 @@ def signals_per_class(signals, labels, classes=None, *, per_class: int = 6,
             ax.plot(s, color="C0", alpha=0.35, linewidth=0.8)
         if len(members):
             ax.plot(members.mean(axis=0), color="C3", linewidth=1.8, label="class mean")
-        ax.set_title(f"{names[k]} ({len(members)} signals)", fontsize=9)
+        label = f"class {names[k]}" if str(names[k]).isdigit() else str(names[k])
+        ax.set_title(f"{label} ({len(members)} signals)", fontsize=9)
         if k % cols == 0:
             ax.set_ylabel(ylabel)
         if k >= (rows - 1) * cols:
