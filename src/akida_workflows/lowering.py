@@ -1146,14 +1146,16 @@ def check_limits(lowered: LoweredModel, target: str) -> list[str]:
                 f"{name}: Dense input {m.in_features} > {limits.max_dense_inputs}. Fix: pool "
                 "more (MaxPool1d) or use fewer channels before the Flatten, or a global "
                 "average pooling head")
-    if limits.max_pool_area is not None:
-        for r in lowered.report.rewrites:
-            if "global pooling" in r.into:
-                area = _gap_area(lowered, r)
-                if area is not None and area > limits.max_pool_area:
-                    problems.append(
-                        f"{r.node}: global average pooling over {area} positions > "
-                        f"{limits.max_pool_area}. Fix: max-pool the signal more before it")
+    for name, (module, (h, w)) in _pool_inputs(lowered).items():
+        if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+            if limits.max_pool_area is not None and h * w > limits.max_pool_area:
+                problems.append(
+                    f"{name}: global average pooling over {h * w} positions ({h}x{w}) > "
+                    f"{limits.max_pool_area}. Fix: max-pool the signal more before it")
+        elif module.kernel_size[-1] > w:
+            problems.append(
+                f"{name}: pooling window {module.kernel_size[-1]} > the {w} samples left. "
+                "Fix: pool less, or give the model a longer signal")
     return problems
 
 
@@ -1163,24 +1165,25 @@ def _first_linear(model) -> str | None:
     return next((n for n, m in model.named_modules() if isinstance(m, nn.Linear)), None)
 
 
-def _gap_area(lowered: LoweredModel, rewrite: Rewrite) -> int | None:
+def _pool_inputs(lowered: LoweredModel) -> dict:
+    """``{name: (pooling module, (rows, width) of its input)}`` of the lowered model."""
     import torch
     from torch import nn
 
-    sizes = {}
-    hooks = []
+    pools = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+    sizes, hooks = {}, []
     for name, m in lowered.model.named_modules():
-        if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+        if isinstance(m, pools):
             hooks.append(m.register_forward_hook(
-                lambda mod, inp, out, name=name: sizes.__setitem__(name, inp[0].shape[-2:])))
+                lambda mod, inp, out, name=name: sizes.__setitem__(
+                    name, (mod, tuple(int(d) for d in inp[0].shape[-2:])))))
     try:
         with torch.no_grad():
             lowered.model(torch.zeros(1, *lowered.shape))
     finally:
         for h in hooks:
             h.remove()
-    areas = [int(h * w) for h, w in sizes.values()]
-    return max(areas) if areas else None
+    return sizes
 
 
 # ---------------------------------------------------------------- pipeline entry points
