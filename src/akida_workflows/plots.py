@@ -80,8 +80,9 @@ def prediction_figure(image, scores, true_label, classes=None, *, title: str = "
     return fig
 
 
-def confusion_matrix_figure(confusion, classes=None, *, title: str = "Confusion matrix"):
-    """Confusion matrix as a heat map with counts (rows: true class).
+def confusion_matrix_figure(confusion, classes=None, *, title: str = "Confusion matrix",
+                            unit: str = "images"):
+    """Confusion matrix as a heat map with counts (rows: true class); ``unit`` labels the counts.
 
     Returns
     -------
@@ -104,7 +105,7 @@ def confusion_matrix_figure(confusion, classes=None, *, title: str = "Confusion 
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title)
-    fig.colorbar(im, ax=ax, label="images")
+    fig.colorbar(im, ax=ax, label=unit)
     fig.tight_layout()
     return fig
 
