@@ -119,8 +119,8 @@ def one_d_cnn(args) -> tuple[list[dict], str]:
         rows.append(row("Akida 1.0 4-bit PTQ", evaluate(akida_v1, x_test, y_test),
                         time.perf_counter() - start, "AKD1000", mapping))
         start = time.perf_counter()
-        fine_tune(quantized, train_nhwc, y_train, epochs=args.fine_tune_epochs, lr=1e-4,
-                  batch_size=32, seed=0)
+        fine_tune(quantized, train_nhwc, y_train, epochs=args.fine_tune_epochs,
+                  lr=args.fine_tune_lr, batch_size=32, seed=0)
         akida_v1 = convert_keras(quantized)
         mapping = map_report(akida_v1, "AKD1000")
         rows.append(row("Akida 1.0 4-bit fine-tuned", evaluate(akida_v1, x_test, y_test),
@@ -128,7 +128,8 @@ def one_d_cnn(args) -> tuple[list[dict], str]:
     for r in rows:
         r["float - stage (pt)"] = round(100 * (rows[0]["accuracy"] - r["accuracy"]), 2)
     note = (f"lowered to 2-D with {lowered.rows} rows (max |difference| "
-            f"{lowered.max_abs_diff:.1e}); {args.epochs}+{max(1, args.epochs // 4)} epochs")
+            f"{lowered.max_abs_diff:.1e}); {args.epochs}+{max(1, args.epochs // 4)} epochs, "
+            f"4-bit fine-tuning {args.fine_tune_epochs} epochs at lr {args.fine_tune_lr:g}")
     print(note)
     assert np.isfinite(lowered.max_abs_diff)
     return rows, f"{data.description} ({length} samples); {note}"
@@ -144,6 +145,7 @@ def main(argv=None) -> int:
     parser.add_argument("--families", nargs="*", default=list(FAMILIES), choices=list(FAMILIES))
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--fine-tune-epochs", type=int, default=30)
+    parser.add_argument("--fine-tune-lr", type=float, default=1e-4)
     parser.add_argument("--series", default="ECG5000",
                         help="UCR set of the 1-D family (offline: the bundled fallback)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")

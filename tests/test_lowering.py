@@ -444,3 +444,14 @@ def test_pooling_limits():
     assert any("global average pooling over 500 positions (5x100) > 144" in p
                for p in check_limits(lower_1d(gap, (1, 100)), "akida2"))
     assert not check_limits(lower_1d(gap, (1, 28)), "akida2")
+
+
+def test_strided_convolutions_are_exact_and_flagged_for_akida1():
+    model = he_init(nn.Sequential(nn.Conv1d(1, 8, 5, padding=2), nn.ReLU6(),
+                                  nn.Conv1d(8, 8, 3, padding=1, stride=2), nn.ReLU6(),
+                                  nn.Flatten(), nn.Linear(8 * 48, 3)))
+    lowered = lower_1d(model, (1, 96))
+    assert unseen_diff(model, lowered) < 1e-5  # exact in PyTorch, whatever the target
+    problems = check_limits(lowered, "akida1")
+    assert any("stride 2 with padding 1 on 96 samples" in p and "MaxPool1d(2" in p
+               for p in problems), problems

@@ -1146,6 +1146,17 @@ def check_limits(lowered: LoweredModel, target: str) -> list[str]:
                 f"{name}: Dense input {m.in_features} > {limits.max_dense_inputs}. Fix: pool "
                 "more (MaxPool1d) or use fewer channels before the Flatten, or a global "
                 "average pooling head")
+    if target == "akida1":  # the 4-bit path rebuilds convolutions with Keras 'same' padding
+        for name, (conv, (_, w)) in _module_inputs(lowered, nn.Conv2d).items():
+            k, s, p = conv.kernel_size[1], conv.stride[1], conv.padding[1]
+            if s > 1 and p:
+                out = -(-w // s)
+                before = max((out - 1) * s + k - w, 0) // 2
+                if before != p or (w + 2 * p - k) // s + 1 != out:
+                    problems.append(
+                        f"{name}: stride {s} with padding {p} on {w} samples is not Akida "
+                        f"'same' padding (which pads {before} before). Fix: use stride 1 and a "
+                        f"MaxPool1d({s}, ceil_mode=True) after the convolution, then retrain")
     for name, (module, (h, w)) in _pool_inputs(lowered).items():
         if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
             if limits.max_pool_area is not None and h * w > limits.max_pool_area:
@@ -1167,13 +1178,19 @@ def _first_linear(model) -> str | None:
 
 def _pool_inputs(lowered: LoweredModel) -> dict:
     """``{name: (pooling module, (rows, width) of its input)}`` of the lowered model."""
-    import torch
     from torch import nn
 
-    pools = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+    return _module_inputs(lowered, (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
+                                    nn.AdaptiveMaxPool2d))
+
+
+def _module_inputs(lowered: LoweredModel, types) -> dict:
+    """``{name: (module, (rows, width) of its input)}`` for the modules of ``types``."""
+    import torch
+
     sizes, hooks = {}, []
     for name, m in lowered.model.named_modules():
-        if isinstance(m, pools):
+        if isinstance(m, types):
             hooks.append(m.register_forward_hook(
                 lambda mod, inp, out, name=name: sizes.__setitem__(
                     name, (mod, tuple(int(d) for d in inp[0].shape[-2:])))))
