@@ -455,3 +455,12 @@ def test_strided_convolutions_are_exact_and_flagged_for_akida1():
     problems = check_limits(lowered, "akida1")
     assert any("stride 2 with padding 1 on 96 samples" in p and "MaxPool1d(2" in p
                for p in problems), problems
+
+
+def test_too_many_rows_is_refused_with_the_fix():
+    layers = [nn.Conv1d(1, 2, 3, padding=1)]
+    for _ in range(9):  # nine 'same' poolings: the rows would have to start at 257
+        layers += [nn.MaxPool1d(2, ceil_mode=True), nn.Conv1d(2, 2, 3, padding=1)]
+    model = nn.Sequential(*layers, nn.Flatten(), nn.Linear(2, 2)).eval()
+    with pytest.raises(IncompatibleModelError, match="more than 256 identical rows.*Fix"):
+        lower_1d(model, (1, 512))

@@ -58,6 +58,8 @@ __all__ = [
 
 #: Default number of identical rows the signal is copied into.
 DEFAULT_ROWS = 5
+#: Most rows :func:`lower_1d` tries before refusing.
+_MAX_ROWS = 256
 
 
 # --------------------------------------------------------------------- hardware limits
@@ -465,11 +467,10 @@ def _lower_pool(m, name, value, ctx, cls, kind_is_max):
             o -= 1
         return o
 
-    # 'same' (ceil) pooling keeps the rows from collapsing; on the signal axis it is
-    # used only when the original asks for it (else a padded column appears, see _Signal).
-    rows_need_ceil = out(h, p, False) != out(h, p, True)
-    length_ceil = out(length, p, False) != out(length, p, True)
-    ceil = rows_need_ceil or (bool(m.ceil_mode) and length_ceil)
+    # Akida pools 'same' (ceil): the lowered pooling does too wherever floor and ceil
+    # differ. On the signal axis that keeps a column a floor-mode original drops; it is
+    # tracked (see _Signal) and refused where a later layer would read it.
+    ceil = out(h, p, False) != out(h, p, True) or out(length, p, False) != out(length, p, True)
     kwargs = {}
     if not kind_is_max:
         kwargs["count_include_pad"] = m.count_include_pad
@@ -1042,26 +1043,40 @@ def lower_1d(model, input_shape, rows: int = DEFAULT_ROWS, *, target: str | None
                 f"{type(model).__name__} does not accept a (1, {shape[0]}, {shape[1]}) input: "
                 f"{exc}") from exc
 
-    last_error = None
-    for attempt_rows in range(rows, rows + 64):
-        report = LoweringReport(shape, attempt_rows)
-        work = _fold(original, report)
-        gm = _trace(work)
+    def attempt(n_rows):
+        """(report, lowered graph) with ``n_rows`` rows, or None when too few rows."""
+        report = LoweringReport(shape, n_rows)
+        gm = _trace(_fold(original, report))
         try:
             with torch.no_grad():
-                gm = _lift(gm, shape, attempt_rows, report, tolerance, seed)
-        except _TooFewRows as exc:  # each pooling needs at least its window's rows
-            last_error = exc
-            continue
-        except RuntimeError as exc:  # too few rows for a 'valid' conv: add rows
+                return report, _lift(gm, shape, n_rows, report, tolerance, seed)
+        except _TooFewRows:  # each pooling window must fit the rows it pools
+            return None
+        except RuntimeError as exc:  # a 'valid' or strided convolution ran out of rows
             if "size" in str(exc).lower() or "kernel" in str(exc).lower():
-                last_error = exc
-                continue
+                return None
             raise
-        break
-    else:  # pragma: no cover - needs a pathological model
-        raise IncompatibleModelError(f"cannot find a row count that the model accepts: "
-                                     f"{last_error}")
+
+    # Fewest rows that work: double until one does, then bisect (more rows never hurt).
+    low, high, found = rows - 1, rows, attempt(rows)
+    while found is None:
+        low, high = high, high * 2
+        if high > _MAX_ROWS:
+            raise IncompatibleModelError(
+                f"{type(model).__name__} needs more than {_MAX_ROWS} identical rows: its "
+                "strides, poolings or unpadded convolutions shrink the rows until a window "
+                "no longer fits. Fix: use 'same' convolutions (padding=k//2, stride 1) and "
+                "poolings of 2 or 3, fewer of them, or a global average pooling head")
+        found = attempt(high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        result = attempt(middle)
+        if result is None:
+            low = middle
+        else:
+            high, found = middle, result
+    attempt_rows = high
+    report, gm = found
     report.passes.append("lift_1d_to_2d")
     if any(r.kind == "Linear" for r in report.rewrites):
         report.passes.append("permute_linear")
