@@ -6,7 +6,7 @@ stage took. Writes ``<out>/model_zoo.json`` (:mod:`results_io`).
 
 Usage::
 
-    python benchmarks/model_zoo.py --out docs/results [--families 1d] [--epochs 300]
+    python benchmarks/model_zoo.py --out docs/results [--families 1d] [--epochs 200]
 
 Families are functions ``family(args) -> (rows, data_description)``, registered
 in :data:`FAMILIES`.
@@ -143,7 +143,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("build/benchmarks"))
     parser.add_argument("--families", nargs="*", default=list(FAMILIES), choices=list(FAMILIES))
-    parser.add_argument("--epochs", type=int, default=300)
+    parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--fine-tune-epochs", type=int, default=30)
     parser.add_argument("--fine-tune-lr", type=float, default=1e-4)
     parser.add_argument("--series", default="ECG5000",

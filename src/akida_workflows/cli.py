@@ -168,9 +168,10 @@ def _convert(args, work: Path) -> int:
     # 1-D models (akida_workflows.lowering): lowered to their exact 2-D form, samples lifted.
     signals = samples
     if samples.ndim == 3:
-        if kind != "torch":
-            raise UsageError("(N, C, L) samples need the PyTorch 1-D model (TorchScript or "
-                             "pickled module), which is lowered to 2-D; not ONNX")
+        if kind != "torch" or not lowering.is_1d(model):
+            raise UsageError(f"{args.samples}: samples must be a 4-D NCHW batch for this model, "
+                             f"got shape {samples.shape}; (N, C, L) signals go with a PyTorch "
+                             "1-D model (TorchScript or pickled module), not ONNX")
         model, shape = lowering.prepare(model, samples.shape[1:], args.target)
         samples = lowering.prepare_samples(samples, shape)
     report = StageReport(args.model.name)
