@@ -301,7 +301,7 @@ def test_lift_1d_layouts_and_types():
 def test_prepare_lowers_only_1d_models():
     two_d = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 64, 2))
     assert prepare(two_d, (1, 8, 8)) == (two_d, (1, 8, 8))
-    assert not is_1d(two_d, (1, 8, 8))
+    assert not is_1d(two_d) and is_1d(nn.Sequential(nn.MaxPool1d(2)))
     one_d = he_init(chain([1, 4], [5], [2], 30))
     model, shape = prepare(one_d, (1, 30))
     assert shape == (1, 5, 30) and "lowered to 2-D" in str(model.lowering_report)
@@ -464,3 +464,11 @@ def test_too_many_rows_is_refused_with_the_fix():
     model = nn.Sequential(*layers, nn.Flatten(), nn.Linear(2, 2)).eval()
     with pytest.raises(IncompatibleModelError, match="more than 256 identical rows.*Fix"):
         lower_1d(model, (1, 512))
+
+
+def test_torchscript_1d_models_are_recognised_and_refused_with_the_fix():
+    model = nn.Sequential(nn.Conv1d(1, 2, 3, padding=1), nn.Flatten(), nn.Linear(16, 2)).eval()
+    scripted = torch.jit.script(model)
+    assert is_1d(scripted)
+    with pytest.raises(IncompatibleModelError, match=r"torch.save\(model\)"):
+        lower_1d(scripted, (1, 8))

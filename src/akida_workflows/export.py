@@ -208,7 +208,7 @@ def export_onnx(
     if sample.ndim == 3:  # (N, C, L) signals: a 1-D model, exported as its exact 2-D form
         from .lowering import is_1d, lower_1d
 
-        if is_1d(model, tuple(sample.shape[1:])):
+        if is_1d(model):
             lowered = lower_1d(model, tuple(sample.shape[1:]), example_input=sample.numpy())
             model, sample = lowered.model, lowered.lift(sample)
 

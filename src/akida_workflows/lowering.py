@@ -551,20 +551,17 @@ def _fn_name(node) -> str:
 # ------------------------------------------------------------------------- the passes
 
 
-def is_1d(model, input_shape=None) -> bool:
-    """True when ``model`` is a 1-D signal model (or ``input_shape`` is ``(C, L)``).
+def is_1d(model) -> bool:
+    """True when ``model`` has 1-D convolution or pooling layers (``Conv1d``, ``MaxPool1d`` …).
 
     Parameters
     ----------
     model : torch.nn.Module
-    input_shape : tuple of int, optional
     """
-    from torch import nn
-
-    if input_shape is not None and len(tuple(input_shape)) == 2:
-        return True
-    one_d = (nn.Conv1d, nn.MaxPool1d, nn.AvgPool1d, nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d)
-    return any(isinstance(m, one_d) for m in model.modules())
+    names = {"Conv1d", "MaxPool1d", "AvgPool1d", "AdaptiveAvgPool1d", "AdaptiveMaxPool1d"}
+    # TorchScript modules keep the Python class name as ``original_name``.
+    return any(type(m).__name__ in names or getattr(m, "original_name", None) in names
+               for m in model.modules())
 
 
 def _trace(model):
@@ -1019,6 +1016,10 @@ def lower_1d(model, input_shape, rows: int = DEFAULT_ROWS, *, target: str | None
             f"input_shape must be (C, L) for a 1-D model (channels, length), got {input_shape}")
     if not isinstance(model, nn.Module):
         raise IncompatibleModelError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(model, torch.jit.ScriptModule):
+        raise IncompatibleModelError(
+            "a TorchScript model cannot be lowered to 2-D: torch.fx needs the Python module. "
+            "Save the model with torch.save(model) (a pickled module) or pass the nn.Module.")
     if target is not None and target not in HARDWARE_LIMITS:
         raise IncompatibleModelError(
             f"target must be one of {sorted(HARDWARE_LIMITS)}, got {target!r}")
@@ -1252,7 +1253,7 @@ def prepare(model, input_shape, target: str | None = None, *, rows: int = DEFAUL
     (1, 5, 140)
     """
     shape = tuple(int(s) for s in input_shape)
-    if not is_1d(model, shape):
+    if not is_1d(model):
         return model, shape
     if len(shape) != 2:
         raise IncompatibleModelError(
