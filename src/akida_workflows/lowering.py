@@ -1019,7 +1019,8 @@ def lower_1d(model, input_shape, rows: int = DEFAULT_ROWS, *, target: str | None
     if isinstance(model, torch.jit.ScriptModule):
         raise IncompatibleModelError(
             "a TorchScript model cannot be lowered to 2-D: torch.fx needs the Python module. "
-            "Save the model with torch.save(model) (a pickled module) or pass the nn.Module.")
+            "Pass the nn.Module (on the command line: --model-class with --weights, or a "
+            "pickled module with --trust-pickle).")
     if target is not None and target not in HARDWARE_LIMITS:
         raise IncompatibleModelError(
             f"target must be one of {sorted(HARDWARE_LIMITS)}, got {target!r}")
