@@ -170,8 +170,8 @@ def _convert(args, work: Path) -> int:
     if samples.ndim == 3:
         if kind != "torch" or not lowering.is_1d(model):
             raise UsageError(f"{args.samples}: samples must be a 4-D NCHW batch for this model, "
-                             f"got shape {samples.shape}; (N, C, L) signals go with a PyTorch "
-                             "1-D model (TorchScript or pickled module), not ONNX")
+                             f"got shape {samples.shape}; (N, C, L) signals go with a 1-D "
+                             "PyTorch model (Conv1d layers), not ONNX")
         model, shape = lowering.prepare(model, samples.shape[1:], args.target)
         samples = lowering.prepare_samples(samples, shape)
     report = StageReport(args.model.name)
