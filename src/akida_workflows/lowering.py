@@ -988,7 +988,7 @@ def lower_1d(model, input_shape, rows: int = DEFAULT_ROWS, *, target: str | None
         with no exact 2-D form (named, with the fix), a hardware limit of
         ``target`` (with the fix), or a lowered model that differs from the
         original.
-    FoldingError
+    ~akida_workflows.errors.FoldingError
         A BatchNorm in training mode (call ``model.eval()``).
 
     Examples
