@@ -85,11 +85,28 @@ def _pair(v):
 
 def _torch_pads(padding, kernel) -> tuple:
     """(before, after) zero padding per spatial axis of a PyTorch conv/pool."""
+    if isinstance(padding, tuple) and all(isinstance(p, tuple) for p in padding):
+        return padding  # explicit (before, after) pairs, e.g. from _pool_pads
     if padding == "valid":
         return ((0, 0), (0, 0))
     if padding == "same":  # stride 1: PyTorch pads total // 2 before, like Keras
         return tuple(((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel)
     return tuple((p, p) for p in _pair(padding))
+
+
+def _pool_pads(m, kernel, stride, size):
+    """The padding of a PyTorch pool: ``m.padding``, or with ``ceil_mode`` the explicit
+    (before, after) pairs of the windows it really takes (the last window may run past
+    the map; PyTorch drops one that would start in the right padding)."""
+    if not m.ceil_mode:
+        return m.padding
+    pads = []
+    for k, s, p, n in zip(kernel, stride, _pair(m.padding), size):
+        out = -(-(n + 2 * p - k) // s) + 1
+        if (out - 1) * s >= n + p:
+            out -= 1
+        pads.append((p, max((out - 1) * s + k - n - p, 0)))
+    return tuple(pads)
 
 
 def _keras_modes(kernel, stride, pads, size, flip: bool) -> list:
@@ -544,12 +561,11 @@ def _max_pool(name, m, b: _Build) -> None:
     s = b.feature_map(name, m)
     kernel = _pair(m.kernel_size)
     stride = _pair(m.stride if m.stride is not None else m.kernel_size)
-    if m.ceil_mode:
-        raise IncompatibleModelError(f"{label}: ceil_mode=True is not supported", nodes=[name])
     if _pair(m.dilation) != (1, 1):
         raise IncompatibleModelError(f"{label}: dilation is not supported", nodes=[name])
-    padding = _keras_padding(name, kernel, stride, m.padding, (s.h, s.w), "MaxPool2d", b.flip)
-    if b.last_conv_padding in _keras_modes(kernel, stride, _torch_pads(m.padding, kernel),
+    pads = _pool_pads(m, kernel, stride, (s.h, s.w))
+    padding = _keras_padding(name, kernel, stride, pads, (s.h, s.w), "MaxPool2d", b.flip)
+    if b.last_conv_padding in _keras_modes(kernel, stride, _torch_pads(pads, kernel),
                                            (s.h, s.w), b.flip):
         padding = b.last_conv_padding  # identical windows; Akida pads a pool like its conv
     b.add(b.layers.MaxPool2D(kernel, stride, padding=padding, name=_layer_name(name, "maxpool")))
@@ -599,11 +615,15 @@ def _avg_pool(name, m, b: _Build) -> None:
         return
     kernel = _pair(m.kernel_size)
     stride = _pair(m.stride if m.stride is not None else m.kernel_size)
-    if m.ceil_mode or _pair(m.padding) != (0, 0):
+    if _pair(m.padding) != (0, 0):
         raise IncompatibleModelError(
-            f"{name} (AvgPool2d): padded or ceil_mode average pooling is not supported (use "
-            "padding=0), except before a Linear, where it folds into the Dense", nodes=[name])
-    b.add(b.layers.AveragePooling2D(kernel, stride, padding="valid",
+            f"{name} (AvgPool2d): padded average pooling is not supported (use padding=0), "
+            "except before a Linear, where it folds into the Dense", nodes=[name])
+    s = b.feature_map(name, m)
+    # ceil_mode windows past the map average what they cover, as Keras 'same' does.
+    padding = _keras_padding(name, kernel, stride, _pool_pads(m, kernel, stride, (s.h, s.w)),
+                             (s.h, s.w), "AvgPool2d", b.flip)
+    b.add(b.layers.AveragePooling2D(kernel, stride, padding=padding,
                                     name=_layer_name(name, "avgpool")))
     b.spatial_out()
 
@@ -722,9 +742,10 @@ def _windows(sequence, shape):
                                 m.padding, size))
                 elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) and not (
                         isinstance(m, nn.AvgPool2d) and _linear_after(sequence, index)):
-                    out.append((name, type(m).__name__, _pair(m.kernel_size),
-                                _pair(m.stride if m.stride is not None else m.kernel_size),
-                                m.padding, size))
+                    kernel = _pair(m.kernel_size)
+                    stride = _pair(m.stride if m.stride is not None else m.kernel_size)
+                    out.append((name, type(m).__name__, kernel, stride,
+                                _pool_pads(m, kernel, stride, size), size))
             x = m(x)
     return out
 
