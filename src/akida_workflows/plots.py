@@ -15,6 +15,7 @@ __all__ = [
     "batchnorm_scale_figure",
     "weight_distribution_figure",
     "sqnr_figure",
+    "signals_per_class",
     "plot_mapping",
     "mapping_figure",
 ]
@@ -84,8 +85,9 @@ def prediction_figure(image, scores, true_label, classes=None, *, title: str = "
     return fig
 
 
-def confusion_matrix_figure(confusion, classes=None, *, title: str = "Confusion matrix"):
-    """Confusion matrix as a heat map with counts (rows: true class).
+def confusion_matrix_figure(confusion, classes=None, *, title: str = "Confusion matrix",
+                            unit: str = "images"):
+    """Confusion matrix as a heat map with counts (rows: true class); ``unit`` labels the counts.
 
     Returns
     -------
@@ -108,7 +110,7 @@ def confusion_matrix_figure(confusion, classes=None, *, title: str = "Confusion 
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title)
-    fig.colorbar(im, ax=ax, label="images")
+    fig.colorbar(im, ax=ax, label=unit)
     fig.tight_layout()
     return fig
 
@@ -526,4 +528,54 @@ def mapping_figure(reports, *, width: float = _DEFAULT_WIDTH, title: str = ""):
         y -= h
     if title:
         fig.suptitle(title, fontsize=12, x=0.005, ha="left", y=1 - 0.12 / total)
+    return fig
+
+
+def signals_per_class(signals, labels, classes=None, *, per_class: int = 6,
+                      title: str = "Signals per class", ylabel: str = "amplitude"):
+    """One panel per class: a few of its signals and the class mean.
+
+    Parameters
+    ----------
+    signals : numpy.ndarray
+        ``(N, C, L)`` or ``(N, L)`` signals (the first channel is drawn).
+    labels : numpy.ndarray
+        Integer class of each signal.
+    classes : sequence of str, optional
+    per_class : int, default 6
+        Signals drawn per class (thin lines); the mean of all is drawn thick.
+    title, ylabel : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _plt()
+    x = np.asarray(signals)
+    x = x[:, 0] if x.ndim == 3 else x
+    labels = np.asarray(labels)
+    n = int(labels.max()) + 1 if labels.size else 0
+    names = list(classes) if classes is not None else [str(i) for i in range(n)]
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.2 * rows), sharex=True,
+                             sharey=True, squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        if k >= n:
+            ax.axis("off")
+            continue
+        members = x[labels == k]
+        for s in members[:per_class]:
+            ax.plot(s, color="C0", alpha=0.35, linewidth=0.8)
+        if len(members):
+            ax.plot(members.mean(axis=0), color="C3", linewidth=1.8, label="class mean")
+        label = f"class {names[k]}" if str(names[k]).isdigit() else str(names[k])
+        ax.set_title(f"{label} ({len(members)} signals)", fontsize=9)
+        if k % cols == 0:
+            ax.set_ylabel(ylabel)
+        if k >= (rows - 1) * cols:
+            ax.set_xlabel("sample")
+    axes.flat[0].legend(fontsize=7, loc="upper right")
+    fig.suptitle(title)
+    fig.tight_layout()
     return fig
