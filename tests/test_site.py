@@ -67,6 +67,14 @@ def test_result_table_follows_the_columns_and_formats():
     assert rows == [["float", "90.57 %", "162.7"], ["Akida", "90.52 %", "5.5"]]
 
 
+def test_result_table_selects_columns_by_name_or_index():
+    assert akida_site.result_table(_record(), ["build s", "stage"]) == (
+        ["build s", "stage"], [["163", "float"], ["5.52", "Akida"]])
+    assert akida_site.result_table(_record(), [1]) == (["accuracy"], [["90.57 %"], ["90.52 %"]])
+    with pytest.raises(ValueError, match="no column"):
+        akida_site.result_table(_record(), ["accuracy %"])
+
+
 def _mapping(device, hw, n):
     layers = [LayerMapping(f"l{i}", "Conv2D", "hardware" if i < hw else "software", "", "", True)
               for i in range(n)]
@@ -74,8 +82,10 @@ def _mapping(device, hw, n):
 
 
 class _Data:
+    name = "mnist"
     source = "embedded-subset"
     description = "embedded MNIST subset"
+    y_test = [0] * 1000
 
 
 def test_record_writes_only_in_a_site_build(tmp_path, monkeypatch):
@@ -91,7 +101,9 @@ def test_record_writes_only_in_a_site_build(tmp_path, monkeypatch):
         {"device": "SixNodesIPv2", "hardware": 1, "compute": 4}]
     assert record["rows"][0]["akida1_4bit"] is None
     assert akida_site.headline_table([record]) == [
-        ["BrainChip's CNN", "98.70 %", "98.00 %", "—", "1 of 4 on SixNodesIPv2"]]
+        ["BrainChip's CNN", "MNIST, 1,000 test", "98.70 %", "98.00 %", "—",
+         "1 of 4 on SixNodesIPv2"]]
+    assert len(akida_site.HEADLINE_COLUMNS) == len(akida_site.headline_table([record])[0])
 
 
 # --- Notebooks and downloads -------------------------------------------------------------------
@@ -100,7 +112,8 @@ def test_install_cell_names_the_wheel_and_the_lock():
     text = akida_site.install_markdown("1.2.3")
     assert "akida_workflows-1.2.3-py3-none-any.whl" in text and akida_site.LOCK_NAME in text
     assert f"pip install -r {akida_site.LOCK_NAME}" in text
-    assert "https://" not in text
+    assert "](" not in text  # no link without the site's address
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in text  # torch +cpu pin
     assert "](https://example.org/auto_examples/index.html)" in akida_site.install_markdown(
         "1.2.3", "https://example.org/")
 
@@ -139,6 +152,18 @@ def _site_dir(tmp_path, text="Measured by the benchmark.", cell="90.57 %", extra
 
 def test_sourced_table_that_matches_its_file(tmp_path):
     assert check_site.check_sourced(_site_dir(tmp_path), pages=("results.html",)) == []
+
+
+def test_a_table_of_selected_columns_is_checked_against_them(tmp_path):
+    site = _site_dir(tmp_path)
+    page = ('<table class="table akida-sourced akida-src-results-demo akida-cols-1-0">'
+            "<tr><th>accuracy</th><th>stage</th></tr>"
+            "<tr><td>90.57 %</td><td>float</td></tr><tr><td>{}</td><td>Akida</td></tr></table>")
+    (site / "index.html").write_text(page.format("90.52 %"))
+    assert check_site.check_sourced(site, pages=("index.html",)) == []
+    (site / "index.html").write_text(page.format("90.62 %"))
+    problems = check_site.check_sourced(site, pages=("index.html",))
+    assert len(problems) == 1 and "differs from demo.json" in problems[0]
 
 
 def test_a_number_that_differs_from_the_file_fails(tmp_path):

@@ -286,7 +286,11 @@ def _expected_rows(table: dict, html_dir: Path) -> tuple[list[list[str]] | None,
     names = ", ".join(p.name for p in paths)
     if "akida-headline" in table["classes"]:
         return site.headline_table(records), names
-    columns, rows = site.result_table(records[0])
+    selection = None
+    for c in table["classes"]:
+        if c.startswith("akida-cols-"):
+            selection = [int(i) for i in c[len("akida-cols-"):].split("-")]
+    columns, rows = site.result_table(records[0], selection)
     return [columns, *rows], names
 
 
@@ -374,7 +378,8 @@ def check_downloads(html_dir: Path, required: bool = False) -> list[str]:
     """Links to the wheel and the lock resolve; with ``required``, both are offered."""
     site = _extension()
     problems, offered = [], set()
-    for page in (html_dir / "auto_examples" / "index.html", html_dir / "index.html"):
+    for page in (html_dir / "auto_examples" / "index.html", html_dir / "index.html",
+                 html_dir / "getting_started.html"):
         if not page.is_file():
             continue
         text = page.read_text(encoding="utf-8")

@@ -49,8 +49,10 @@ LOCK_NAME = "akida-workflows-lock.txt"
 SITE_URL = ""
 #: Column names whose fractions are shown as percentages.
 PERCENT_WORDS = ("accuracy", "fraction", "share", "in hardware", "on hardware")
-HEADLINE_COLUMNS = ["model (example)", "float (PyTorch)", "Akida 2.0, 8-bit",
+HEADLINE_COLUMNS = ["model (example)", "test data", "float (PyTorch)", "Akida 2.0, 8-bit",
                     "Akida 1.0, 4-bit", "compute layers on the chip"]
+#: How data set names are shown.
+DATA_NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 MISSING = "—"
 
 
@@ -102,9 +104,20 @@ def format_value(column: str, value, kind: str | None = None) -> str:
     return _significant(float(value))
 
 
-def result_table(record: dict) -> tuple[list[str], list[list[str]]]:
-    """Columns and formatted cells of a benchmark result (``benchmarks/results_io.py``)."""
-    columns = list(record["columns"])
+def result_table(record: dict, columns=None) -> tuple[list[str], list[list[str]]]:
+    """Columns and formatted cells of a benchmark result (``benchmarks/results_io.py``).
+
+    ``columns`` (names or indices into the file's columns) selects and orders them;
+    by default every column of the file, in its order.
+    """
+    names = list(record["columns"])
+    if columns is None:
+        columns = names
+    else:
+        columns = [names[c] if isinstance(c, int) else c for c in columns]
+        unknown = [c for c in columns if c not in names]
+        if unknown:
+            raise ValueError(f"no column(s) {unknown} in the file (it has {names})")
     formats = record.get("formats") or {}
     rows = [[format_value(c, row.get(c), formats.get(c)) for c in columns]
             for row in record["rows"]]
@@ -117,13 +130,22 @@ def _mapping_text(mappings: list[dict]) -> str:
     return "; ".join(f"{m['hardware']} of {m['compute']} on {m['device']}" for m in mappings)
 
 
+def _data_text(record: dict) -> str:
+    name = record.get("data_name")
+    if not name:
+        return str(record.get("data_source", MISSING))
+    name = DATA_NAMES.get(name, name)
+    size = record.get("test_size")
+    return f"{name}, {size:,} test" if size else name
+
+
 def headline_table(records: list[dict]) -> list[list[str]]:
     """Formatted headline rows of the examples' records (the model cell links its example)."""
     rows = []
     for record in records:
         for row in record["rows"]:
             rows.append([
-                row["model"], format_percent(row.get("float")),
+                row["model"], _data_text(record), format_percent(row.get("float")),
                 format_percent(row.get("akida2_8bit")), format_percent(row.get("akida1_4bit")),
                 _mapping_text(row.get("mappings", [])),
             ])
@@ -198,11 +220,21 @@ def _sources(env) -> dict:
     return env.akida_sources
 
 
+def _column_list(argument: str) -> list[str]:
+    return [c.strip() for c in argument.split(",") if c.strip()]
+
+
 class ResultDirective(Directive):
-    """``.. akida-result:: NAME`` — a benchmark's result file as a table with its provenance."""
+    """``.. akida-result:: NAME`` — a benchmark's result file as a table with its provenance.
+
+    Options: ``:columns: a, b, c`` shows only these columns (in this order);
+    ``:brief:`` shows the table and one line (date, command, a link to the Results
+    page) instead of the data, notes, machine and versions.
+    """
 
     required_arguments = 1
     has_content = False
+    option_spec = {"columns": _column_list, "brief": lambda arg: True}
 
     def run(self):
         env = self.state.document.settings.env
@@ -222,13 +254,34 @@ class ResultDirective(Directive):
         except ValueError as exc:
             raise self.error(f"docs/results/{name}.json: {exc}") from None
         _sources(env)[f"results/{name}"] = path
-        columns, rows = result_table(record)
-        table = _table(columns, rows, ["akida-sourced", f"akida-src-results-{name}"])
-        out = [table]
-
+        try:
+            columns, rows = result_table(record, self.options.get("columns"))
+        except ValueError as exc:
+            raise self.error(f"docs/results/{name}.json: {exc}") from None
+        classes = ["akida-sourced", f"akida-src-results-{name}"]
+        if "columns" in self.options:
+            # The checker re-makes the table from the file: it needs the selection.
+            index = [list(record["columns"]).index(c) for c in columns]
+            classes.append("akida-cols-" + "-".join(map(str, index)))
+        out = [_table(columns, rows, classes)]
         if record.get("data"):
             out.append(nodes.paragraph(text=f"Data: {record['data']}",
                                        classes=["akida-from-file"], support_smartquotes=False))
+        if self.options.get("brief"):
+            note = nodes.paragraph(classes=["akida-provenance", "akida-from-file"])
+            note += nodes.Text(f"Measured {_date(record['date'])} by ")
+            note += nodes.literal(text=record.get("command") or f"python {script}")
+            note += nodes.Text(". Notes, machine, versions and every column: ")
+            ref = addnodes.pending_xref("", refdomain="std", reftype="doc", refexplicit=True,
+                                        reftarget="/results", refwarn=True,
+                                        refdoc=env.docname)
+            ref += nodes.inline(text="Results")
+            note += ref
+            note += nodes.Text(" page; the file: ")
+            note += _link(f"{name}.json", f"{_prefix(env.docname)}{RESULTS_URL}/{name}.json")
+            note += nodes.Text(".")
+            out.append(note)
+            return out
         if record.get("notes"):
             out.append(nodes.paragraph(text=record["notes"], classes=["akida-from-file"],
                                        support_smartquotes=False))
@@ -274,11 +327,11 @@ class HeadlineDirective(Directive):
                           "examples were not executed in this build (plot_gallery=0)"))
             if executed:
                 logger.warning(f"akida-headline: {message}", location=(env.docname, self.lineno))
-            para = nodes.paragraph(classes=["akida-no-result"])
-            para += nodes.strong(text="Headline table not generated: ")
-            para += nodes.Text(message + ".")
+            absent = nodes.paragraph(classes=["akida-no-result"])
+            absent += nodes.strong(text="Headline table not generated: ")
+            absent += nodes.Text(message + ".")
             if not records:
-                return [para]
+                return [absent]
         rows = []
         formatted = iter(headline_table([r for _, r in records]))
         for stem, record in records:
@@ -294,12 +347,12 @@ class HeadlineDirective(Directive):
         classes = ["akida-sourced", "akida-headline",
                    *(f"akida-src-examples-{stem}" for stem, _ in records)]
         out = [_table(HEADLINE_COLUMNS, rows, classes)]
-        data = sorted({r["data"] for _, r in records})
         dates = sorted(r["date"] for _, r in records)
         note = nodes.paragraph(classes=["akida-provenance", "akida-from-file"])
         note += nodes.Text(
-            "Test accuracy on " + "; ".join(data) + f". Measured when this site was built "
-            f"({_date(dates[-1])}) by the examples each model links to; their files: ")
+            "Accuracy on each row's test set (each example's page says which data it "
+            f"used and where from). Measured when this site was built ({_date(dates[-1])}) "
+            "by the examples each model links to; their files: ")
         for j, (stem, _) in enumerate(records):
             if j:
                 note += nodes.Text(", ")
@@ -308,7 +361,7 @@ class HeadlineDirective(Directive):
         note += nodes.Text(".")
         out.append(note)
         if missing:
-            out.append(para)
+            out.append(absent)
         return out
 
 
@@ -373,8 +426,7 @@ def install_commands(version: str) -> str:
     """The commands a reader runs to get the environment of the notebooks."""
     return (
         "python -m venv akida-env && source akida-env/bin/activate\n"
-        f"pip install -r {LOCK_NAME}\n"
-        f"pip install --no-deps {wheel_name(version)}\n"
+        f"python -m pip install -r {LOCK_NAME} {wheel_name(version)}\n"
         "python -m ipykernel install --user --name akida-workflows"
     )
 
@@ -391,7 +443,9 @@ def install_markdown(version: str, site_url: str = "") -> str:
         "(Python 3.10 to 3.12):\n\n"
         f"```console\n{install_commands(version)}\n```\n\n"
         "and open this notebook with the `akida-workflows` Jupyter kernel (the last line "
-        "registers it)."
+        "registers it). The lock pins PyTorch's CPU build (`torch==2.13.0+cpu`): if your "
+        "package index is PyPI alone, add "
+        "`--extra-index-url https://download.pytorch.org/whl/cpu` to the `pip install` line."
     )
 
 

@@ -35,7 +35,8 @@ def record(example: str, data, rows: list[dict]) -> Path | None:
     example : str
         The example's file stem, e.g. ``"plot_0_mnist_pytorch_to_akida"``.
     data : akida_workflows.datasets.Dataset
-        The data the numbers were measured on (its ``source`` and ``description``).
+        The data the numbers were measured on (its ``name``, test-set size,
+        ``source`` and ``description``).
     rows : list of dict
         One per model: ``model`` (str), accuracies ``float``, ``akida2_8bit``,
         ``akida1_4bit`` (fractions, or None when not measured) and ``mappings``
@@ -60,6 +61,8 @@ def record(example: str, data, rows: list[dict]) -> Path | None:
     record_ = {
         "example": example,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "data_name": str(data.name),
+        "test_size": int(len(data.y_test)),
         "data_source": str(data.source),
         "data": str(data.description),
         "rows": out,
