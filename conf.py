@@ -55,7 +55,8 @@ html_theme_options = {
     "show_toc_level": 2,
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
-    "secondary_sidebar_items": ["page-toc", "sourcelink"],
+    # The landing and Results pages give their tables the full width.
+    "secondary_sidebar_items": {"**": ["page-toc", "sourcelink"], "index": [], "results": []},
 }
 # No left sidebar on the landing, narrative and example pages: figures get the width.
 html_sidebars = {"index": [], "getting_started": [], "guide": [], "results": [],

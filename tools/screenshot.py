@@ -4,7 +4,8 @@ Usage: ``python tools/screenshot.py build/html OUT_DIR [page.html ...]
 [--width 1280] [--height 2400]``
 
 By default every page type is rendered: the landing page, the gallery index,
-each example page, the Results page, the API index and one API module page.
+each example page, the Results page, Getting started (the downloads), the API
+index and one API module page.
 Each PNG is named after the page (``auto_examples/index.html`` →
 ``auto_examples-index.png``). Chromium renders one window, so long pages are cut
 at ``--height`` pixels; give a larger height to see a page to its end.
@@ -27,10 +28,10 @@ FLAGS = [
 
 
 def default_pages(html: Path) -> list[Path]:
-    """One page of each type: landing, gallery index, examples, results, API."""
+    """One page of each type: landing, gallery index, examples, results, install, API."""
     pages = [html / "index.html", html / "auto_examples" / "index.html",
              *sorted((html / "auto_examples").glob("plot_*.html")),
-             html / "results.html", html / "api.html"]
+             html / "results.html", html / "getting_started.html", html / "api.html"]
     modules = sorted((html / "generated").glob("akida_workflows.deploy.html"))
     return [p for p in pages + modules[:1] if p.is_file()]
 
