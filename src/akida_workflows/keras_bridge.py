@@ -59,6 +59,7 @@ __all__ = [
     "to_nhwc",
     "input_flip",
     "unbounded_relus",
+    "separable_blocks",
     "converter",
 ]
 
@@ -978,6 +979,98 @@ def unbounded_relus(keras_model) -> list[str]:
             if isinstance(layer, keras.layers.ReLU) and layer.max_value is None]
 
 
+def _chain(keras_model) -> bool:
+    """Whether every layer of a Keras model reads exactly the layer before it."""
+    layers = keras_model.layers
+    for previous, layer in zip(layers, layers[1:]):
+        nodes = layer._inbound_nodes
+        if len(nodes) != 1:
+            return False
+        inbound = nodes[0].inbound_layers
+        inbound = inbound if isinstance(inbound, (list, tuple)) else [inbound]
+        if len(inbound) != 1 or inbound[0] is not previous or len(previous._outbound_nodes) != 1:
+            return False
+    return True
+
+
+def _is_separable_pair(dw, pw) -> bool:
+    keras = _keras()
+    return (type(dw) is keras.layers.DepthwiseConv2D and dw.depth_multiplier == 1
+            and dw.get_config()["activation"] == "linear"
+            and tuple(dw.dilation_rate) == (1, 1)
+            and type(pw) is keras.layers.Conv2D and tuple(pw.kernel_size) == (1, 1)
+            and tuple(pw.strides) == (1, 1) and tuple(pw.dilation_rate) == (1, 1)
+            and pw.groups == 1)
+
+
+def separable_blocks(keras_model):
+    """Merge each depthwise convolution that feeds a 1x1 convolution into one SeparableConv2D.
+
+    Akida 1.0 (AKD1000/AKD1500) has no standalone depthwise layer: a depthwise
+    convolution runs only as the first half of a ``SeparableConvolutional``
+    layer. :func:`to_keras` emits PyTorch's depthwise (``groups=C``) and
+    pointwise (1x1) convolutions as two Keras layers, which QuantizeML
+    quantizes separately (an output quantizer between them) and CNN2SNN v1
+    then refuses. This rewrite is exact: the depthwise bias ``b_d`` moves into
+    the pointwise bias (``b_p + W_p b_d``).
+
+    Parameters
+    ----------
+    keras_model : tf_keras.Model
+        A chain-shaped float Keras model (e.g. from :func:`to_keras`).
+
+    Returns
+    -------
+    tf_keras.Model
+        The same model when there is nothing to merge (or the model is not a
+        chain); otherwise a new model with ``SeparableConv2D`` layers, whose
+        ``rewrites`` list the merges after those of ``keras_model``. A depthwise
+        convolution followed by an activation (published MobileNetV1:
+        depthwise → BN → ReLU → pointwise) is left alone: Akida 1.0 cannot run it.
+    """
+    keras = _keras()
+    layers = keras_model.layers
+    pairs = [i for i in range(len(layers) - 1) if _is_separable_pair(layers[i], layers[i + 1])]
+    if not pairs or not _chain(keras_model):
+        return keras_model
+    first = layers[0]
+    x = inputs = keras.Input(tuple(keras_model.input_shape[1:]), name=first.name)
+    assignments, merged = [], []
+    skip = set(i + 1 for i in pairs)
+    for i, layer in enumerate(layers[1:], start=1):
+        if i in skip:
+            continue
+        if i in pairs:
+            dw, pw = layer, layers[i + 1]
+            dw_kernel, *dw_bias = dw.get_weights()
+            pw_kernel, *pw_bias = pw.get_weights()
+            bias = (pw_bias[0].astype(np.float64) if pw_bias
+                    else np.zeros(pw.filters, np.float64))
+            if dw_bias:
+                bias = bias + np.einsum("c,cf->f", dw_bias[0].astype(np.float64),
+                                        pw_kernel[0, 0].astype(np.float64))
+            new = keras.layers.SeparableConv2D(
+                pw.filters, dw.kernel_size, strides=dw.strides, padding=dw.padding,
+                activation=pw.get_config()["activation"], use_bias=True,
+                name=f"sep_{dw.name}")
+            x = new(x)
+            assignments.append((new, [dw_kernel, pw_kernel, bias.astype(np.float32)]))
+            merged.append(f"{dw.name} + {pw.name}")
+            continue
+        new = type(layer).from_config(layer.get_config())
+        x = new(x)
+        assignments.append((new, layer.get_weights()))
+    model = keras.Model(inputs, x, name=keras_model.name)
+    for layer, weights in assignments:
+        layer.set_weights(weights)
+    model.rewrites = tuple(getattr(keras_model, "rewrites", ())) + (
+        f"{', '.join(merged)}: depthwise convolution feeding a 1x1 convolution merged into one "
+        "SeparableConv2D (Akida 1.0 runs depthwise convolutions only in separable layers; the "
+        "depthwise bias moved into the pointwise bias; exact)",)
+    model.input_flip = input_flip(keras_model)
+    return model
+
+
 def _check_samples(keras_model, samples) -> np.ndarray:
     from .convert import _check_sample_dtype, _check_sample_values
 
@@ -1059,6 +1152,8 @@ def quantize_4bit(keras_model, samples, akida_version: str = "v1", weight_bits: 
                 "have no maximum. In PyTorch use nn.ReLU6() or a clamp "
                 "(nn.Hardtanh(0, max_value)) instead of nn.ReLU(), retrain or fine-tune, and "
                 "convert again.", nodes=loose)
+    if akida_version == "v1":
+        keras_model = separable_blocks(keras_model)
     qparams = QuantizationParams(
         weight_bits=weight_bits, activation_bits=activation_bits,
         input_weight_bits=input_weight_bits,
@@ -1084,6 +1179,7 @@ def quantize_4bit(keras_model, samples, akida_version: str = "v1", weight_bits: 
     except Exception as exc:
         raise IncompatibleModelError(f"QuantizeML could not quantize the Keras model: {exc}") from exc
     quantized.akida_version = akida_version
+    quantized.rewrites = tuple(getattr(keras_model, "rewrites", ()))
     return quantized
 
 
@@ -1156,6 +1252,13 @@ _CNN2SNN_FIXES = (
      "followed by dense is not valid'). Fix: end the network with average pooling → "
      "(Flatten) → Linear, which to_keras converts exactly into one Dense on the unpooled "
      "map; or pool before the activation (Conv2d → AdaptiveAvgPool2d(1) → ReLU6)."),
+    (r"Invalid block found during conversion:\s*QuantizedDepthwiseConv2D \((\S+)\)",
+     "Akida 1.0 runs a depthwise convolution only inside a separable layer: the depthwise "
+     "Conv2d (groups=C) must feed its 1x1 pointwise Conv2d directly, with BatchNorm, ReLU6 "
+     "and pooling after the pointwise (AkidaNet-style blocks). Published MobileNetV1 blocks "
+     "(depthwise → BN → ReLU → pointwise) cannot run on Akida 1.0: remove the activation "
+     "after {0} (a BatchNorm there folds away), retrain or fine-tune, convert again; or "
+     "target Akida 2.0, which runs standalone depthwise layers."),
     (r"The layer (\S+) followed by (\S+) is not valid",
      "on Akida 1.0 every layer that feeds another must end with a bounded ReLU (its output "
      "quantizer): put nn.ReLU6() (or a clamp) after {0}, retrain or fine-tune, convert again."),
