@@ -38,6 +38,9 @@ DEVICE_NAMES = (
     "AKD1000", "AKD1500", "AKD1500_v1", "PicoIP", "TwoNodesIP_v1", "TwoNodesIPv1",
     "TwoNodesIPv2", "FourNodesIPv2", "SixNodesIPv2", "TwelveNodesIPv2",
 )
+#: Akida 2.0 layers that use no NP (a ResNet's residual Add): inside a hardware sequence
+#: they run on the device, although their mapping lists no NP.
+NP_FREE_TYPES = frozenset({"Add", "Concatenate"})
 
 
 @dataclass
@@ -251,7 +254,7 @@ def map_report(akida_model, device="SixNodesIPv2") -> MapReport:
         per_type = Counter(str(np_.type).split(".")[-1] for np_ in nps)
         counts.update(per_type)
         backend = backends.get(layer.name, "software")
-        if compute and not nps:
+        if compute and not nps and layer_type not in NP_FREE_TYPES:
             backend = "software"
         reason = ""
         if compute and backend == "software":
