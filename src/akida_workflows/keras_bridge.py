@@ -277,6 +277,12 @@ def _sequence(model, input_shape=None):
     from torch import nn
     from torch.fx.passes.shape_prop import ShapeProp
 
+    if isinstance(model, torch.jit.ScriptModule):
+        raise IncompatibleModelError(
+            "a TorchScript model cannot take the Akida 1.0 (Keras) path: to_keras rebuilds the "
+            "network from its Python modules, and a TorchScript file holds compiled code "
+            "instead. Load the Python model (model class + state_dict) for Akida 1.0, or use "
+            "the Akida 2.0 ONNX path (akida_workflows.export), which takes TorchScript.")
     try:
         gm = torch.fx.symbolic_trace(model)
     except Exception as exc:
