@@ -169,6 +169,8 @@ def test_calibration_options_are_checked():
         ({"num_samples": len(x) + 1}, f"only {len(x)} calibration samples"),
         ({"batch_size": 0}, "batch_size must be a positive integer"),
         ({"calibration_epochs": 1.5}, "calibration_epochs must be a positive integer"),
+        ({"weight_bits": 3}, "Akida 1.0 layers hold 1, 2 or 4-bit weights"),
+        ({"weight_bits": 1, "weight_calibration": "mse"}, "2 bits or more"),
     ]:
         with pytest.raises(IncompatibleModelError, match=match):
             quantize_4bit(keras_model, x, **kwargs)

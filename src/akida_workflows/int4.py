@@ -32,6 +32,7 @@ from .errors import QuantizationError
 __all__ = [
     "QuantizationError",
     "METHODS",
+    "MSE_GRID",
     "quantize_per_tensor",
     "quantize_per_channel",
     "dequantize",

@@ -567,6 +567,14 @@ def quantize_4bit(keras_model, samples, akida_version: str = "v1", weight_bits: 
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                   or value < 1):
             raise IncompatibleModelError(f"{name} must be a positive integer, got {value!r}")
+    if akida_version == "v1" and weight_bits not in (1, 2, 4):
+        raise IncompatibleModelError(
+            f"weight_bits={weight_bits!r}: Akida 1.0 layers hold 1, 2 or 4-bit weights "
+            "(and input_weight_bits up to 8 for the input layer)")
+    if weight_calibration != "maxabs" and min(weight_bits, input_weight_bits) < 2:
+        raise IncompatibleModelError(
+            f"weight_calibration={weight_calibration!r} needs weights of 2 bits or more "
+            "(1-bit weights have no range to clip); use weight_calibration='maxabs'")
     if num_samples is not None:
         if num_samples > len(x):
             raise IncompatibleModelError(
