@@ -1,8 +1,10 @@
 """Tasks: ``nox -s gallery`` builds the site, ``nox -s tests`` runs the tests.
 
-Each session installs the pinned stack from ``pyproject.toml``'s extras into
-its own virtual environment (reused between runs). torch's CPU build is
-installed first so that pip never pulls a multi-GB CUDA build.
+Every session installs from the committed lock, ``requirements/lock.txt`` (every
+transitive package at an exact version, compiled from ``pyproject.toml`` by
+``nox -s lock``), so CI, a developer and a reader get the same versions on any day.
+The lock is used as a *constraints* file: each session installs only the extras it
+needs, each at its locked version, and pip has nothing left to resolve.
 """
 
 from __future__ import annotations
@@ -18,13 +20,47 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "tests", "gallery"]
 
 ROOT = Path(__file__).resolve().parent
-TORCH = "torch==2.13.0"
+LOCK = ROOT / "requirements" / "lock.txt"
+DIST = ROOT / "build" / "dist"
+#: The extras the lock covers (``nox -s lock`` compiles all of them together).
+LOCKED_EXTRAS = ("cpu", "docs", "test", "lint")
+PIP_TOOLS = "pip-tools==7.6.2"
 
 
-def _install(session: nox.Session, *extras: str) -> None:
-    session.install(TORCH)
-    spec = f".[{','.join(extras)}]" if extras else "."
-    session.install("-e", spec)
+def _constrained(session: nox.Session, *args: str) -> None:
+    """``pip install`` under the lock: anything the lock does not pin is an error later."""
+    session.install("-c", str(LOCK), *args)
+
+
+def _install(session: nox.Session, *extras: str, wheel: bool = False) -> None:
+    """The project with ``extras``, every dependency at its locked version.
+
+    ``wheel=True`` installs the wheel built by :func:`_build_wheel` instead of an
+    editable checkout: exactly what a reader installs from the site.
+    """
+    # The build backend comes from the lock too (no isolated, unpinned build env).
+    _constrained(session, "setuptools", "wheel")
+    suffix = f"[{','.join(extras)}]" if extras else ""
+    if wheel:
+        built = _build_wheel(session)
+        session.run_install("pip", "uninstall", "--yes", "--quiet", "akida-workflows",
+                            silent=True)
+        _constrained(session, "--no-build-isolation", f"{built}{suffix}")
+    else:
+        _constrained(session, "--no-build-isolation", "-e", f".{suffix}")
+    # Nothing outside the lock slipped in (a package pyproject gained but the lock lacks).
+    session.run_install("python", "tools/check_lock.py", "--installed", silent=True)
+
+
+def _build_wheel(session: nox.Session) -> Path:
+    """Build ``build/dist/akida_workflows-<version>-py3-none-any.whl`` (the site offers it)."""
+    shutil.rmtree(DIST, ignore_errors=True)
+    session.run_install("pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                        "--wheel-dir", str(DIST), ".", silent=True)
+    wheels = sorted(DIST.glob("akida_workflows-*.whl"))
+    if len(wheels) != 1:
+        session.error(f"expected one wheel in {DIST}, found {wheels}")
+    return wheels[0]
 
 
 def _quiet_env(session: nox.Session) -> None:
@@ -37,6 +73,7 @@ def _quiet_env(session: nox.Session) -> None:
 def gallery(session: nox.Session) -> None:
     """Build the documentation site, executing every example, into build/html."""
     _install(session, "docs")
+    _build_wheel(session)  # offered for download by the site, beside the lock
     _quiet_env(session)
     for stale in ("docs/auto_examples", "docs/generated", "docs/gen_modules"):
         shutil.rmtree(ROOT / stale, ignore_errors=True)
@@ -50,20 +87,22 @@ def gallery(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Unit tests, then the downloadable notebooks re-run and compared by nbval."""
-    _install(session, "test", "docs")
+    """Unit tests, then the site's notebooks re-run and compared by nbval.
+
+    The package is installed from its wheel with the lock, as a reader who
+    downloads a notebook installs it (not from the editable checkout).
+    """
+    _install(session, "test", "docs", wheel=True)
     _quiet_env(session)
+    session.run("python", "tools/check_lock.py")  # pyproject.toml and the lock agree
     session.run("pytest", "tests", *session.posargs)
-    # 1. The notebooks the site offers: every cell must run, assertions included.
+    # The notebooks the site offers: built as sphinx-gallery builds them, they must have
+    # the same code as the executed golden copies in tests/notebooks/ ...
     notebooks = ROOT / "build" / "notebooks"
     shutil.rmtree(notebooks, ignore_errors=True)
     session.run("python", "tools/notebooks.py", "build", str(notebooks))
-    session.run(
-        "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
-        "--rootdir", str(notebooks), str(notebooks),
-    )
-    # 2. Executed golden copies: deterministic outputs must not change.
     session.run("python", "tools/notebooks.py", "check")
+    # ... which nbval re-executes (every cell, assertions included) and compares.
     with tempfile.TemporaryDirectory() as tmp:
         session.run(
             "pytest", "--nbval", "--nbval-current-env",
@@ -87,5 +126,27 @@ def regenerate(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff on the library, examples, tests and tools."""
-    session.install("ruff==0.17.6")
-    session.run("ruff", "check", "src", "examples", "tests", "tools", "conf.py", "noxfile.py")
+    _constrained(session, "ruff")
+    session.run("ruff", "check", "src", "examples", "tests", "tools", "benchmarks", "conf.py",
+                "noxfile.py")
+
+
+@nox.session(default=False)
+def lock(session: nox.Session) -> None:
+    """Compile requirements/lock.txt from pyproject.toml (``-- --upgrade`` to refresh all).
+
+    pip-compile keeps the current pins that still satisfy pyproject.toml and resolves
+    only what changed; ``nox -s lock -- --upgrade`` re-resolves everything to the newest
+    releases the ranges allow (then run the gallery and the tests before committing).
+    """
+    session.install(PIP_TOOLS)
+    extras = [f"--extra={extra}" for extra in LOCKED_EXTRAS]
+    # The header names the command and the extras (tools/check_lock.py reads them).
+    session.env["CUSTOM_COMPILE_COMMAND"] = f"nox -s lock  (pip-compile {' '.join(extras)})"
+    session.run(
+        "pip-compile", "--quiet", "--allow-unsafe", "--strip-extras", *extras,
+        "--no-emit-index-url", "--no-emit-find-links", "--no-emit-trusted-host",
+        "--output-file", str(LOCK.relative_to(ROOT)), "pyproject.toml",
+        *session.posargs,
+    )
+    session.run("python", "tools/check_lock.py")

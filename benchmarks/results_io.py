@@ -128,7 +128,7 @@ def read_result(path) -> dict:
     path = Path(path)
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ValueError(f"{path}: not a readable benchmark result: {exc}") from None
     if not isinstance(record, dict):
         raise ValueError(f"{path}: a benchmark result is a JSON object")

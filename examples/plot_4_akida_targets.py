@@ -143,17 +143,21 @@ assert accuracy["v1"] >= float_accuracy - 0.01
 #
 # ``akida-workflows convert`` runs the whole path on a saved model and a
 # ``.npy`` of calibration samples, maps the result, saves the ``.fbz`` and
-# prints the stage report. Here it converts the pickled PyTorch model for
-# Akida 1.0 in one line (without the fine-tuning):
+# prints the stage report. Here it converts our own pickled PyTorch model for
+# Akida 1.0 in one line (without the fine-tuning). A pickle runs code when it
+# is loaded, so the command asks for ``--trust-pickle``; a model from someone
+# else comes as ONNX, TorchScript, or a state dict with ``--model-class``
+# (see :ref:`safe-model-files`).
 import subprocess
 import sys
 
 torch.save(cnn, workdir / "cnn.pt")
 np.save(workdir / "calibration.npy", x_train[:256])
 command = [sys.executable, "-m", "akida_workflows", "convert", str(workdir / "cnn.pt"),
-           "--samples", str(workdir / "calibration.npy"), "--target", "akida1",
-           "-o", str(workdir / "cnn_cli.fbz")]
-print("$ akida-workflows convert cnn.pt --samples calibration.npy --target akida1 -o cnn_cli.fbz")
+           "--trust-pickle", "--samples", str(workdir / "calibration.npy"),
+           "--target", "akida1", "-o", str(workdir / "cnn_cli.fbz")]
+print("$ akida-workflows convert cnn.pt --trust-pickle --samples calibration.npy "
+      "--target akida1 -o cnn_cli.fbz")
 result = subprocess.run(command, capture_output=True, text=True)
 print(result.stdout.replace(str(workdir) + "/", ""))
 assert result.returncode == 0, result.stderr

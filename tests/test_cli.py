@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,13 +15,27 @@ from models import mappable, samples, valid_padding
 from zoo import zoo
 
 from akida_workflows.export import export_onnx
+from akida_workflows.loading import PICKLE_RISK
 
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+TESTS = Path(__file__).resolve().parent
+# The test models (tests/models.py, tests/zoo.py) are importable by --model-class.
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+       "PYTHONPATH": os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)}
 
 
-def run(*args, timeout=600):
+def run(*args, timeout=600, cwd=None):
     return subprocess.run([sys.executable, "-m", "akida_workflows", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, env=ENV)
+                          capture_output=True, text=True, timeout=timeout, env=ENV, cwd=cwd)
+
+
+class Evil:
+    """Unpickling this runs ``touch TARGET`` (issue 14)."""
+
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (os.system, (f"touch '{self.target}'",))
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +43,11 @@ def files(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli")
     good = mappable()
     export_onnx(good, torch.from_numpy(samples(1)), tmp / "good.onnx")
-    torch.save(good, tmp / "good.pt")
+    torch.save(good.state_dict(), tmp / "good_sd.pt")
     torch.jit.save(torch.jit.trace(good, torch.from_numpy(samples(1))), tmp / "good_ts.pt")
-    torch.save(valid_padding(), tmp / "valid.pt")
-    torch.save(zoo()["mappable"], tmp / "relu6.pt")
+    torch.save(valid_padding().state_dict(), tmp / "valid_sd.pt")
+    torch.save(zoo()["mappable"], tmp / "relu6.pt")  # a full pickle
+    torch.save(zoo()["mappable"].state_dict(), tmp / "relu6_sd.pt")
     np.save(tmp / "calib.npy", samples(32))
     np.save(tmp / "calib_nhwc.npy", np.transpose(samples(32), (0, 2, 3, 1)))
     np.save(tmp / "calib_u8.npy", np.zeros((4, 1, 16, 16), np.uint8))
@@ -73,22 +90,41 @@ def test_convert_onnx_then_info(files):
 
 
 def test_convert_unbounded_relu_to_akida1_is_incompatible(files):
-    result = run("convert", files / "good.pt", "--samples", files / "calib.npy",
-                 "--target", "akida1", "-o", files / "x.fbz")
+    out = files / "kept.fbz"
+    out.write_bytes(b"an earlier conversion")
+    result = run("convert", "--model-class", "models:mappable", "--weights", files / "good_sd.pt",
+                 "--samples", files / "calib.npy", "--target", "akida1", "-o", out)
     assert result.returncode == 3
     assert "nn.ReLU6()" in result.stderr and "Traceback" not in result.stderr
     assert "fixable" in result.stdout  # the compatibility report is printed
     assert "failed: " in result.stdout  # and the stage report shows the failed stage
+    assert out.read_bytes() == b"an earlier conversion"  # a failed run keeps the old .fbz
+    assert not list(files.glob(".kept.*")), "no temporary file left behind"
 
 
-def test_convert_pickled_module_to_akida1(files):
+def test_convert_state_dict_to_akida1(files):
     out = files / "good_v1.fbz"
-    result = run("convert", files / "relu6.pt", "--samples", files / "calib.npy",
+    out.write_bytes(b"an earlier conversion")
+    result = run("convert", "--model-class", "zoo:_cnn", "--model-kwargs", "{}",
+                 "--weights", files / "relu6_sd.pt", "--samples", files / "calib.npy",
                  "--target", "akida1", "--bits", "4", "-o", out)
     assert result.returncode == 0, result.stderr
     assert "AKD1000: 3/3 compute layers in hardware" in result.stdout
+    assert out.read_bytes() != b"an earlier conversion"  # replaced by the complete new file
     info = run("info", out, "--device", "AKD1000")
     assert info.returncode == 0 and "Akida 1.0" in info.stdout
+
+
+def test_trust_pickle_loads_the_pickled_module(files):
+    args = ["convert", files / "relu6.pt", "--samples", files / "calib_3d.npy", "--target",
+            "akida1", "-o", files / "x.fbz"]
+    refused = run(*args)
+    assert refused.returncode == 2 and "full pickle" in refused.stderr
+    # Trusted, the model loads (nn.Sequential of torch layers) and the run goes on to the
+    # next input, whose error (3-D samples) it then reports.
+    trusted = run(*args[:2], "--trust-pickle", *args[2:])
+    assert trusted.returncode == 2 and "4-D NCHW" in trusted.stderr, trusted.stderr
+    assert "pickle" not in trusted.stderr
 
 
 def test_convert_torch_to_akida2_reports_every_stage(files):
@@ -103,7 +139,8 @@ def test_check_ok_and_incompatible(files):
     ok = run("check", files / "good_ts.pt", "--input-shape", "1,16,16", "--target", "akida2")
     assert ok.returncode == 0, ok.stderr
     assert "compatible" in ok.stdout
-    bad = run("check", files / "valid.pt", "--input-shape", "1,16,16", "--target", "akida2")
+    bad = run("check", "--model-class", "models:valid_padding", "--weights",
+              files / "valid_sd.pt", "--input-shape", "1,16,16", "--target", "akida2")
     assert bad.returncode == 3
     assert "fixable" in bad.stdout and "padding" in bad.stdout
 
@@ -147,3 +184,83 @@ def test_bad_input_shape_argument():
 def test_debug_shows_traceback(files):
     result = run("--debug", "info", files / "corrupt.onnx")
     assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+# ------------------------------------------------------------------ safe loading (issue 14)
+
+
+@pytest.mark.parametrize("command", [["check", "model.pt", "--input-shape", "1,28,28"],
+                                     ["convert", "model.pt", "--samples", "calib.npy",
+                                      "-o", "out.fbz"]])
+def test_pickle_that_runs_code_is_refused(tmp_path, command):
+    """The attack of issue 14: checking a stranger's model.pt must not run its code."""
+    torch.save(Evil(tmp_path / "PWNED"), tmp_path / "model.pt")
+    np.save(tmp_path / "calib.npy", samples(4))
+    result = run(*command, cwd=tmp_path)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert not (tmp_path / "PWNED").exists()
+    assert "this file is a full pickle" in result.stderr and "posix.system" in result.stderr
+    assert "pass --trust-pickle only if you trust its author" in result.stderr.replace(
+        "Pass", "pass").replace(" (API: trust_pickle=True)", "")
+    assert PICKLE_RISK in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out.fbz").exists()
+
+
+def test_torchscript_is_refused_up_front_for_akida1(files):
+    result = run("check", files / "good_ts.pt", "--input-shape", "1,16,16", "--target", "akida1")
+    assert result.returncode == 2
+    assert "TorchScript cannot take the Akida 1.0 path" in result.stderr
+    assert "--model-class" in result.stderr and "cannot trace" not in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["check", "--input-shape", "1,16,16"], "give a model file"),
+    (["check", "--weights", "good_sd.pt", "--input-shape", "1,16,16"], "name the class"),
+    (["check", "good_ts.pt", "--weights", "good_sd.pt", "--input-shape", "1,16,16"],
+     "give the model file once"),
+    (["check", "good_ts.pt", "--model-kwargs", "{}", "--input-shape", "1,16,16"],
+     "--model-kwargs needs --model-class"),
+    (["check", "--model-class", "models:mappable", "--model-kwargs", "[1]", "--weights",
+      "good_sd.pt", "--input-shape", "1,16,16"], "expected a JSON object"),
+    (["check", "--model-class", "models:mappable", "--model-kwargs", "{x", "--weights",
+      "good_sd.pt", "--input-shape", "1,16,16"], "not valid JSON"),
+    (["check", "good_sd.pt", "--input-shape", "1,16,16"], "holds a state dict"),
+    (["check", "--model-class", "models:valid_padding", "--weights", "good_sd.pt",
+      "--input-shape", "1,16,16"], "shape mismatch"),
+    (["check", "--model-class", "nowhere_14:Net", "--weights", "good_sd.pt",
+      "--input-shape", "1,16,16"], "on PYTHONPATH"),
+    (["convert", "--model-class", "models:mappable", "--weights", "good.onnx",
+      "--samples", "calib.npy", "-o", "x.fbz"], "is an ONNX model, not a state dict"),
+])
+def test_model_argument_errors(files, args, message):
+    resolved = [str(files / a) if a.endswith((".onnx", ".npy", ".fbz", ".pt")) else a
+                for a in args]
+    result = run(*resolved, timeout=300)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["check", "convert"])
+def test_help_documents_the_safe_model_forms(command):
+    text = " ".join(run(command, "--help").stdout.split())
+    for form in ("model.onnx", "TorchScript", "--model-class", "--model-kwargs", "--weights",
+                 "weights_only=True", "--trust-pickle", PICKLE_RISK):
+        assert form in text
+
+
+def test_interrupted_convert_leaves_no_fbz(files, tmp_path):
+    out = tmp_path / "out.fbz"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "akida_workflows", "convert", str(files / "good.onnx"),
+         "--samples", str(files / "calib.npy"), "-o", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        for line in proc.stderr:  # wait until the conversion is under way
+            if "quantizing" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert list(tmp_path.iterdir()) == []  # neither out.fbz nor a temporary file

@@ -1,8 +1,10 @@
 """``akida-workflows``: check, convert and inspect models from the command line.
 
-Exit codes: 0 success, 2 usage error (bad arguments, missing or unreadable
-files, bad samples), 3 incompatible model (the report is printed), 1 anything
-else. Errors print one line without a traceback unless ``--debug`` is given.
+Exit codes: 0 success, 2 usage error (bad arguments, missing, unreadable or
+unsafe files, bad samples), 3 incompatible model (the report is printed), 1
+anything else. Errors print one line without a traceback unless ``--debug`` is
+given. Model files are loaded by :func:`akida_workflows.loading.load_model`,
+which runs none of their author's Python code unless ``--trust-pickle`` is given.
 """
 
 from __future__ import annotations
@@ -14,7 +16,18 @@ import time
 import warnings
 from pathlib import Path
 
+from .loading import PICKLE_RISK
+
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INCOMPATIBLE = 0, 1, 2, 3
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Wraps the description, keeps the epilog's layout (the table of model forms)."""
+
+    def _fill_text(self, text, width, indent):
+        if text.startswith("ways to give"):
+            return super()._fill_text(text, width, indent)
+        return argparse.HelpFormatter._fill_text(self, text, width, indent)
 
 
 class UsageError(Exception):
@@ -36,68 +49,69 @@ def _shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-def load_model(path: Path):
-    """``("onnx", ModelProto)`` or ``("torch", nn.Module)`` from a model file.
+def load_model(path: Path | None, *, model_class: str | None = None,
+               model_kwargs: dict | None = None, weights: Path | None = None,
+               trust_pickle: bool = False, target: str | None = None):
+    """``("onnx", ModelProto)`` or ``("torch", module)`` from the command's model arguments.
 
-    Accepts ``.onnx``, TorchScript (``torch.jit.save``) and pickled modules
-    (``torch.save(model)``). ``torch.export`` archives (``.pt2``) are refused with
-    the reason: they hold ATen operations rather than ``nn.Module`` layers, pin
-    the batch size, and need an ONNX exporter newer than the Akida stack allows.
+    A thin wrapper of :func:`akida_workflows.loading.load_model` (safe by default:
+    ONNX, TorchScript, or a state dict with ``model_class``; full pickles only with
+    ``trust_pickle``) whose errors become usage errors (exit 2). TorchScript is
+    refused up front for ``target="akida1"``: that path rebuilds the model layer by
+    layer from ``nn.Module`` layers traced with torch.fx, which compiled
+    TorchScript code does not have.
     """
-    if not path.is_file():
-        raise UsageError(f"model file not found: {path}")
-    if path.suffix == ".onnx":
-        import onnx
-
-        try:
-            model = onnx.load(str(path))
-            onnx.checker.check_model(model)
-        except Exception as exc:
-            raise UsageError(f"{path} is not a valid ONNX model: {exc}") from None
-        return "onnx", model
     import torch
 
-    errors = []
-    if path.suffix == ".pt2":
-        raise UsageError(
-            f"{path.name}: torch.export programs are not supported: they hold ATen operations, "
-            "not nn.Module layers (which check and the Akida 1.0 path need), fix the batch size, "
-            "and their ONNX exporter needs a newer onnx-ir than QuantizeML 1.2.5 allows. Save "
-            "the model with torch.jit.save(torch.jit.trace(model, x)) or torch.save(model), "
-            "or export it to ONNX with torch.onnx.export(..., dynamo=False).")
+    from .errors import ModelFileError
+    from .loading import load_model as load
+
     try:
-        return "torch", torch.jit.load(str(path), map_location="cpu")
-    except Exception as exc:
-        errors.append(f"TorchScript: {exc}")
-    try:
-        model = torch.load(str(path), map_location="cpu", weights_only=False)
-        if isinstance(model, torch.nn.Module):
-            return "torch", model
-        errors.append(f"pickle: holds a {type(model).__name__}, not a module (a state_dict?)")
-    except Exception as exc:
-        errors.append(f"pickle: {exc}")
-    raise UsageError(
-        f"cannot read {path} as a model (.onnx, TorchScript, or a pickled "
-        "nn.Module): " + "; ".join(e.splitlines()[0] for e in errors))
+        model = load(path, model_class=model_class, model_kwargs=model_kwargs,
+                     weights=weights, trust_pickle=trust_pickle)
+    except ModelFileError as exc:
+        raise UsageError(str(exc)) from None
+    if isinstance(model, torch.nn.Module):
+        if target == "akida1" and isinstance(model, torch.jit.ScriptModule):
+            raise UsageError(
+                f"{path or weights}: TorchScript cannot take the Akida 1.0 path: it rebuilds the "
+                "model in tf-keras from its nn.Module layers traced with torch.fx, and a "
+                "TorchScript file holds compiled code instead. Save model.state_dict() and "
+                "give it with --model-class MODULE:CLASS --weights FILE, or use --target "
+                "akida2 (through ONNX).")
+        return "torch", model
+    return "onnx", model
+
+
+def _load_model_args(args):
+    """(kind, model) from the parsed model arguments; sets ``args.model`` to the file."""
+    if args.model is not None and args.weights is not None and args.model != args.weights:
+        raise UsageError("give the model file once: either as MODEL or as --weights")
+    if args.model is None and args.weights is None:
+        raise UsageError("give a model file (MODEL), or --model-class with --weights")
+    if args.model_class is None and args.weights is not None:
+        raise UsageError("--weights holds a state dict: name the class that defines the "
+                         "network with --model-class MODULE:CLASS")
+    if args.model_kwargs is not None and args.model_class is None:
+        raise UsageError("--model-kwargs needs --model-class")
+    args.model = args.model if args.model is not None else args.weights
+    return load_model(args.model, model_class=args.model_class, model_kwargs=args.model_kwargs,
+                      trust_pickle=args.trust_pickle, target=getattr(args, "target", None))
 
 
 def load_samples(path: Path):
-    import numpy as np
+    """Calibration samples (:func:`akida_workflows.loading.load_samples`), a 4-D NCHW batch."""
+    from .errors import DatasetError
+    from .loading import load_samples as load
 
-    if not path.is_file():
-        raise UsageError(f"samples file not found: {path}")
     try:
-        samples = np.load(str(path), allow_pickle=False)
-    except Exception as exc:
-        raise UsageError(f"{path} is not a .npy array: {exc}") from None
-    if not np.issubdtype(samples.dtype, np.floating):
-        raise UsageError(
-            f"{path}: samples must be float (preprocessed as for training), got {samples.dtype}")
-    if samples.ndim != 4:
-        raise UsageError(f"{path}: samples must be a 4-D NCHW batch, got shape {samples.shape}")
-    if not np.isfinite(samples).all():
-        raise UsageError(f"{path}: samples contain NaN or inf")
-    return np.ascontiguousarray(samples, dtype=np.float32)
+        samples = load(path)
+    except DatasetError as exc:
+        raise UsageError(str(exc)) from None
+    if samples.ndim not in (3, 4):
+        raise UsageError(f"{path}: samples must be a 4-D NCHW batch (or (N, C, L) signals for a "
+                         f"1-D model), got shape {samples.shape}")
+    return samples
 
 
 # ----------------------------------------------------------------------- commands
@@ -113,10 +127,10 @@ def _failed(report, stage: str, exc: Exception) -> None:
 def cmd_check(args) -> int:
     from .compat import check_compatibility
 
-    kind, model = load_model(args.model)
+    kind, model = _load_model_args(args)
     if kind != "torch":
         raise UsageError("check reports in PyTorch module names: give the PyTorch model "
-                         "(TorchScript or pickled module), not ONNX")
+                         "(TorchScript, or --model-class with --weights), not ONNX")
     _progress(f"checking {args.model.name} against {args.target} (runs the toolchain)...")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -138,6 +152,7 @@ def _convert(args, work: Path) -> int:
     import onnx
     import torch
 
+    from . import lowering
     from .compat import check_compatibility
     from .deploy import map_report, save
     from .evaluate import StageReport
@@ -148,8 +163,17 @@ def _convert(args, work: Path) -> int:
                          " (QuantizeML's ONNX path is 8-bit only; Akida 1.0 is 4-bit here)")
     if args.output.suffix != ".fbz":
         raise UsageError(f"--output must end in .fbz, got {args.output}")
-    kind, model = load_model(args.model)
+    kind, model = _load_model_args(args)
     samples = load_samples(args.samples)
+    # 1-D models (akida_workflows.lowering): lowered to their exact 2-D form, samples lifted.
+    signals = samples
+    if samples.ndim == 3:
+        if kind != "torch" or not lowering.is_1d(model):
+            raise UsageError(f"{args.samples}: samples must be a 4-D NCHW batch for this model, "
+                             f"got shape {samples.shape}; (N, C, L) signals go with a 1-D "
+                             "PyTorch model (Conv1d layers), not ONNX")
+        model, shape = lowering.prepare(model, samples.shape[1:], args.target)
+        samples = lowering.prepare_samples(samples, shape)
     report = StageReport(args.model.name)
     report.add(f"input ({kind})", size_bytes=args.model.stat().st_size)
     start = time.perf_counter()
@@ -175,8 +199,8 @@ def _convert(args, work: Path) -> int:
             except Exception as exc:
                 _failed(report, "quantized ONNX (8-bit)", exc)
                 if kind == "torch":
-                    print(check_compatibility(load_model(args.model)[1], samples.shape[1:],
-                                              "akida2", samples=samples[:64]))
+                    print(check_compatibility(_load_model_args(args)[1], signals.shape[1:],
+                                              "akida2", samples=signals[:64]))
                 raise
             q_path = work / f"{args.output.stem}_q8.onnx"
             onnx.save(quantized, str(q_path))
@@ -190,22 +214,28 @@ def _convert(args, work: Path) -> int:
 
             if kind != "torch":
                 raise UsageError("the 4-bit Akida 1.0 path goes through tf-keras and needs the "
-                                 "PyTorch model (TorchScript or pickled module), not ONNX")
+                                 "PyTorch model (--model-class with --weights), not ONNX")
             _progress("rebuilding the model in tf-keras...")
             try:
                 keras_model = to_keras(model, samples.shape[1:])
                 _progress(f"quantizing to 4 bits with QuantizeML on {len(samples)} samples...")
-                akida_model = convert_keras(quantize_4bit(keras_model, to_nhwc(samples)))
+                akida_model = convert_keras(quantize_4bit(keras_model,
+                                                          to_nhwc(samples, flip=keras_model)))
             except Exception as exc:
                 _failed(report, "Akida 1.0 4-bit (.fbz)", exc)
-                print(check_compatibility(model, samples.shape[1:], "akida1",
-                                          samples=samples[:64]))
+                print(check_compatibility(_load_model_args(args)[1], signals.shape[1:],
+                                          "akida1", samples=signals[:64]))
                 raise
             device = "AKD1000"
     convert_seconds = time.perf_counter() - start
     _progress(f"mapping on a virtual {device}...")
     mapping = map_report(akida_model, device)
-    x = samples[:32] if args.target == "akida2" else np.transpose(samples[:32], (0, 2, 3, 1))
+    if args.target == "akida2":
+        x = samples[:32]
+    else:
+        from .keras_bridge import to_nhwc
+
+        x = to_nhwc(samples[:32], flip=akida_model)  # flipped if the model takes it so
     path = save(akida_model, args.output, check_inputs=np.ascontiguousarray(x))
     report.add(f"Akida {'2.0 8-bit' if args.target == 'akida2' else '1.0 4-bit'} (.fbz)",
                path=path, seconds=convert_seconds, hw_fraction=mapping.hw_fraction)
@@ -234,6 +264,50 @@ def cmd_info(args) -> int:
 
 # -------------------------------------------------------------------------- parser
 
+MODEL_FORMS = """\
+ways to give the model (the first three never run the file author's Python code):
+  model.onnx                  ONNX, e.g. torch.onnx.export(..., dynamo=False)
+  model_ts.pt                 TorchScript, torch.jit.save(torch.jit.trace(model, x));
+                              refused if its code names file or network operators
+                              (torch.save, torch.from_file, ...); not for --target akida1
+  --model-class pkg.mod:Net [--model-kwargs '{"n_classes": 10}'] --weights state.pt
+                              a state dict, torch.save(model.state_dict()), loaded
+                              with torch.load(weights_only=True) into the class you
+                              name (pkg.mod on PYTHONPATH, or path/to/file.py:Net);
+                              checkpoints with a 'state_dict' or 'model' key work too
+  model.pt --trust-pickle     a full pickle, torch.save(model), only from authors you
+                              trust. Unpickling runs whatever code the file's author
+                              put in it, with your permissions.
+"""
+
+
+def _json_object(text: str) -> dict:
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"n\": 10}}', got {text!r}")
+    return value
+
+
+def _add_model_arguments(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("model", type=Path, nargs="?", default=None,
+                   help=f"{what}; see 'ways to give the model' below")
+    p.add_argument("--model-class", metavar="MODULE:CLASS", default=None,
+                   help="the class (or factory) that builds the network whose state dict "
+                        "--weights holds: package.module:ClassName or path/to/file.py:ClassName")
+    p.add_argument("--model-kwargs", type=_json_object, metavar="JSON", default=None,
+                   help="keyword arguments of --model-class as a JSON object")
+    p.add_argument("--weights", type=Path, metavar="FILE", default=None,
+                   help="a state dict or checkpoint saved with torch.save, loaded with "
+                        "weights_only=True")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help=f"unpickle a full pickle (torch.save(model)). {PICKLE_RISK} Use only "
+                        "for files whose author you trust.")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -245,10 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="report every module's compatibility with an Akida target",
                        description="Run the real toolchain on a copy of the model and report, "
-                                   "per PyTorch module, ok / fixable / unsupported with the fix.")
-    p.add_argument("model", type=Path, help="TorchScript file or pickled nn.Module")
+                                   "per PyTorch module, ok / fixable / unsupported with the fix.",
+                       epilog=MODEL_FORMS, formatter_class=_HelpFormatter)
+    _add_model_arguments(p, "the PyTorch model: TorchScript file")
     p.add_argument("--input-shape", type=_shape, required=True, metavar="C,H,W",
-                   help="channel-first input shape, e.g. 1,28,28")
+                   help="channel-first input shape, e.g. 1,28,28; C,L for a 1-D (Conv1d) "
+                        "model, e.g. 1,140")
     p.add_argument("--target", choices=["akida2", "akida1"], default="akida2")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
@@ -256,10 +332,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("convert", help="quantize and convert a model to an Akida .fbz",
                        description="Quantize (8-bit for akida2, 4-bit for akida1), convert, map "
-                                   "on a virtual device and save a .fbz; prints the stage report.")
-    p.add_argument("model", type=Path, help=".onnx, TorchScript file or pickled nn.Module")
+                                   "on a virtual device and save a .fbz (written atomically: a "
+                                   "failed run leaves no .fbz and keeps an existing one); prints "
+                                   "the stage report.",
+                       epilog=MODEL_FORMS, formatter_class=_HelpFormatter)
+    _add_model_arguments(p, "the model: .onnx or TorchScript file")
     p.add_argument("--samples", type=Path, required=True,
-                   help="calibration inputs: a .npy float array, NCHW, preprocessed")
+                   help="calibration inputs: a .npy float array, NCHW, preprocessed "
+                        "((N, C, L) signals for a 1-D model)")
     p.add_argument("--target", choices=["akida2", "akida1"], default="akida2")
     p.add_argument("--bits", type=int, choices=[8, 4], default=None,
                    help="8 for akida2 (default), 4 for akida1 (default)")

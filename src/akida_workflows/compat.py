@@ -376,7 +376,8 @@ def _check_akida1(model, input_shape, col: _Collector, samples):
             col.add(node, "conversion", str(exc).split(": ", 1)[-1])
         return None
     try:
-        quantized = quantize_4bit(keras_model, to_nhwc(samples), akida_version="v1")
+        quantized = quantize_4bit(keras_model, to_nhwc(samples, flip=keras_model),
+                                  akida_version="v1")
     except IncompatibleModelError as exc:
         for node in exc.nodes or [type(model).__name__]:
             col.add(node, "quantization",
@@ -403,11 +404,14 @@ def check_compatibility(model, input_shape, target: str = "akida2", *,
     model : torch.nn.Module
         Not modified (a copy in eval mode is checked).
     input_shape : tuple of int
-        Channel-first input shape without batch, e.g. ``(1, 28, 28)``.
+        Channel-first input shape without batch, e.g. ``(1, 28, 28)``; ``(C, L)``
+        for a 1-D model, which is checked as its exact 2-D form
+        (:func:`akida_workflows.lowering.prepare`).
     target : {"akida2", "akida1"}, default "akida2"
     samples : numpy.ndarray, optional
-        Calibration inputs (float NCHW). Random values in [-1, 1] by default:
-        enough for a verdict on compatibility, not for accuracy.
+        Calibration inputs (float NCHW, or ``(N, C, L)`` for a 1-D model).
+        Random values in [-1, 1] by default: enough for a verdict on
+        compatibility, not for accuracy.
     seed : int, default 0
 
     Returns
@@ -419,13 +423,20 @@ def check_compatibility(model, input_shape, target: str = "akida2", *,
     Raises
     ------
     AkidaWorkflowError
-        Unknown target or invalid ``input_shape``.
+        Unknown target or invalid ``input_shape``; a 1-D model that has no
+        exact 2-D form or exceeds the target's limits
+        (:class:`~akida_workflows.errors.IncompatibleModelError`, with the fix).
     """
     import torch
 
-
     if target not in TARGETS:
         raise AkidaWorkflowError(f"target must be one of {sorted(TARGETS)}, got {target!r}")
+    # 1-D models (Conv1d …, input_shape (C, L)) are checked as their exact 2-D form.
+    from .lowering import prepare, prepare_samples
+
+    model, input_shape = prepare(model, input_shape, target)
+    if samples is not None:
+        samples = prepare_samples(samples, input_shape)
     shape = tuple(int(s) for s in input_shape)
     if len(shape) < 1 or min(shape) < 1:
         raise AkidaWorkflowError(f"invalid input_shape {input_shape}")

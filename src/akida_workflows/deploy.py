@@ -398,7 +398,14 @@ def summarize(akida_model, device="AKD1000", *, batch_size: int = 64, repeat: in
 
 
 def save(akida_model, path: str | os.PathLike, check_inputs=None) -> Path:
-    """Save an Akida model to ``.fbz``; optionally check the reload is identical.
+    """Save an Akida model to ``.fbz`` atomically; optionally check the reload is identical.
+
+    The model is written to a temporary file in the same folder
+    (``.NAME.<random>.partial.fbz``), reloaded and checked if asked, flushed to
+    disk, and only then renamed over ``path`` (:func:`os.replace`). A failed or
+    interrupted save leaves no ``.fbz`` behind and keeps an existing ``path``
+    unchanged; only a process killed outright (``SIGKILL``, power loss) can leave
+    the hidden ``.partial.fbz`` file, never a half-written ``path``.
 
     Parameters
     ----------
@@ -406,8 +413,9 @@ def save(akida_model, path: str | os.PathLike, check_inputs=None) -> Path:
     path : str or path-like
         Target file (``.fbz``); parent folders are created.
     check_inputs : numpy.ndarray, optional
-        If given, the file is reloaded and its outputs on these inputs must be
-        bit-identical to the original model's.
+        If given, the written file is reloaded (see :func:`load`) and its outputs
+        on these inputs (float inputs as ``float32``; integer inputs as given)
+        must be bit-identical to the original model's.
 
     Returns
     -------
@@ -416,29 +424,158 @@ def save(akida_model, path: str | os.PathLike, check_inputs=None) -> Path:
     Raises
     ------
     AkidaWorkflowError
-        If the reloaded model computes something else.
+        If the path does not end in ``.fbz``, the model cannot be written, or the
+        reloaded model computes something else (``path`` is then left as it was).
     """
+    import secrets
+
     path = Path(path)
     if path.suffix != ".fbz":
         raise AkidaWorkflowError(f"Akida models are saved as .fbz, got {path.name}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    akida_model.save(str(path))
-    if check_inputs is not None:
-        reloaded = load(path)
-        x = np.ascontiguousarray(check_inputs, dtype=np.float32)
-        if not np.array_equal(akida_model.predict(x), reloaded.predict(x)):
-            raise AkidaWorkflowError(f"{path}: the reloaded model's outputs differ")
+    tmp = path.with_name(f".{path.stem}.{secrets.token_hex(6)}.partial.fbz")
+    try:
+        try:
+            akida_model.save(str(tmp))
+        except Exception as exc:
+            raise AkidaWorkflowError(f"cannot write {path}: {exc}") from exc
+        if not tmp.is_file() or tmp.stat().st_size == 0:
+            raise AkidaWorkflowError(f"cannot write {path}: the Akida model wrote nothing")
+        if check_inputs is not None:
+            try:
+                reloaded = load(tmp)
+            except AkidaWorkflowError as exc:
+                raise AkidaWorkflowError(
+                    f"{path}: the written model does not reload ({exc}); the file was not "
+                    "written") from exc
+            x = np.ascontiguousarray(check_inputs)
+            if np.issubdtype(x.dtype, np.floating):
+                x = x.astype(np.float32, copy=False)
+            if not np.array_equal(akida_model.predict(x), reloaded.predict(x)):
+                raise AkidaWorkflowError(
+                    f"{path}: the reloaded model's outputs differ; the file was not written")
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
     return path
 
 
-def load(path: str | os.PathLike):
-    """Load an ``.fbz`` Akida model, with a clear error for a missing or bad file."""
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+#: Run in a child process by :func:`load`: a corrupt .fbz can crash Akida's native loader.
+_PROBE = """
+import sys
+import numpy as np
+import akida
+model = akida.Model(sys.argv[1])
+shape = tuple(int(d) for d in model.input_shape)
+tuple(int(d) for d in model.output_shape)
+for layer in model.layers:
+    str(layer.parameters)
+for dtype in (np.float32, np.uint8, np.int8):
+    try:
+        model.predict(np.zeros((1, *shape), dtype=dtype))
+        break
+    except Exception:
+        pass
+"""
+
+
+def _probe(path: Path, shown: Path, timeout: float) -> None:
+    """Load ``path`` in a child process; AkidaWorkflowError if it fails, crashes or hangs."""
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    try:
+        result = subprocess.run([sys.executable, "-c", _PROBE, str(path)], capture_output=True,
+                                text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        raise AkidaWorkflowError(
+            f"{shown} is not a valid Akida model: loading it did not finish in {timeout:g} s"
+        ) from None
+    if result.returncode == 0:
+        return
+    if result.returncode < 0:
+        try:
+            name = signal.Signals(-result.returncode).name
+        except ValueError:
+            name = f"signal {-result.returncode}"
+        raise AkidaWorkflowError(
+            f"{shown} is not a valid Akida model: Akida's native loader crashed on it ({name}); "
+            "the file is truncated or corrupt")
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    reason = lines[-1] if lines else f"exit code {result.returncode}"
+    raise AkidaWorkflowError(f"{shown} is not a valid Akida model: {reason}")
+
+
+def load(path: str | os.PathLike, *, probe: bool = True, timeout: float = 120.0):
+    """Load an ``.fbz`` Akida model, with a clear error for a missing or bad file.
+
+    Akida's native loader (akida 2.19.3) does not validate its input: in our
+    fuzz tests a truncated or overwritten ``.fbz`` crashed the interpreter with a
+    segmentation fault (about one file in five), and one loaded file aborted in
+    ``predict``. So by default the file is copied to a private temporary file,
+    loaded (and run once on zeros) in a child process first, and only then
+    loaded here from the same copy.
+
+    Parameters
+    ----------
+    path : str or path-like
+        An ``.fbz`` written by ``akida.Model.save`` / :func:`save`.
+    probe : bool, default True
+        Load in a child process first (about a second). Turn off only for files
+        you just wrote yourself.
+    timeout : float, default 120
+        Seconds the child process may take.
+
+    Returns
+    -------
+    akida.Model
+
+    Raises
+    ------
+    AkidaWorkflowError
+        If the file is missing, unreadable, or not a valid Akida model (including
+        one that crashes or hangs the loader). ``.fbz`` files carry no checksum:
+        a flipped bit inside a weight can still load as a different model.
+    """
+    import shutil
+    import tempfile
+
     import akida
 
     path = Path(path)
     if not path.is_file():
         raise AkidaWorkflowError(f"Akida model file not found: {path}")
-    try:
-        return akida.Model(str(path))
-    except Exception as exc:
-        raise AkidaWorkflowError(f"{path} is not a valid Akida model: {exc}") from exc
+    with tempfile.TemporaryDirectory(prefix="akida-workflows-load-") as tmp:
+        copy = Path(tmp) / "model.fbz"
+        try:
+            shutil.copyfile(path, copy)
+        except OSError as exc:
+            raise AkidaWorkflowError(f"cannot read {path}: {exc}") from None
+        if copy.stat().st_size == 0:
+            raise AkidaWorkflowError(f"{path} is not a valid Akida model: the file is empty")
+        if probe:
+            _probe(copy, path, timeout)
+        try:
+            return akida.Model(str(copy))
+        except Exception as exc:
+            raise AkidaWorkflowError(f"{path} is not a valid Akida model: {exc}") from exc

@@ -15,7 +15,9 @@ __all__ = [
     "FoldingError",
     "IncompatibleModelError",
     "MappingError",
+    "ModelFileError",
     "QuantizationError",
+    "UnsafeModelFileError",
 ]
 
 
@@ -56,6 +58,17 @@ class IncompatibleModelError(AkidaWorkflowError):
 
 class MappingError(AkidaWorkflowError):
     """An Akida model could not be mapped onto the requested virtual device."""
+
+
+class ModelFileError(AkidaWorkflowError):
+    """A model file is missing, unreadable, of an unsupported kind, or does not fit
+    the class named to hold its weights."""
+
+
+class UnsafeModelFileError(ModelFileError):
+    """Loading a model file would run code its author put in it, and the caller did
+    not say they trust it (a full pickle without ``trust_pickle=True``, or TorchScript
+    code that calls file-access operators)."""
 
 
 class QuantizationError(AkidaWorkflowError):
