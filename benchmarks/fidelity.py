@@ -123,7 +123,8 @@ def float_model(dataset, x_train, cache: Path, epochs: int):
     return model.eval(), meta, stem.with_suffix(".pt")
 
 
-def run(dataset, cache: Path, epochs: int, fine_tune_epochs: int, workdir: Path) -> list[dict]:
+def run(dataset, cache: Path, epochs: int, fine_tune_epochs: int, workdir: Path, *,
+        fine_tune_samples: int | None = None, activation_variants: int = 3) -> list[dict]:
     import torch
 
     from akida_workflows.convert import quantize_onnx, to_akida
@@ -195,7 +196,7 @@ def run(dataset, cache: Path, epochs: int, fine_tune_epochs: int, workdir: Path)
             summary=summarize(akida_v1, "AKD1000"), seconds=seconds)
 
     best = max(CALIBRATORS, key=lambda m: (ptq[m], m == "maxabs"))
-    for variant in ACTIVATION_VARIANTS:
+    for variant in ACTIVATION_VARIANTS[:activation_variants]:
         start = time.perf_counter()
         quantized = quantize_4bit(keras_model, x_train_nhwc[:variant["num_samples"]],
                                   weight_calibration=best, batch_size=variant["batch_size"])
@@ -208,8 +209,10 @@ def run(dataset, cache: Path, epochs: int, fine_tune_epochs: int, workdir: Path)
             summary=summarize(akida_v1, "AKD1000"), seconds=seconds)
 
     for method in CALIBRATORS:
+        n_tune = len(y_train) if fine_tune_samples is None else min(fine_tune_samples,
+                                                                     len(y_train))
         path = cache / (f"{dataset.name}-{dataset.source}-cnn-{epochs}ep-v1-{method}-"
-                        f"qat{fine_tune_epochs}.fbz")
+                        f"qat{fine_tune_epochs}-{n_tune}.fbz")
         meta_path = path.with_suffix(".json")
         if path.is_file() and meta_path.is_file():
             tuned = load(path)
@@ -217,12 +220,13 @@ def run(dataset, cache: Path, epochs: int, fine_tune_epochs: int, workdir: Path)
         else:
             start = time.perf_counter()
             quantized = quantize_4bit(keras_model, calibration, weight_calibration=method)
-            fine_tune(quantized, x_train_nhwc, y_train, epochs=fine_tune_epochs, lr=1e-4, seed=0)
+            fine_tune(quantized, x_train_nhwc[:n_tune], y_train[:n_tune],
+                      epochs=fine_tune_epochs, lr=1e-4, seed=0)
             tuned = convert_keras(quantized)
             seconds = time.perf_counter() - start
             save(tuned, path)
             meta_path.write_text(json.dumps({"seconds": seconds}))
-        add(f"Akida 1.0 w4/a4 fine-tuned ({fine_tune_epochs} ep.)",
+        add(f"Akida 1.0 w4/a4 fine-tuned ({fine_tune_epochs} ep. on {n_tune} images)",
             evaluate(tuned, x_test_nhwc, y_test).accuracy, device="AKD1000",
             weights="int4 per-channel (input layer int8)", weight_cal=method, act_cal=act_default,
             summary=summarize(tuned, "AKD1000"), epochs_=fine_tune_epochs, seconds=seconds)
@@ -271,6 +275,11 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=12,
                         help="float training epochs on Fashion-MNIST (embedded MNIST: 2x)")
     parser.add_argument("--fine-tune-epochs", type=int, default=2)
+    parser.add_argument("--fine-tune-samples", type=int, default=None,
+                        help="fine-tune on the first N training images (default: all)")
+    parser.add_argument("--activation-variants", type=int, default=len(ACTIVATION_VARIANTS),
+                        choices=range(len(ACTIVATION_VARIANTS) + 1),
+                        help="how many QuantizeML activation-calibration variants to measure")
     args = parser.parse_args(argv)
 
     import tempfile
@@ -291,7 +300,9 @@ def main(argv=None) -> int:
         described.append(f"{name}: {data.description}")
         with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            rows += run(data, args.cache, epochs, args.fine_tune_epochs, Path(tmp))
+            rows += run(data, args.cache, epochs, args.fine_tune_epochs, Path(tmp),
+                        fine_tune_samples=args.fine_tune_samples,
+                        activation_variants=args.activation_variants)
 
     notes = (
         "Float: AdamW, one-cycle learning rate (max 3e-3), batch 128, random horizontal "
@@ -300,7 +311,8 @@ def main(argv=None) -> int:
         "written into the QuantizeML model (akida_workflows.keras_bridge.quantize_4bit); "
         "activations 4-bit per tensor, ranges from QuantizeML's calibration (exponential "
         "moving average of each batch's largest activation). Fine-tuning: QuantizeML "
-        "quantization-aware training, Adam 1e-4, full training set. Program = mapped "
+        "quantization-aware training, Adam 1e-4, on the number of training images in the "
+        "stage name. Program = mapped "
         "program size (what the device stores); fbz = saved file. " + targets(rows))
     path = write_result(
         args.out / "fidelity.json", rows, benchmark="fidelity",

@@ -17,6 +17,7 @@ from torch import nn
 from akida_workflows.errors import IncompatibleModelError
 from akida_workflows.int4 import METHODS, quantize_per_channel
 from akida_workflows.keras_bridge import (
+    _quantizer_output,
     _weight_kernels,
     convert_keras,
     quantize_4bit,
@@ -38,16 +39,41 @@ def _he_normal(model: nn.Module, seed: int) -> nn.Module:
     return model.eval()
 
 
-def random_cnn(seed: int):
-    """A random Akida-1.0-ready CNN: 1 or 3 input channels, 1-3 convs, 1-2 dense layers."""
+def _random_batchnorm(channels: int, rng) -> nn.BatchNorm2d:
+    """A BatchNorm in eval mode with random statistics and affine parameters."""
+    bn = nn.BatchNorm2d(channels)
+    with torch.no_grad():
+        for tensor, values in ((bn.running_mean, rng.normal(0, 0.5, channels)),
+                               (bn.running_var, rng.uniform(0.2, 3.0, channels)),
+                               (bn.weight, rng.uniform(0.3, 2.0, channels)),
+                               (bn.bias, rng.normal(0, 0.3, channels))):
+            tensor.copy_(torch.from_numpy(values.astype(np.float32)))
+    return bn
+
+
+def random_cnn(seed: int, batchnorm: bool | None = None, stride2: bool | None = None):
+    """A random Akida-1.0-ready CNN: 1 or 3 input channels, 1-3 convs, 1-2 dense layers.
+
+    Convolutions may carry a BatchNorm with random statistics (folded by ``to_keras``);
+    the first may be a stride-2 ``padding=1`` convolution on an even map, which
+    ``to_keras`` builds in flipped coordinates. ``batchnorm`` / ``stride2`` force
+    either choice (default: random).
+    """
     rng = np.random.default_rng(seed)
     c = int(rng.choice([1, 3]))
     size = in_size = int(rng.choice([8, 12, 16]))
     layers, channels = [], c
     for i in range(int(rng.integers(1, 4))):
         out = int(rng.choice([4, 6, 8, 16]))
-        k = int(rng.choice([1, 3, 5])) if i else int(rng.choice([3, 5]))
-        layers += [nn.Conv2d(channels, out, k, padding=k // 2), nn.ReLU6()]
+        if i == 0 and (rng.random() < 0.3 if stride2 is None else stride2):
+            layers.append(nn.Conv2d(channels, out, 3, stride=2, padding=1))
+            size //= 2
+        else:
+            k = int(rng.choice([1, 3, 5])) if i else int(rng.choice([3, 5]))
+            layers.append(nn.Conv2d(channels, out, k, padding=k // 2))
+        if rng.random() < 0.5 if batchnorm is None else batchnorm:
+            layers.append(_random_batchnorm(out, rng))
+        layers.append(nn.ReLU6())
         if i == 0 and size >= 12:
             layers.append(nn.MaxPool2d(2))
             size //= 2
@@ -61,7 +87,7 @@ def random_cnn(seed: int):
     layers.append(nn.Linear(features, int(rng.integers(2, 11))))
     model = _he_normal(nn.Sequential(*layers), seed)
     x = rng.uniform(0, 1, (32, c, in_size, in_size)).astype(np.float32)
-    return model, (c, in_size, in_size), to_nhwc(x)
+    return model, (c, in_size, in_size), x
 
 
 def _akida_layout(codes, keras_layer, kattr, akida_layer, version):
@@ -94,10 +120,16 @@ def _check_codes(keras_model, x, version, **kwargs):
         akida_model = convert_keras(quantized)
         report = {(r["layer"], r["kernel"]): r for r in quantized.weight_calibration_report}
         assert set(report) == set(refs)
+        keras_codes = {(layer.name, kattr): _quantizer_output(quantizer, kernel)[0]
+                       for layer, kattr, quantizer, kernel in _weight_kernels(quantized)}
         for (name, kattr), (kernel, axis, bits, layer) in refs.items():
             flat = kernel.reshape(1, -1) if axis is None else kernel
             codes, _ = quantize_per_channel(flat, 0 if axis is None else axis, bits, method,
                                             narrow_range=True)
+            # The quantized Keras layer: QuantizeML's quantizer gives exactly these codes.
+            np.testing.assert_array_equal(keras_codes[(name, kattr)],
+                                          codes.reshape(kernel.shape),
+                                          err_msg=f"Keras {method} {name}.{kattr}")
             expected, got = _akida_layout(codes.reshape(kernel.shape), layer, kattr,
                                           akida_model.get_layer(name), version)
             assert got.dtype == np.int8
@@ -116,6 +148,16 @@ def _check_codes(keras_model, x, version, **kwargs):
 def test_akida_v1_weights_are_the_int4_codes(seed):
     model, shape, x = random_cnn(seed)
     keras_model = to_keras(model, shape)
+    _check_codes(keras_model, x, "v1")
+
+
+def test_akida_v1_codes_through_batchnorm_and_the_flip_route():
+    """Random BatchNorm statistics folded into the kernels, and a stride-2 ``padding=1``
+    input convolution that ``to_keras`` builds in flipped coordinates (flipped kernels)."""
+    model, shape, x = random_cnn(71, batchnorm=True, stride2=True)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    keras_model = to_keras(model, shape)
+    assert keras_model.input_flip
     _check_codes(keras_model, x, "v1")
 
 

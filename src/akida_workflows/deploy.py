@@ -106,6 +106,15 @@ class MapReport:
     def software_layers(self) -> list[LayerMapping]:
         return [layer for layer in self.compute_layers if layer.backend != "hardware"]
 
+    @property
+    def program_bytes(self) -> int:
+        """Size of the mapped program (what the device stores): the sum of
+        ``len(sequence.program)`` over the mapped model's sequences (0 when unmapped)."""
+        if self.model is None:
+            return 0
+        return int(sum(len(seq.program) for seq in self.model.sequences
+                       if getattr(seq, "program", None) is not None))
+
     def records(self) -> list[dict[str, str]]:
         return [
             {
@@ -373,8 +382,7 @@ def summarize(akida_model, device="AKD1000", *, batch_size: int = 64, repeat: in
     import time
 
     mapping = map_report(akida_model, device)
-    program = sum(len(seq.program) for seq in mapping.model.sequences
-                  if getattr(seq, "program", None) is not None)
+    program = mapping.program_bytes
     external = int(getattr(mapping.model, "external_memory_size", 0) or 0)
     with tempfile.TemporaryDirectory() as tmp:
         fbz = Path(tmp) / "model.fbz"
