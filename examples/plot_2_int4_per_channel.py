@@ -18,15 +18,18 @@ after fine-tuning, says which calibrator to use.
 # ---------------------------------------
 #
 # On MNIST a small CNN keeps its accuracy at 4 bits whatever the calibrator,
-# so a comparison there shows nothing. Fashion-MNIST (clothes, 60 000 training
-# and 10 000 test images, from Debian's ``dataset-fashion-mnist``) is harder;
-# and a CNN whose last layers are narrow has few weights per output channel to
-# average rounding errors over. On this pair QuantizeML's default 4-bit
-# post-training quantization loses more than a point, which is what a better
-# calibrator can win back. Every activation is bounded (``ReLU6``), as Akida
-# 1.0 needs, and the last convolution has no max-pool (on the AKD1000 a pooled
-# convolution must be followed by another convolution). Training is short here
-# (two epochs); :doc:`/results` has the full-length run.
+# so a comparison there shows nothing. Two choices make the weights matter
+# here. The data: Fashion-MNIST (clothes; Debian's ``dataset-fashion-mnist``,
+# read offline), harder than digits. The model: a narrow CNN (8 channels in
+# the first layer) whose classifier is one fully connected layer reading the
+# whole 16 x 14 x 14 map: each of its 10 output channels has 3136 weights and
+# a few of them far out in the tails, and max-abs, which maps each channel's
+# largest weight to the largest code, then spends most of the 15 levels on
+# those few. On this pair QuantizeML's default 4-bit post-training
+# quantization loses more than a point, which a better calibrator can win
+# back. Every activation is bounded (``ReLU6``), as Akida 1.0 needs. Training
+# is short so that the page builds in minutes (20 000 images, two epochs);
+# :doc:`/results` has a run on the full training set.
 import tempfile
 from pathlib import Path
 
@@ -35,25 +38,33 @@ import numpy as np
 import torch
 from torch import nn
 
-from akida_workflows.datasets import load_fashion_mnist, preprocess, to_torch_loaders
-from akida_workflows.training import evaluate_torch, train
+from akida_workflows.datasets import load_fashion_mnist, preprocess
+from akida_workflows.evaluate import evaluate
+from akida_workflows.training import train
 
 data = load_fashion_mnist()
 print(f"data: {data.description}")
 workdir = Path(tempfile.mkdtemp(prefix="akida-int4-"))
-train_loader, test_loader = to_torch_loaders(data, batch_size=128)
-x_train, x_test = preprocess(data.x_train), preprocess(data.x_test)
+n_train = 20_000
+x_train, x_test = preprocess(data.x_train[:n_train]), preprocess(data.x_test)
+y_train = data.y_train[:n_train]
+train_loader = torch.utils.data.DataLoader(
+    torch.utils.data.TensorDataset(torch.from_numpy(x_train),
+                                   torch.from_numpy(y_train.astype(np.int64))),
+    batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0))
 
 torch.manual_seed(0)
 cnn = nn.Sequential(
-    nn.Conv2d(1, 16, 5, padding=2), nn.ReLU6(), nn.MaxPool2d(2),
-    nn.Conv2d(16, 32, 3, padding=1), nn.ReLU6(), nn.MaxPool2d(2),
-    nn.Conv2d(32, 16, 3, padding=1), nn.ReLU6(),
-    nn.Flatten(), nn.Linear(16 * 7 * 7, 64), nn.ReLU6(), nn.Linear(64, 10),
+    nn.Conv2d(1, 8, 3, padding=1), nn.ReLU6(), nn.MaxPool2d(2),
+    nn.Conv2d(8, 16, 3, padding=1), nn.ReLU6(),
+    nn.Conv2d(16, 16, 3, padding=1), nn.ReLU6(),
+    nn.Flatten(), nn.Linear(16 * 14 * 14, 10),
 )
-history = train(cnn, train_loader, epochs=2, lr=2e-3, seed=0)
-float_accuracy = evaluate_torch(cnn, test_loader)
-print(f"float test accuracy {100 * float_accuracy:.2f} %")
+history = train(cnn, train_loader, epochs=2, lr=3e-3, seed=0, progress=False)
+cnn.eval()
+float_accuracy = evaluate(cnn, x_test, data.y_test).accuracy
+print(f"float test accuracy {100 * float_accuracy:.2f} % on {len(data.y_test)} test images "
+      f"(trained in {history.seconds:.0f} s)")
 
 # %%
 # What 16 levels must cover
@@ -115,18 +126,24 @@ for row_mse, row_max in zip(reports["mse"].rows, reports["maxabs"].rows):
 # 1.0: 4-bit weights (8-bit for the input layer, as Akida 1.0 requires) and
 # 4-bit activations. ``weight_calibration`` picks the calibrator; its codes
 # are written into the quantized model, so CNN2SNN carries them into the
-# Akida program. The activations are calibrated by QuantizeML on 1024
-# training images (each range is a running average of the largest activation
-# seen).
+# Akida program.
+#
+# The *activations* are calibrated by QuantizeML whatever the weight
+# calibrator: the float model runs on the calibration images and each
+# activation's range is a running average (momentum 0.9) of the largest
+# activation of each batch. QuantizeML offers no percentile for activations;
+# ``quantize_4bit`` passes on what it does offer: ``num_samples``,
+# ``batch_size`` (default one image per batch: a mean of per-image maxima;
+# larger batches give larger, max-like ranges) and ``calibration_epochs``.
+# Here: 256 training images, one per batch.
 import time
 
 from akida_workflows.deploy import summarize
-from akida_workflows.evaluate import evaluate
 from akida_workflows.keras_bridge import convert_keras, quantize_4bit, to_keras, to_nhwc
 
 keras_cnn = to_keras(cnn, input_shape=(1, 28, 28))
 x_train_nhwc, x_test_nhwc = to_nhwc(x_train), to_nhwc(x_test)
-calibration = x_train_nhwc[:1024]
+calibration = x_train_nhwc[:256]
 
 ptq, quantized, ptq_models, summaries, seconds = {}, {}, {}, {}, {}
 for method in METHODS:
@@ -147,16 +164,18 @@ for method in METHODS:
 # Read the weights back from the Akida program and compare them with
 # :func:`~akida_workflows.int4.quantize_per_channel` run on the kernel
 # QuantizeML quantizes (the max-abs model's, which QuantizeML alone chose).
-# The last layer, a fully connected layer on Akida 1.0 whose weights CNN2SNN
-# stores as ``(1, 1, inputs, units)``, holds exactly the MSE codes, channel
-# for channel, and they differ from the max-abs codes.
+# The classifier, a fully connected layer on Akida 1.0 whose weights CNN2SNN
+# stores as ``(1, 1, inputs, units)`` (inputs in channel-first order), holds
+# exactly the MSE codes, channel for channel, and many differ from the
+# max-abs codes.
 from akida_workflows.int4 import quantize_per_channel
 
 last = keras_cnn.layers[-1].name
 akida_codes = {m: ptq_models[m].get_layer(last).get_variable("weights")[0, 0]
                for m in ("maxabs", "mse")}
-kernel = quantized["maxabs"].get_layer(last).kernel.numpy()
+kernel = quantized["maxabs"].get_layer(last).kernel.numpy()  # (14 * 14 * 16, 10), HWC order
 int4_codes, _ = quantize_per_channel(kernel, axis=-1, bits=4, method="mse", narrow_range=True)
+int4_codes = int4_codes.reshape(14, 14, 16, 10).transpose(2, 1, 0, 3).reshape(-1, 10)
 assert np.array_equal(akida_codes["mse"], int4_codes)
 changed = np.mean(akida_codes["mse"] != akida_codes["maxabs"])
 print(f"{last}: Akida weights == int4 MSE codes for all {int4_codes.shape[-1]} channels; "
@@ -169,15 +188,16 @@ print(f"{last}: Akida weights == int4 MSE codes for all {int4_codes.shape[-1]} c
 # Quantization-aware training (:func:`~akida_workflows.keras_bridge.fine_tune`:
 # the forward pass uses the 4-bit values, the gradients update the float
 # weights behind them) recovers what calibration alone cannot. One short epoch
-# on 10 000 training images, from each calibration:
+# on 5 000 training images, from each calibration:
 from akida_workflows.keras_bridge import fine_tune
 
-tuned = {}
+tuned, tuned_models = {}, {}
 for method in METHODS:
     model_4bit = quantize_4bit(keras_cnn, calibration, weight_calibration=method)
-    losses = fine_tune(model_4bit, x_train_nhwc[:10_000], data.y_train[:10_000], epochs=1,
-                       lr=1e-4, seed=0)
-    tuned[method] = evaluate(convert_keras(model_4bit), x_test_nhwc, data.y_test).accuracy
+    losses = fine_tune(model_4bit, x_train_nhwc[:5000], y_train[:5000], epochs=1, lr=1e-4,
+                       seed=0)
+    tuned_models[method] = convert_keras(model_4bit)
+    tuned[method] = evaluate(tuned_models[method], x_test_nhwc, data.y_test).accuracy
     print(f"{method:>10}: fine-tuned {100 * tuned[method]:.2f} % (loss {losses[-1]:.3f})")
 
 # %%
@@ -185,8 +205,10 @@ for method in METHODS:
 # -------
 #
 # The file sizes tell little: the ``.fbz`` stores each weight in a byte. The
-# *program* is what the AKD1000 stores after mapping (part of it, the fully
-# connected weights, in external memory).
+# *program* is what the AKD1000 stores after mapping, with the 4-bit weights
+# packed. (Fine-tuning changes weights, not sizes: the fine-tuned rows repeat
+# the sizes of the calibrated model.)
+from akida_workflows.deploy import map_report
 from akida_workflows.evaluate import StageReport, Table
 
 torch.save(cnn.state_dict(), workdir / "cnn.pt")
@@ -194,10 +216,15 @@ report = StageReport("Fashion-MNIST CNN, Akida 1.0 w4/a4 per weight calibrator")
 report.add("float (PyTorch)", accuracy=float_accuracy, path=workdir / "cnn.pt",
            seconds=history.seconds)
 for method in METHODS:
-    report.add(f"Akida 1.0, {method}, calibrated", accuracy=ptq[method],
+    report.add(f"Akida 1.0 w4/a4, {method}, calibrated", accuracy=ptq[method],
                size_bytes=summaries[method].fbz_bytes,
                program_bytes=summaries[method].program_bytes, seconds=seconds[method],
                hw_fraction=summaries[method].mapping.hw_fraction)
+for method in METHODS:
+    report.add(f"Akida 1.0 w4/a4, {method}, fine-tuned", accuracy=tuned[method],
+               size_bytes=summaries[method].fbz_bytes,
+               program_bytes=summaries[method].program_bytes,
+               hw_fraction=map_report(tuned_models[method], "AKD1000").hw_fraction)
 report
 
 # %%
@@ -226,14 +253,22 @@ plt.show()
 
 # %%
 # The guards: every model runs entirely on the AKD1000; QuantizeML's max-abs
-# post-training quantization loses at least a point here; the chosen
-# calibrator (the best calibrated accuracy) is at least as good as max-abs.
+# post-training quantization loses about a point here (1.16 pt when this page
+# was written; the guard allows 0.8 pt, as training on another CPU's kernels
+# moves the weights a little); the chosen calibrator (the best calibrated
+# accuracy) is at least as good as max-abs and wins back at least half of
+# its loss, without any training.
 chosen = max(METHODS, key=lambda m: (ptq[m], m == "maxabs"))
-print(f"chosen calibrator: {chosen}; max-abs loses {100 * (float_accuracy - ptq['maxabs']):.2f} "
-      f"pt, {chosen} {100 * (float_accuracy - ptq[chosen]):.2f} pt")
+loss_maxabs = float_accuracy - ptq["maxabs"]
+recovered = (ptq[chosen] - ptq["maxabs"]) / loss_maxabs
+print(f"chosen calibrator: {chosen}; max-abs loses {100 * loss_maxabs:.2f} pt, {chosen} "
+      f"{100 * (float_accuracy - ptq[chosen]):.2f} pt: {100 * recovered:.0f} % of the loss "
+      "recovered without training")
 assert all(summary.fits for summary in summaries.values())
-assert float_accuracy - ptq["maxabs"] >= 0.01
+assert all(map_report(m, "AKD1000").fully_mapped for m in tuned_models.values())
+assert loss_maxabs >= 0.008
 assert ptq[chosen] >= ptq["maxabs"]
+assert recovered >= 0.5
 
 # %%
 # Conclusion
@@ -243,7 +278,8 @@ assert ptq[chosen] >= ptq["maxabs"]
 # than one scale per tensor, and clipping each channel where the squared error
 # is least (MSE) adds more. Deployed, the calibrator's codes are exactly what
 # the Akida 1.0 program holds, and on this model the better weights show in
-# the AKD1000's accuracy after post-training quantization; a short
-# quantization-aware fine-tuning then brings every calibration close to float.
-# The :doc:`/results` page has the same comparison on a CNN trained to
-# convergence.
+# the AKD1000's accuracy after post-training quantization: MSE keeps most of
+# the point max-abs loses, with no training at all. A short
+# quantization-aware fine-tuning then narrows the gap for every calibration.
+# The :doc:`/results` page has the same comparison on a larger CNN trained
+# on the full training set.
