@@ -158,6 +158,12 @@ def test_clamp_that_is_not_a_relu_is_refused():
         to_keras(Net(), (1, 4, 4))
 
 
+def test_torchscript_is_refused_with_the_fix():
+    model = torch.jit.script(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU6()).eval())
+    with pytest.raises(IncompatibleModelError, match="TorchScript.*state_dict.*ONNX path"):
+        to_keras(model, (1, 8, 8))
+
+
 def test_bad_input_shape():
     with pytest.raises(IncompatibleModelError, match="channel-first"):
         to_keras(nn.Sequential(nn.Flatten()), (28, 28))
@@ -432,7 +438,7 @@ def test_cli_refuses_a_truncated_akida1_model_with_exit_3(tmp_path, capsys):
     np.save(tmp_path / "s.npy", _nchw(16, 1, 8, 8))
     out = tmp_path / "m.fbz"
     code = main(["convert", str(tmp_path / "m.pt"), "--samples", str(tmp_path / "s.npy"),
-                 "--target", "akida1", "-o", str(out)])
+                 "--target", "akida1", "-o", str(out), "--trust-pickle"])
     assert code == 3
     assert "avgpool_2 (AveragePooling2D)" in capsys.readouterr().err
     assert not out.exists()
