@@ -1,7 +1,7 @@
 """
-=====================================================
+======================================================
 Depthwise-separable networks (DS-CNN, MobileNet-style)
-=====================================================
+======================================================
 
 Keyword-spotting DS-CNNs and MobileNets are built from depthwise-separable
 blocks, downsample with stride-2 ``padding=1`` convolutions and end with global
