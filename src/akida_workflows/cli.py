@@ -238,7 +238,8 @@ def _convert(args, work: Path) -> int:
         x = to_nhwc(samples[:32], flip=akida_model)  # flipped if the model takes it so
     path = save(akida_model, args.output, check_inputs=np.ascontiguousarray(x))
     report.add(f"Akida {'2.0 8-bit' if args.target == 'akida2' else '1.0 4-bit'} (.fbz)",
-               path=path, seconds=convert_seconds, hw_fraction=mapping.hw_fraction)
+               path=path, seconds=convert_seconds, hw_fraction=mapping.hw_fraction,
+               program_bytes=mapping.program_bytes)
     print(mapping)
     print(report)
     print(f"wrote {path}")

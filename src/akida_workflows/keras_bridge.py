@@ -1109,11 +1109,121 @@ def _version(akida_version: str):
     return AkidaVersion.v1 if akida_version == "v1" else AkidaVersion.v2
 
 
+#: (weight quantizer attribute, kernel attribute) of QuantizeML's quantized layers:
+#: Conv2D / Dense (``kernel``), DepthwiseConv2D (``depthwise_kernel``), SeparableConv2D.
+_WEIGHT_KERNELS = (
+    ("weight_quantizer", "kernel"),
+    ("weight_quantizer", "depthwise_kernel"),
+    ("dw_weight_quantizer", "depthwise_kernel"),
+    ("pw_weight_quantizer", "pointwise_kernel"),
+)
+#: QuantizeML's WeightQuantizer never uses a scale below this (tf.maximum(scales, 1e-6)).
+_QUANTIZEML_MIN_SCALE = 1e-6
+#: Layer types whose weight quantizer sees the kernel as stored (not transposed).
+_CALIBRATED_LAYER_TYPES = ("QuantizedConv2D", "QuantizedDense", "QuantizedDepthwiseConv2D",
+                           "QuantizedSeparableConv2D")
+
+
+def _weight_kernels(quantized):
+    """(layer, kernel attribute, quantizer, kernel variable) of each quantized weight."""
+    from quantizeml.layers import WeightQuantizer
+
+    out = []
+    for layer in quantized.layers:
+        for qattr, kattr in _WEIGHT_KERNELS:
+            quantizer, kernel = getattr(layer, qattr, None), getattr(layer, kattr, None)
+            if isinstance(quantizer, WeightQuantizer) and kernel is not None:
+                out.append((layer, kattr, quantizer, kernel))
+    return out
+
+
+def _quantizer_output(quantizer, kernel) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes (what CNN2SNN writes into Akida) and float values QuantizeML gives."""
+    qfloat = quantizer(kernel)
+    return qfloat.fp.values.numpy(), qfloat.to_float().numpy()
+
+
+def _calibrate_weights(quantized, method: str, percentile: float):
+    """Write the per-channel codes of :mod:`akida_workflows.int4` into a quantized model.
+
+    QuantizeML's ``WeightQuantizer`` maps each channel's max-abs to the largest
+    code. Setting each kernel to ``dequantize(q, scales)`` of
+    ``quantize_per_channel(kernel, method=..., narrow_range=True)`` makes that
+    max-abs the calibrated range, so QuantizeML, and CNN2SNN after it, derive
+    exactly the codes ``q``; this is checked here, layer by layer. Channels whose
+    scale would fall under QuantizeML's floor (1e-6) keep QuantizeML's own codes.
+
+    Returns
+    -------
+    list of dict
+        Per kernel: layer, kernel, bits, channels, clipped channels, kept channels,
+        weight SQNR (dB) with max-abs and with ``method``.
+    """
+    from .int4 import dequantize, quantize_per_channel, sqnr_db
+
+    rows = []
+    for layer, kattr, quantizer, kernel in _weight_kernels(quantized):
+        label = f"{layer.name} ({type(layer).__name__}.{kattr})"
+        if method != "maxabs" and type(layer).__name__ not in _CALIBRATED_LAYER_TYPES:
+            raise IncompatibleModelError(
+                f"{label}: weight_calibration={method!r} is not implemented for this layer "
+                "type; use weight_calibration='maxabs' (QuantizeML's own)", nodes=[layer.name])
+        w = kernel.numpy()
+        bits = int(quantizer.bitwidth)
+        # Channels first, whatever the quantizer's axis (None: one range for the tensor).
+        flat = (w.reshape(1, -1) if quantizer.axis is None
+                else np.moveaxis(w, quantizer.axis, 0).reshape(w.shape[quantizer.axis], -1))
+        q_max, s_max = quantize_per_channel(flat, 0, bits, "maxabs", narrow_range=True)
+        q, scales = quantize_per_channel(flat, 0, bits, method, percentile=percentile,
+                                         narrow_range=True)
+        keep = (scales < _QUANTIZEML_MIN_SCALE) & (s_max > 0)
+        if method != "maxabs":  # max-abs is QuantizeML's own: nothing to write
+            w_hat = np.where(keep[:, None], flat, dequantize(q, scales, 0))
+            if quantizer.axis is None:
+                kernel.assign(w_hat.reshape(w.shape))
+            else:
+                moved = np.moveaxis(w, quantizer.axis, 0).shape
+                kernel.assign(np.moveaxis(w_hat.reshape(moved), 0, quantizer.axis))
+        codes, deployed = (
+            a.reshape(1, -1) if quantizer.axis is None
+            else np.moveaxis(a, quantizer.axis, 0).reshape(len(flat), -1)
+            for a in _quantizer_output(quantizer, kernel))
+        if method != "maxabs" and not np.array_equal(codes[~keep], q[~keep]):
+            raise IncompatibleModelError(
+                f"{label}: QuantizeML did not keep the {method!r} codes written into the "
+                "kernel; report this with the model, or use weight_calibration='maxabs'",
+                nodes=[layer.name])
+        rows.append({
+            "layer": layer.name, "kernel": kattr, "bits": bits,
+            "channels": len(scales), "clipped": int(np.sum(scales < s_max)),
+            "kept": int(keep.sum()),
+            "sqnr_maxabs_db": sqnr_db(flat, dequantize(q_max, s_max, 0)),
+            "sqnr_db": sqnr_db(flat, deployed),
+        })
+    return rows
+
+
 def quantize_4bit(keras_model, samples, akida_version: str = "v1", weight_bits: int = 4,
                   activation_bits: int = 4, input_weight_bits: int = 8,
-                  per_channel: bool = True, *, num_samples: int | None = None,
-                  batch_size: int | None = None):
+                  per_channel: bool = True, *, weight_calibration: str = "maxabs",
+                  weight_percentile: float = 99.9, num_samples: int | None = None,
+                  batch_size: int | None = None, calibration_epochs: int = 1):
     """Quantize a tf-keras model with QuantizeML's Keras quantizer, calibrating on samples.
+
+    **Weights** get one scale per output channel. ``weight_calibration`` picks
+    each channel's range with :func:`akida_workflows.int4.quantize_per_channel`
+    (``narrow_range=True``, QuantizeML's convention) and writes the resulting
+    codes into the quantized model, so the Akida model that
+    :func:`convert_keras` builds carries exactly those codes (checked per layer).
+    The first layer's weights use ``input_weight_bits``, the others ``weight_bits``.
+
+    **Activations** are calibrated by QuantizeML: the float model runs on the
+    samples and each quantized activation's range is an exponential moving
+    average (momentum 0.9) of the largest ``|activation|`` of each batch.
+    QuantizeML offers no percentile for activations; what can be chosen is how
+    many samples, in which batch size, and how many passes
+    (``num_samples``, ``batch_size``, ``calibration_epochs``). Larger batches give
+    larger (max-like) ranges, batches of one a running mean of per-image maxima.
 
     Parameters
     ----------
@@ -1130,26 +1240,68 @@ def quantize_4bit(keras_model, samples, akida_version: str = "v1", weight_bits: 
     per_channel : bool, default True
         One weight scale per output channel (QuantizeML's default); ``False``
         uses one scale per layer.
-    num_samples, batch_size : int, optional
-        Calibration size (default: all samples) and batch size.
+    weight_calibration : {"maxabs", "mse", "percentile"}, default "maxabs"
+        Per-channel weight calibrator (see :func:`akida_workflows.int4.quantize_per_channel`):
+        ``"maxabs"`` is QuantizeML's own (each channel's largest weight maps to the
+        largest code); ``"mse"`` clips each channel where the squared error of its
+        codes is least; ``"percentile"`` clips at ``weight_percentile`` of ``|w|``.
+    weight_percentile : float, default 99.9
+        In ``(0, 100]``, for ``weight_calibration="percentile"``.
+    num_samples : int, optional
+        Calibrate on the first ``num_samples`` samples (default: all).
+    batch_size : int, optional
+        Calibration batch size. The default, ``None``, is QuantizeML's: one sample
+        per batch.
+    calibration_epochs : int, default 1
+        Passes over the calibration samples.
 
     Returns
     -------
     tf_keras.Model
-        The quantized model; its ``akida_version`` attribute records the target.
+        The quantized model. Its ``akida_version`` attribute records the target,
+        ``weight_calibration`` the calibrator, and ``weight_calibration_report``
+        one dict per weight tensor (layer, bits, channels, clipped channels,
+        weight SQNR with max-abs and as deployed).
 
     Raises
     ------
     IncompatibleModelError
-        Bad samples, an unbounded ReLU for Akida 1.0 (named, with the fix), or a
-        QuantizeML failure.
+        Bad samples or calibration options, an unbounded ReLU for Akida 1.0
+        (named, with the fix), or a QuantizeML failure.
     """
     import_toolchain()
     from cnn2snn import set_akida_version
     from quantizeml.models import QuantizationParams, dump_config, quantize
 
+    from .int4 import METHODS
+
     version = _version(akida_version)
     x = _check_samples(keras_model, samples)
+    if weight_calibration not in METHODS:
+        raise IncompatibleModelError(
+            f"weight_calibration must be one of {METHODS}, got {weight_calibration!r}")
+    if (isinstance(weight_percentile, bool) or not isinstance(weight_percentile, (int, float))
+            or not 0 < weight_percentile <= 100):
+        raise IncompatibleModelError(
+            f"weight_percentile must be a number in (0, 100], got {weight_percentile!r}")
+    for name, value in (("num_samples", num_samples), ("batch_size", batch_size),
+                        ("calibration_epochs", calibration_epochs)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise IncompatibleModelError(f"{name} must be a positive integer, got {value!r}")
+    if akida_version == "v1" and weight_bits not in (1, 2, 4):
+        raise IncompatibleModelError(
+            f"weight_bits={weight_bits!r}: Akida 1.0 layers hold 1, 2 or 4-bit weights "
+            "(and input_weight_bits up to 8 for the input layer)")
+    if weight_calibration != "maxabs" and min(weight_bits, input_weight_bits) < 2:
+        raise IncompatibleModelError(
+            f"weight_calibration={weight_calibration!r} needs weights of 2 bits or more "
+            "(1-bit weights have no range to clip); use weight_calibration='maxabs'")
+    if num_samples is not None:
+        if num_samples > len(x):
+            raise IncompatibleModelError(
+                f"num_samples={num_samples} but only {len(x)} calibration samples were given")
+        x = x[:num_samples]
     if akida_version == "v1" and not per_channel:
         raise IncompatibleModelError(
             "per_channel=False cannot reach Akida 1.0: CNN2SNN 2.19 needs one activation step "
@@ -1170,7 +1322,7 @@ def quantize_4bit(keras_model, samples, akida_version: str = "v1", weight_bits: 
         input_weight_bits=input_weight_bits,
         per_tensor_activations=(akida_version == "v1"),
     )
-    kwargs = {"samples": x, "num_samples": num_samples or len(x)}
+    kwargs = {"samples": x, "num_samples": len(x), "epochs": calibration_epochs}
     if batch_size is not None:
         kwargs["batch_size"] = batch_size
     try:
@@ -1189,8 +1341,11 @@ def quantize_4bit(keras_model, samples, akida_version: str = "v1", weight_bits: 
         raise
     except Exception as exc:
         raise IncompatibleModelError(f"QuantizeML could not quantize the Keras model: {exc}") from exc
+    report = _calibrate_weights(quantized, weight_calibration, weight_percentile)
     quantized.akida_version = akida_version
     quantized.rewrites = tuple(getattr(keras_model, "rewrites", ()))
+    quantized.weight_calibration = weight_calibration
+    quantized.weight_calibration_report = report
     return quantized
 
 
