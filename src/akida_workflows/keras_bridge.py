@@ -342,6 +342,11 @@ def _sequence(model, input_shape=None):
                  else getattr(node.target, "__name__", str(node.target)))
         tensors = [a for a in node.all_input_nodes if not shaped or _is_tensor(a)]
         tensors = [a for a in tensors if a.op != "get_attr"]
+        if len(tensors) == 1 and tensors[0] is not prev:
+            raise IncompatibleModelError(
+                f"{node.name}: the model branches: {fname} reads {tensors[0].name}, not the "
+                f"op before it ({prev.name}), as a residual shortcut does. "
+                + _fix_for_function("add"), nodes=[node.name])
         if tensors != [prev] or node.args[0] is not prev:
             raise IncompatibleModelError(
                 f"{node.name}: to_keras supports only chain-shaped models (each op feeds the "
