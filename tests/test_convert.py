@@ -132,3 +132,18 @@ def test_to_nchw_layouts():
         to_nchw(np.zeros((2, 3, 5, 6)), channels=2)
     with pytest.raises(IncompatibleModelError, match="3-D or 4-D"):
         to_nchw(np.zeros((2, 3)))
+
+
+def test_empty_toolchain_assertion_is_described():
+    from akida_workflows.convert import describe_exception
+
+    def check(dtype):
+        assert dtype == "int8"
+
+    try:
+        check("float32")
+    except AssertionError as exc:
+        text = describe_exception(exc)
+    assert text.startswith("AssertionError in check (")
+    assert text.endswith('assert dtype == "int8"')
+    assert describe_exception(ValueError("bad pads")) == "bad pads"

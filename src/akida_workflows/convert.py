@@ -255,6 +255,28 @@ def _partial_message(quantized, nodes: list[tuple[str, str]], stage: str) -> str
     )
 
 
+def describe_exception(exc: BaseException) -> str:
+    """``str(exc)``, or where the toolchain raised it when it says nothing.
+
+    QuantizeML and CNN2SNN check many preconditions with bare ``assert``
+    statements, whose message is empty; the asserted source line is the cause
+    (e.g. that the first layer's input must be 8-bit).
+    """
+    import linecache
+    import traceback
+
+    text = str(exc).strip()
+    if text:
+        return text
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return type(exc).__name__
+    last = frames[-1]
+    line = (last.line or linecache.getline(last.filename, last.lineno)).strip()
+    where = f"{last.filename.rsplit('site-packages/', 1)[-1]}:{last.lineno}"
+    return f"{type(exc).__name__} in {last.name} ({where}): {line}"
+
+
 def quantize_onnx(
     onnx_model,
     samples,
@@ -313,9 +335,10 @@ def quantize_onnx(
             quantized = qmodels.quantize(model, **kwargs)
         except Exception as exc:
             raise IncompatibleModelError(
-                f"QuantizeML could not quantize the model: {exc}. "
+                f"QuantizeML could not quantize the model: {describe_exception(exc)}. "
                 "QuantizeML's ONNX path supports only 8-bit (its default) parameters."
-                if "bitwidth" in str(exc) else f"QuantizeML could not quantize the model: {exc}"
+                if "bitwidth" in str(exc) else
+                f"QuantizeML could not quantize the model: {describe_exception(exc)}"
             ) from exc
     for w in caught:
         if "were not quantized" not in str(w.message):

@@ -1340,7 +1340,10 @@ def quantize_4bit(keras_model, samples, akida_version: str = "v1", weight_bits: 
     except IncompatibleModelError:
         raise
     except Exception as exc:
-        raise IncompatibleModelError(f"QuantizeML could not quantize the Keras model: {exc}") from exc
+        from .convert import describe_exception
+
+        raise IncompatibleModelError(
+            f"QuantizeML could not quantize the Keras model: {describe_exception(exc)}") from exc
     report = _calibrate_weights(quantized, weight_calibration, weight_percentile)
     quantized.akida_version = akida_version
     quantized.rewrites = tuple(getattr(keras_model, "rewrites", ()))
