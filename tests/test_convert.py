@@ -134,16 +134,18 @@ def test_to_nchw_layouts():
         to_nchw(np.zeros((2, 3)))
 
 
-def test_empty_toolchain_assertion_is_described():
+def test_empty_toolchain_assertion_is_described(tmp_path, monkeypatch):
     from akida_workflows.convert import describe_exception
 
-    def check(dtype):
-        assert dtype == "int8"
+    # A module outside the tests (pytest rewrites asserts only in test modules).
+    (tmp_path / "toolchain_stub.py").write_text(
+        "def check(dtype):\n    assert dtype == 'int8'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import toolchain_stub
 
-    try:
-        check("float32")
-    except AssertionError as exc:
-        text = describe_exception(exc)
+    with pytest.raises(AssertionError) as info:
+        toolchain_stub.check("float32")
+    text = describe_exception(info.value)
     assert text.startswith("AssertionError in check (")
-    assert text.endswith('assert dtype == "int8"')
+    assert text.endswith("assert dtype == 'int8'")
     assert describe_exception(ValueError("bad pads")) == "bad pads"
