@@ -957,7 +957,7 @@ def to_nhwc(x, flip=False) -> np.ndarray:
     ----------
     x : array-like
         ``(N, C, H, W)``, or ``(N, H, W)`` for one channel.
-    flip : bool or model, default False
+    flip : bool, tf_keras.Model or akida.Model, default False
         Flip H and W, as a model built in flipped coordinates expects. Pass
         the Keras or Akida model itself to read it from the model
         (:func:`input_flip`): ``to_nhwc(x, flip=model)`` is always right.
