@@ -240,14 +240,15 @@ Table([{"weight calibrator": names[m],
 fig, ax = plt.subplots(figsize=(7, 3.8))
 positions = np.arange(len(METHODS))
 ax.bar(positions - 0.2, [100 * ptq[m] for m in METHODS], 0.4, label="calibrated (PTQ)")
-ax.bar(positions + 0.2, [100 * tuned[m] for m in METHODS], 0.4, label="fine-tuned (1 epoch)")
+ax.bar(positions + 0.2, [100 * tuned[m] for m in METHODS], 0.4,
+       label="fine-tuned (1 epoch, 5000 images)")
 ax.axhline(100 * float_accuracy, color="black", linestyle="--", label="float")
 ax.set_xticks(positions, [names[m] for m in METHODS])
 low = min(min(ptq.values()), min(tuned.values()), float_accuracy)
-ax.set_ylim(100 * low - 1.5, 100 * float_accuracy + 1.0)
+ax.set_ylim(100 * low - 1.5, 100 * max(max(tuned.values()), float_accuracy) + 1.5)
 ax.set_ylabel("test accuracy (%)")
 ax.set_title("Akida 1.0 w4/a4 accuracy per weight calibrator (Fashion-MNIST)")
-ax.legend(loc="lower right")
+ax.legend(loc="upper center", ncols=3, fontsize="small")
 fig.tight_layout()
 plt.show()
 
@@ -279,7 +280,8 @@ assert recovered >= 0.5
 # is least (MSE) adds more. Deployed, the calibrator's codes are exactly what
 # the Akida 1.0 program holds, and on this model the better weights show in
 # the AKD1000's accuracy after post-training quantization: MSE keeps most of
-# the point max-abs loses, with no training at all. A short
-# quantization-aware fine-tuning then narrows the gap for every calibration.
+# the point max-abs loses, with no training at all. After a short
+# quantization-aware fine-tuning the calibrations end within a point of each
+# other and of float: what a calibrator buys is accuracy without training.
 # The :doc:`/results` page has the same comparison on a larger CNN trained
 # on the full training set.

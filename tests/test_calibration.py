@@ -50,13 +50,15 @@ def _random_batchnorm(channels: int, rng) -> nn.BatchNorm2d:
     return bn
 
 
-def random_cnn(seed: int, batchnorm: bool | None = None, stride2: bool | None = None):
+def random_cnn(seed: int, batchnorm: bool | None = None, stride2: bool | None = None,
+               separable: bool = False):
     """A random Akida-1.0-ready CNN: 1 or 3 input channels, 1-3 convs, 1-2 dense layers.
 
     Convolutions may carry a BatchNorm with random statistics (folded by ``to_keras``);
     the first may be a stride-2 ``padding=1`` convolution on an even map, which
     ``to_keras`` builds in flipped coordinates. ``batchnorm`` / ``stride2`` force
-    either choice (default: random).
+    either choice (default: random). ``separable`` adds a depthwise 3x3 → pointwise
+    1x1 block after the first convolution (one SeparableConv2D for Akida 1.0).
     """
     rng = np.random.default_rng(seed)
     c = int(rng.choice([1, 3]))
@@ -77,6 +79,11 @@ def random_cnn(seed: int, batchnorm: bool | None = None, stride2: bool | None = 
             layers.append(nn.MaxPool2d(2))
             size //= 2
         channels = out
+        if i == 0 and separable:
+            out = int(rng.choice([8, 12]))
+            layers += [nn.Conv2d(channels, channels, 3, padding=1, groups=channels),
+                       nn.Conv2d(channels, out, 1), _random_batchnorm(out, rng), nn.ReLU6()]
+            channels = out
     layers.append(nn.Flatten())
     features = channels * size * size
     if rng.random() < 0.5:
@@ -151,9 +158,11 @@ def test_akida_v1_weights_are_the_int4_codes(seed):
 
 
 def test_akida_v1_codes_through_batchnorm_and_the_flip_route():
-    """Random BatchNorm statistics folded into the kernels, and a stride-2 ``padding=1``
-    input convolution that ``to_keras`` builds in flipped coordinates (flipped kernels)."""
-    model, shape, x = random_cnn(71, batchnorm=True, stride2=True)
+    """Random BatchNorm statistics folded into the kernels, a stride-2 ``padding=1``
+    input convolution that ``to_keras`` builds in flipped coordinates (flipped kernels),
+    and a depthwise-separable block (Akida 1.0 SeparableConvolutional: depthwise and
+    pointwise codes both checked)."""
+    model, shape, x = random_cnn(71, batchnorm=True, stride2=True, separable=True)
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     keras_model = to_keras(model, shape)
     assert keras_model.input_flip
