@@ -307,15 +307,33 @@ def quantize_onnx(
             quantized = qmodels.quantize(model, **kwargs)
         except Exception as exc:
             raise IncompatibleModelError(
-                f"QuantizeML could not quantize the model: {exc}. "
-                "QuantizeML's ONNX path supports only 8-bit (its default) parameters."
-                if "bitwidth" in str(exc) else f"QuantizeML could not quantize the model: {exc}"
+                f"QuantizeML could not quantize the model: {_quantize_failure(exc)}"
             ) from exc
     for w in caught:
         if "were not quantized" not in str(w.message):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     _check_complete(quantized, allow_partial, "quantize_onnx")
     return quantized
+
+
+#: Known causes of QuantizeML failures whose own message says little.
+_KNOWN_CAUSES = (
+    ("bitwidth", "QuantizeML's ONNX path supports only 8-bit (its default) parameters"),
+    ("dense.py", "the model's first layer is a Linear, whose input QuantizeML's ONNX path "
+                 "requires to be 8-bit already: start the model with a Conv2d (Akida's input "
+                 "layer is a convolution)"),
+)
+
+
+def _quantize_failure(exc: BaseException) -> str:
+    """QuantizeML's message, or the exception type and line when it has none, and the cause."""
+    from .errors import describe_exception
+
+    text = describe_exception(exc)
+    for marker, cause in _KNOWN_CAUSES:
+        if marker in text.lower():
+            return f"{text} ({cause})"
+    return text
 
 
 def _check_complete(quantized, allow_partial: bool, stage: str) -> list[tuple[str, str]]:
