@@ -58,6 +58,25 @@ class _Residual(nn.Module):
         return self.fc(self.flatten(self.pool(x)))
 
 
+class _ResidualPartial(nn.Module):
+    """Converts for Akida 2.0 but does not map entirely: a residual block, then a valid conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.act = nn.Conv2d(1, 8, 3, padding=1), nn.ReLU6()
+        self.conv, self.act2 = nn.Conv2d(8, 8, 3, padding=1), nn.ReLU6()
+        self.merge, self.act3 = nn.Conv2d(8, 8, 3, padding=1), nn.ReLU6()
+        self.pool = nn.MaxPool2d(2)
+        self.valid, self.act4 = nn.Conv2d(8, 8, 3), nn.ReLU6()
+        self.fc = nn.Linear(8 * 6 * 6, 10)
+
+    def forward(self, x):
+        x = self.act(self.stem(x))
+        x = x + self.act2(self.conv(x))
+        x = self.pool(self.act3(self.merge(x)))
+        return self.fc(torch.flatten(self.act4(self.valid(x)), 1))
+
+
 class _Attention(nn.Module):
     def __init__(self):
         super().__init__()
@@ -440,6 +459,7 @@ def zoo() -> dict:
         "softmax_head": _cnn(head=nn.Softmax(dim=1)),
         "depthwise_separable": _depthwise(),
         "residual_add": _Residual(),
+        "residual_partial": _ResidualPartial(),
         "lstm": _LSTMNet(),
         "attention": _Attention(),
         "tanh_inside": _cnn(mid=nn.Tanh()),
@@ -470,3 +490,81 @@ def two_inputs() -> nn.Module:
     """A model whose forward takes two tensors (not in :func:`zoo`: Akida takes one input)."""
     torch.manual_seed(0)
     return _TwoInputs().eval()
+
+
+def convert_model(model, input_shape, target, *, samples=None, n: int = 16):
+    """The toolchain, strictly (no stand-ins): ``(akida_model, "")`` or ``(None, why)``.
+
+    Akida 2.0: export → quantize_onnx → to_akida. Akida 1.0: fold_batchnorm(strict) →
+    to_keras → quantize_4bit → convert_keras.
+    """
+    import contextlib
+    import io
+    import tempfile
+    import warnings
+    from pathlib import Path
+
+    import numpy as np
+
+    from akida_workflows._quiet import quiet_toolchain_logs
+
+    if samples is None:
+        samples = np.random.default_rng(0).uniform(-1, 1, (n, *input_shape)).astype(np.float32)
+    try:
+        with quiet_toolchain_logs(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            if target == "akida2":
+                from akida_workflows.convert import quantize_onnx, to_akida
+                from akida_workflows.export import export_onnx
+
+                with tempfile.TemporaryDirectory() as tmp:
+                    exported = export_onnx(model, torch.from_numpy(samples[:1]),
+                                           Path(tmp) / "m.onnx")
+                    return to_akida(quantize_onnx(exported, samples)), ""
+            from akida_workflows.folding import fold_batchnorm
+            from akida_workflows.keras_bridge import (
+                convert_keras,
+                quantize_4bit,
+                to_keras,
+                to_nhwc,
+            )
+
+            folded = fold_batchnorm(model, strict=True)
+            keras_model = to_keras(folded, input_shape)
+            return convert_keras(quantize_4bit(keras_model, to_nhwc(samples))), ""
+    except Exception as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+DEVICES = {"akida2": "SixNodesIPv2", "akida1": "AKD1000"}
+
+
+def hw_only(akida_model, target) -> tuple[bool, str]:
+    """``map(device, hw_only=True)`` on a copy: the judge."""
+    import akida
+
+    try:
+        akida.Model(layers=list(akida_model.layers)).map(getattr(akida, DEVICES[target])(),
+                                                        hw_only=True)
+        return True, ""
+    except Exception as exc:
+        return False, str(exc)
+
+
+def real_toolchain(model, input_shape, target, *, samples=None, n: int = 16):
+    """``(True, "")`` when the model converts and maps entirely in hardware, else ``(False, why)``."""
+    akida_model, why = convert_model(model, input_shape, target, samples=samples, n=n)
+    if akida_model is None:
+        return False, why
+    return hw_only(akida_model, target)
+
+
+_CONVERTED: dict = {}
+
+
+def zoo_conversion(name: str, target: str):
+    """``convert_model`` of zoo model ``name``, once per test session."""
+    key = (name, target)
+    if key not in _CONVERTED:
+        _CONVERTED[key] = convert_model(zoo()[name], input_shape(name), target)
+    return _CONVERTED[key]

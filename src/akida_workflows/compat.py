@@ -645,13 +645,13 @@ def _check_akida2(model, col: _Collector, samples):
     with tempfile.TemporaryDirectory() as tmp:
         try:
             exported = export_onnx(model, torch.from_numpy(samples[:1]), Path(tmp) / "m.onnx")
-        except AkidaWorkflowError as exc:
+        except Exception as exc:  # the exporter and ONNX Runtime raise many types
             return None, [_export_failure(col, exc)], "export"
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 quantized = quantize_onnx(exported, samples, allow_partial=True)
-        except IncompatibleModelError as exc:
+        except Exception as exc:
             return None, [_quantization_failure(col, exported, exc)], "quantization"
         left = unquantized_nodes(quantized)
         causes = _first_unquantized(quantized, left) if left else []
@@ -668,24 +668,39 @@ def _check_akida2(model, col: _Collector, samples):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 akida_model = to_akida(quantized, allow_partial=True)
-        except IncompatibleModelError as exc:
-            message = str(exc).replace("cnn2snn.convert failed: ", "")
-            keys = [col.add_toolchain(node, "conversion", message)
-                    for node in exc.nodes or [type(model).__name__]]
+        except Exception as exc:
+            message = _describe_exception(exc).replace("cnn2snn.convert failed: ", "")
+            nodes = getattr(exc, "nodes", None) or [_first_unpatched_finding(col) or "model"]
+            keys = [col.add_toolchain(node, "conversion", message) for node in nodes]
             return None, keys, "conversion"
     return akida_model, [], ""
 
 
+def _first_unpatched_finding(col) -> str | None:
+    """The first operation a rule reported that still stands in the working copy."""
+    for site in col.graph.sites if col.graph is not None else []:
+        issue = col.found.get(site.name)
+        if issue is not None and issue.rule and site.name not in col.patched:
+            return site.name
+    return None
+
+
 def _export_failure(col, exc) -> str:
+    culprit = _first_unpatched_finding(col)
+    if culprit is not None:  # the exporter stops on an operation the rules already reported
+        return culprit
     return col.add_toolchain("model", "export", _describe_exception(exc), kind="model",
                              fix="make forward() exportable with torch.onnx.export(dynamo=False) "
                                  "on one input of this shape", status="unsupported")
 
 
 def _quantization_failure(col, exported, exc) -> str:
-    """QuantizeML raised (rather than leaving nodes in float): name the node when possible."""
+    """QuantizeML raised (rather than leaving nodes in float): name the operation when possible."""
+    culprit = _first_unpatched_finding(col)
+    if culprit is not None:
+        return culprit
     node = _first_quantizable(exported)
-    return col.add_toolchain(node or "model", "quantization", str(exc),
+    return col.add_toolchain(node or "model", "quantization", _describe_exception(exc),
                              kind=None if node else "model")
 
 
@@ -700,7 +715,11 @@ def _first_quantizable(exported) -> str | None:
 def _check_akida1(model, input_shape, col: _Collector, samples):
     from .keras_bridge import convert_keras, quantize_4bit, to_keras, to_nhwc
 
-    work = _fold_quietly(model)
+    try:
+        work = _fold_quietly(model)
+    except Exception as exc:
+        return None, [col.add_toolchain("model", "conversion", _describe_exception(exc),
+                                        kind="model")], "conversion"
     keys = []
     for entry in work.folding_report.unfolded:
         keys.append(col.add_toolchain(entry.name, "conversion",
@@ -728,7 +747,10 @@ def _check_akida1(model, input_shape, col: _Collector, samples):
                                         status="unsupported", fix=_GENERIC_FIX)], "conversion"
     try:
         quantized = quantize_4bit(keras_model, to_nhwc(samples), akida_version="v1")
-    except IncompatibleModelError as exc:
+    except Exception as exc:
+        if not isinstance(exc, IncompatibleModelError):
+            return None, [_first_unpatched_finding(col) or col.add_toolchain(
+                "model", "quantization", _describe_exception(exc), kind="model")], "quantization"
         keys = [col.add_toolchain(node, "quantization",
                                   "Akida 1.0 needs bounded activations; this ReLU has no maximum"
                                   if "bounded" in str(exc) else str(exc))
@@ -736,7 +758,7 @@ def _check_akida1(model, input_shape, col: _Collector, samples):
         return None, keys, "quantization"
     try:
         return convert_keras(quantized), [], ""
-    except IncompatibleModelError as exc:
+    except Exception as exc:
         message = str(exc).split("failed for Akida v1: ", 1)[-1]
         names = [n for n in re.findall(r"\b([a-z0-9]+_[A-Za-z0-9_]+)\b", message)
                  if col.resolve(n) != _op_of(n)]
@@ -745,25 +767,29 @@ def _check_akida1(model, input_shape, col: _Collector, samples):
         return None, keys, "conversion"
 
 
-_CONSEQUENCE = re.compile(r"max pooling cannot be the last layer|must be followed by",
+#: Mapper reasons that follow from another layer staying in software.
+_CONSEQUENCE = re.compile(r"max pooling cannot be the last layer|must be followed by|"
+                          r"requires an outbound that is mappable|^kept in software",
                           re.IGNORECASE)
 
 
 def _record_mapping(col: _Collector, mapping) -> None:
     """Software layers → rows; a pooled layer left last by another's refusal is a consequence."""
     software = mapping.software_layers
-    roots = [layer for layer in software if layer.reason and not _CONSEQUENCE.search(layer.reason)
-             and not layer.reason.startswith("kept in software")]
+    roots = [layer for layer in software if layer.reason and not _CONSEQUENCE.search(layer.reason)]
     for layer in software:
         key = col.resolve(layer.name)
         if key in col.found:
             continue
-        if _CONSEQUENCE.search(layer.reason or "") or layer.reason.startswith("kept in software"):
-            cause = _pool_rule_after(col, key) or next(
+        if _CONSEQUENCE.search(layer.reason or ""):
+            cause = _pool_rule_after(col, key) or _cause_after(col, key) or next(
                 (col.resolve(r.name) for r in roots if col.resolve(r.name) != key), None)
             if cause is not None:
+                reason = layer.reason
+                if reason.startswith("kept in software"):
+                    reason = "kept in software with the rest of its sequence"
                 col.add_toolchain(
-                    layer.name, "mapping", f"{layer.reason} (because of {cause})",
+                    layer.name, "mapping", f"{reason} (because of {cause})",
                     fix=f"nothing to change here: it maps once {cause} is fixed",
                     status="fixable")
                 continue
@@ -775,6 +801,20 @@ def _record_mapping(col: _Collector, mapping) -> None:
                          "the pooling"))
                 continue
         col.add_toolchain(layer.name, "mapping", layer.reason or "stays in software")
+
+
+def _cause_after(col, key) -> str | None:
+    """The first module after ``key`` (in execution order) with a rule's finding."""
+    graph = col.graph
+    if graph is None:
+        return None
+    sites = graph.named(key)
+    start = sites[0].index if sites else -1
+    for site in graph.sites[start + 1:]:
+        issue = col.found.get(site.name)
+        if issue is not None and issue.rule and site.name != key:
+            return site.name
+    return None
 
 
 def _pool_rule_after(col, key) -> str | None:
@@ -795,10 +835,17 @@ def _run_toolchain(work: _WorkingCopy, shape, col: _Collector, samples, target, 
     from .deploy import map_report
 
     for _ in range(12):  # each round gets past what the previous one refused
-        if target == "akida2":
-            akida_model, keys, stage = _check_akida2(work.current, col, samples)
-        else:
-            akida_model, keys, stage = _check_akida1(work.current, shape, col, samples)
+        try:
+            if target == "akida2":
+                akida_model, keys, stage = _check_akida2(work.current, col, samples)
+            else:
+                akida_model, keys, stage = _check_akida1(work.current, shape, col, samples)
+        except Exception as exc:  # last resort: never crash, say what stopped the check
+            key = _first_unpatched_finding(col) or col.add_toolchain(
+                "model", "conversion", _describe_exception(exc), kind="model",
+                status="unsupported", fix=_GENERIC_FIX)
+            col.stopped = (key, "conversion")
+            return None
         if akida_model is not None:
             try:
                 mapping = map_report(akida_model, device)

@@ -586,14 +586,23 @@ def _one_d(site, graph, target):
     return None
 
 
+def _lifted_rows(graph) -> int:
+    """Rows to repeat a signal over: at least 5, and even through every 2x pooling."""
+    pools = sum(s.kind in ("MaxPool1d", "max_pool1d") for s in graph.sites)
+    step = 2 ** pools
+    return -(-5 // step) * step
+
+
 def _one_d_fix(site, graph, target):
     if site.kind == "Conv1d":
         m = site.module
         k = _pair(m.kernel_size, 1)[0]
-        kk = max(3, min(7, k | 1))
+        allowed = LIMITS[target]["input_kernels" if graph.is_input_layer(site) else "kernels"]
+        kk = _best_kernel(k, allowed)
+        h = _lifted_rows(graph)
         return (f"lift to 2-D: nn.Conv2d({m.in_channels}, {m.out_channels}, {kk}, "
-                f"padding={kk // 2}) on the signal repeated over 5 rows (input N x C x 5 x L: "
-                "x.unsqueeze(2).expand(-1, -1, 5, -1)), with BatchNorm2d, MaxPool2d(2) and "
+                f"padding={kk // 2}) on the signal repeated over {h} rows (input N x C x {h} x "
+                f"L: x.unsqueeze(2).expand(-1, -1, {h}, -1)), with BatchNorm2d, MaxPool2d(2) and "
                 "AdaptiveAvgPool2d(1) in place of their 1-D forms")
     two = {"MaxPool1d": "nn.MaxPool2d(2)", "max_pool1d": "nn.MaxPool2d(2)",
            "AvgPool1d": "nn.AdaptiveAvgPool2d(1) at the end (global average pooling)",
@@ -754,14 +763,19 @@ def _stride_fix(site, graph, target):
     s = g["s"][1] if g["one_d"] else max(g["s"])
     pools = max(1, round(math.log2(max(s, 2))))
     pool = "nn.MaxPool1d(2)" if g["one_d"] else "nn.MaxPool2d(2)"
-    return (f"use stride=1 (padding=k//2) and down-sample by {s} with {pools} x {pool} after "
-            "the activation")
+    if target == "akida2" and pools > 1:
+        return (f"use stride=2 (padding=k//2) here and down-sample the remaining {s // 2}x "
+                f"with {pools - 1} x {pool} after the activation of an earlier convolution")
+    return (f"use stride=1 (padding=k//2) and down-sample by {s} with {pools} x {pool}: one "
+            "after this convolution's activation, the others after earlier convolutions")
 
 
 def _padding(site, graph, target):
     g = _conv(site)
     if g is None or _same_output(g):
         return None
+    if target == "akida1" and graph.is_input_layer(site):
+        return None  # Akida 1.0's input layer maps with 'valid' padding (measured)
     return (f"'valid' padding (padding={site.module.padding}): the output is "
             f"{'x'.join(str(v) for v in g['out'] if v is not None)}, not the "
             f"{'x'.join(str(-(-n // s)) for n, s in zip(g['in'], g['s']) if n is not None)} "
@@ -804,6 +818,48 @@ def _maxpool_fix(site, graph, target):
                  f"{'x'.join(str(n) for n in p['in'] if n is not None)}: choose an input size "
                  "divisible by 2 for each pooling, and padding=k//2 in the convolutions)")
     return text
+
+
+_CONV_TAIL = {"BatchNorm2d", "ReLU", "ReLU6", "Hardtanh", "relu", "relu6", "hardtanh", "clamp"}
+
+
+def _pool_after_conv(site, graph, target):
+    """A max pooling must close a convolution (Conv → [BN] → [ReLU] → MaxPool)."""
+    p = _pool(site)
+    if p is None or not p["max"]:
+        return None
+    prev = graph.previous_op(site, skip=_TRANSPARENT | _CONV_TAIL)
+    if prev is None:
+        return "max pooling of the model input: Akida pools only the output of a convolution"
+    if prev.kind not in ("Conv2d", "Conv1d"):
+        return (f"max pooling after {prev.kind} ({prev.name}): Akida pools only the output of "
+                "a convolution")
+    return None
+
+
+def _pool_after_conv_fix(site, graph, target):
+    prev = graph.previous_op(site, skip=_TRANSPARENT | _CONV_TAIL)
+    where = f" ({prev.name})" if prev is not None else ""
+    c = site.in_shapes[0][0] if site.in_shapes else "C"
+    return (f"give the map{where} an nn.Conv2d({c}, {c}, 3, padding=1) → nn.ReLU6() before this "
+            "pooling (and keep an unpooled convolution between it and a Flatten → Linear)")
+
+
+def _conv_then_pool(site, graph, target):
+    """Stand-in: a 3x3 conv and ReLU6 in front of the pooling (same output shape)."""
+    from torch import nn
+
+    shape = site.in_shapes[0] if site.in_shapes else None
+    if shape is None or len(shape) != 3 or site.module is None:
+        return None
+    return nn.Sequential(nn.Conv2d(shape[0], shape[0], 3, padding=1), nn.ReLU6(),
+                         copy_module(site.module)).eval()
+
+
+def copy_module(module):
+    import copy
+
+    return copy.deepcopy(module)
 
 
 def _avgpool(site, graph, target):
@@ -956,7 +1012,8 @@ def _squashing_inside(site, graph, target):
 
 
 def _squashing_fix(site, graph, target):
-    return f"use nn.ReLU6() instead of {site.kind} here ({site.kind} only as the model's last op)"
+    return (f"remove it, or use nn.ReLU6() instead ({site.kind} is supported only as the "
+            "model's last op)")
 
 
 def _softmax_inside(site, graph, target):
@@ -1130,12 +1187,16 @@ RULES: tuple[Rule, ...] = (
          "fixable", _groups, _groups_fix, patch=_safe_conv, messages=("grouped",)),
     Rule("stride", TARGETS, "convolution stride 1 or 2", "mapping", "fixable", _stride,
          _stride_fix, messages=("stride",)),
-    Rule("same-padding", TARGETS, "'same' padding (padding = k // 2)",
+    Rule("same-padding", TARGETS,
+         "'same' padding (padding = k // 2); Akida 1.0's input layer also takes 'valid'",
          "mapping", "fixable", _padding, _padding_fix,
          messages=("only padding 'same'", "is not keras/akida 'same' padding")),
     Rule("max-pool", TARGETS, "max pooling 2x2, stride 2, no padding, even-sized maps",
          "conversion", "fixable", _maxpool, _maxpool_fix,
          messages=("maxpool", "max-pooling size", "pooling_y", "must have the same padding as")),
+    Rule("pool-after-conv", TARGETS, "max pooling only right after a convolution",
+         "quantization", "fixable", _pool_after_conv, _pool_after_conv_fix,
+         patch=_conv_then_pool),
     Rule("avg-pool", ("akida2",), "average pooling only over the whole map (global)",
          "quantization", "fixable", _avgpool, _avgpool_fix, messages=("averagepool",)),
     Rule("gap-area", ("akida2",), "global average pooling over ≤ 144 positions", "mapping",
