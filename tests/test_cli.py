@@ -264,3 +264,121 @@ def test_interrupted_convert_leaves_no_fbz(files, tmp_path):
         proc.kill()
     assert proc.returncode == 130
     assert list(tmp_path.iterdir()) == []  # neither out.fbz nor a temporary file
+
+# ------------------------------------------------ reports that stay true on user models
+
+def _write_model(tmp_path, model, name="m.pt"):
+    path = tmp_path / name
+    torch.save(model, path)
+    return path
+
+
+def test_check_reports_crashing_models_with_exit_3(tmp_path):
+    dilated = torch.nn.Sequential(torch.nn.Conv1d(4, 8, 3, dilation=2, padding="same"),
+                                  torch.nn.ReLU(), torch.nn.Flatten(),
+                                  torch.nn.Linear(8 * 64, 2)).eval()
+    result = run("check", _write_model(tmp_path, dilated), "--input-shape", "4,64")
+    assert result.returncode == 3, result.stderr
+    assert "dilation" in result.stdout and "1-D" in result.stdout
+    noise = ("onnxruntime", "graph(%", "Torch IR graph", "Traceback")
+    assert not any(n in result.stderr + result.stdout for n in noise), result.stderr
+
+
+def test_check_wrong_input_shape_is_a_usage_error(files):
+    result = run("check", files / "good.pt", "--input-shape", "3,16,16")
+    assert result.returncode == 2
+    assert "does not run on an input of shape" in result.stderr and "--input-shape" in result.stderr
+
+
+def test_convert_mlp_names_the_quantizer_assertion(tmp_path):
+    from zoo import zoo as build_zoo
+
+    export_onnx(build_zoo()["mlp"], torch.from_numpy(samples(1)), tmp_path / "mlp.onnx")
+    np.save(tmp_path / "x.npy", samples(8))
+    result = run("convert", tmp_path / "mlp.onnx", "--samples", tmp_path / "x.npy",
+                 "-o", tmp_path / "mlp.fbz")
+    assert result.returncode == 3, result.stderr
+    assert "AssertionError at" in result.stderr and "Conv2d" in result.stderr
+    assert "quantize the model: (" not in result.stderr
+
+
+def test_convert_says_not_measured_and_measures_with_labels(files):
+    result = run("convert", files / "good.onnx", "--samples", files / "calib.npy",
+                 "-o", files / "nm.fbz")
+    assert result.returncode == 0, result.stderr
+    table = result.stdout.split("wrote")[0]
+    assert "not measured" in table
+    np.save(files / "labels.npy", np.arange(32) % 10)
+    result = run("convert", files / "good.onnx", "--samples", files / "calib.npy",
+                 "--labels", files / "labels.npy", "-o", files / "lab.fbz")
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if "quantized ONNX (8-bit)" in line
+            or "Akida 2.0 8-bit (.fbz)" in line]
+    assert rows and all(" %" in line for line in rows), result.stdout
+
+
+def test_labels_must_match_the_samples(files):
+    np.save(files / "labels_bad.npy", np.arange(5))
+    result = run("convert", files / "good.onnx", "--samples", files / "calib.npy",
+                 "--labels", files / "labels_bad.npy", "-o", files / "x.fbz")
+    assert result.returncode == 2 and "5 labels for 32 samples" in result.stderr
+
+
+def test_stage_report_missing_figures():
+    from akida_workflows.evaluate import StageReport
+
+    report = StageReport("m", missing="not measured")
+    report.add("float", size_bytes=100, seconds=1.0)
+    report.add("Akida", status="failed: boom")
+    (ok, failed) = report.records()
+    assert ok["accuracy"] == ok["eval time"] == "not measured" and ok["build time"] == "1.00 s"
+    assert failed["accuracy"] == "-"  # a failed stage has no figures, it is not "not measured"
+    assert StageReport("m").records() == []
+
+
+ZOO_NAMES = sorted(zoo())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["akida2", "akida1"])
+@pytest.mark.parametrize("name", ZOO_NAMES)
+def test_check_convert_info_agree_with_hw_only_mapping(name, target, tmp_path, capsys,
+                                                       monkeypatch):
+    """In-process CLI on every zoo model; the judge is map(device, hw_only=True)."""
+    import re
+
+    from zoo import hw_only, input_shape, zoo_conversion, zoo_report
+
+    from akida_workflows import compat
+    from akida_workflows.cli import main
+
+    model, shape = zoo()[name], input_shape(name)
+    akida_model, _ = zoo_conversion(name, target)
+    judge = akida_model is not None and hw_only(akida_model, target)[0]
+    # check: the report (computed once per session for the zoo) decides the exit code.
+    monkeypatch.setattr(compat, "check_compatibility",
+                        lambda *a, **k: zoo_report(name, target))
+    path = _write_model(tmp_path, model)
+    code = main(["check", str(path), "--input-shape", ",".join(map(str, shape)),
+                 "--target", target])
+    out = capsys.readouterr()
+    assert code == (0 if judge else 3), out.out
+    # convert + info: the printed share and "fits entirely" are the mapper's verdict.
+    x = np.random.default_rng(0).uniform(-1, 1, (8, *shape)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    fbz = tmp_path / "m.fbz"
+    code = main(["convert", str(path), "--samples", str(tmp_path / "x.npy"), "--target", target,
+                 "-o", str(fbz)])
+    out = capsys.readouterr()
+    if akida_model is None:
+        assert code in (2, 3), out.err  # 2: samples the CLI refuses (N x C x L), 3: report
+        return
+    assert code == 0, out.err
+    hw, total = map(int, re.search(r"(\d+)/(\d+) compute layers in hardware", out.out).groups())
+    assert (hw == total) == judge, out.out
+    assert ("map(hw_only=True) fails" in out.err) == (not judge)
+    code = main(["info", str(fbz)])
+    out = capsys.readouterr()
+    assert code == 0
+    fits = re.search(r"fits entirely\s+(yes|no)", out.out).group(1)
+    assert (fits == "yes") == judge, out.out

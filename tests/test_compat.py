@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from zoo import SHAPE, USER_MODELS, hw_only, input_shape, two_inputs, zoo, zoo_conversion
+from zoo import (
+    SHAPE,
+    USER_MODELS,
+    hw_only,
+    input_shape,
+    two_inputs,
+    zoo,
+    zoo_conversion,
+    zoo_report,
+)
 
 from akida_workflows.compat import (
     STATUSES,
@@ -24,15 +33,9 @@ def samples_for(name, n=16):
     return np.random.default_rng(0).uniform(-1, 1, (n, *input_shape(name))).astype(np.float32)
 
 
-_REPORTS: dict = {}
-
-
 def report_for(name, target) -> CompatibilityReport:
     """check_compatibility of a zoo model, once per session."""
-    if (name, target) not in _REPORTS:
-        _REPORTS[name, target] = check_compatibility(ZOO[name], input_shape(name), target,
-                                                     samples=samples_for(name))
-    return _REPORTS[name, target]
+    return zoo_report(name, target)
 
 
 def real_verdict(name, target) -> bool:

@@ -568,3 +568,19 @@ def zoo_conversion(name: str, target: str):
     if key not in _CONVERTED:
         _CONVERTED[key] = convert_model(zoo()[name], input_shape(name), target)
     return _CONVERTED[key]
+
+
+_REPORTS: dict = {}
+
+
+def zoo_report(name: str, target: str):
+    """check_compatibility of zoo model ``name`` (16 random samples), once per test session."""
+    import numpy as np
+
+    from akida_workflows.compat import check_compatibility
+
+    if (name, target) not in _REPORTS:
+        x = np.random.default_rng(0).uniform(-1, 1, (16, *input_shape(name))).astype(np.float32)
+        _REPORTS[name, target] = check_compatibility(zoo()[name], input_shape(name), target,
+                                                     samples=x)
+    return _REPORTS[name, target]
