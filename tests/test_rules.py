@@ -67,33 +67,12 @@ class AttentionNet(nn.Module):
         return self.fc(out.mean(1))
 
 
-class Residual(nn.Module):
-    def __init__(self, skip=True):
-        super().__init__()
-        self.skip = skip
-        self.stem = conv(1, 8)
-        self.act = R6()
-        self.conv = conv()
-        self.act2 = R6()
-        self.pool = nn.MaxPool2d(2)
-        self.conv2 = conv()
-        self.act3 = R6()
-        self.fc = nn.Linear(8 * 8 * 8, 10)
-
-    def forward(self, x):
-        x = self.act(self.stem(x))
-        y = self.act2(self.conv(x))
-        x = x + y if self.skip else y
-        x = self.act3(self.conv2(self.pool(x)))
-        return self.fc(torch.flatten(x, 1))
-
-
 class PoolAfterAdd(nn.Module):
     """Residual block, then max pooling of the sum (Akida 2.0 pools only a convolution)."""
 
-    def __init__(self, fixed=False):
+    def __init__(self, fixed=False, skip=True):
         super().__init__()
-        self.fixed = fixed
+        self.fixed, self.skip = fixed, skip
         self.stem, self.act = conv(1, 8), R6()
         self.conv, self.act2 = conv(), R6()
         self.merge, self.act3 = conv(), R6()
@@ -103,7 +82,8 @@ class PoolAfterAdd(nn.Module):
 
     def forward(self, x):
         x = self.act(self.stem(x))
-        x = x + self.act2(self.conv(x))
+        y = self.act2(self.conv(x))
+        x = x + y if self.skip else y
         if self.fixed:
             x = self.act3(self.merge(x))
         x = self.act4(self.conv2(self.pool(x)))
@@ -181,6 +161,10 @@ CASES = [
          lambda: (net(None, [conv(stride=4), R6(), conv(), R6()]), S),
          lambda: (net(None, [nn.MaxPool2d(2), conv(), R6(), nn.MaxPool2d(2), conv(), R6()]), S),
          ("stride=1", "2 x nn.MaxPool2d(2)")),
+    Case("stride2-even", ("akida1",),
+         lambda: (net(None, [conv(stride=2), R6(), conv(), R6()]), S),
+         lambda: (net(None, [conv(), R6(), nn.MaxPool2d(2), conv(), R6()]), S),
+         ("use stride=1 and down-sample with nn.MaxPool2d(2) after it",)),
     Case("same-padding", ("akida2", "akida1"),
          lambda: (net(None, [nn.MaxPool2d(2), conv(padding=0), R6()]), S),
          lambda: (net(None, PAD_MID), S), ("padding=1",)),
@@ -230,8 +214,9 @@ CASES = [
          lambda: (_bn_stats(nn.Sequential(conv(1, 8), nn.BatchNorm2d(8), nn.MaxPool2d(2), R6(),
                                           conv(), R6(), nn.Flatten(), nn.Linear(512, 10))), S),
          ("move the BatchNorm right after 0 (Conv2d → BN → MaxPool2d)", "exactly equivalent")),
-    Case("residual", ("akida1",), lambda: (Residual().eval(), S),
-         lambda: (Residual(skip=False).eval(), S), ("drop the skip connection",)),
+    Case("residual", ("akida1",), lambda: (PoolAfterAdd(fixed=True).eval(), S),
+         lambda: (PoolAfterAdd(fixed=True, skip=False).eval(), S),
+         ("drop the skip connection",)),
     Case("depthwise-separable", ("akida1",),
          lambda: (net(None, [nn.MaxPool2d(2), conv(groups=8), R6(), conv(8, 16, 1), R6()]), S),
          lambda: (net(None, [nn.MaxPool2d(2), conv(groups=8), conv(8, 16, 1), R6()]), S),

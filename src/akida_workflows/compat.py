@@ -731,7 +731,7 @@ def _check_akida1(model, input_shape, col: _Collector, samples):
     except IncompatibleModelError as exc:
         reason = str(exc).split(": ", 1)[-1] if exc.nodes else str(exc)
         keys = [col.add_toolchain(node, "conversion", reason)
-                for node in exc.nodes or [type(model).__name__]]
+                for node in exc.nodes or [_first_unpatched_finding(col) or "model"]]
         return None, keys, "conversion"
     except Exception as exc:  # the bridge's tracer can raise anything on unusual models
         message = _describe_exception(exc)
@@ -743,8 +743,9 @@ def _check_akida1(model, input_shape, col: _Collector, samples):
                 "needs one module per call",
                 fix="give each call its own module (e.g. self.pool1 and self.pool2)")
             return None, [key], "conversion"
-        return None, [col.add_toolchain("model", "conversion", message, kind="model",
-                                        status="unsupported", fix=_GENERIC_FIX)], "conversion"
+        return None, [_first_unpatched_finding(col) or col.add_toolchain(
+            "model", "conversion", message, kind="model", status="unsupported",
+            fix=_GENERIC_FIX)], "conversion"
     try:
         quantized = quantize_4bit(keras_model, to_nhwc(samples), akida_version="v1")
     except Exception as exc:
@@ -754,7 +755,7 @@ def _check_akida1(model, input_shape, col: _Collector, samples):
         keys = [col.add_toolchain(node, "quantization",
                                   "Akida 1.0 needs bounded activations; this ReLU has no maximum"
                                   if "bounded" in str(exc) else str(exc))
-                for node in exc.nodes or [type(model).__name__]]
+                for node in exc.nodes or [_first_unpatched_finding(col) or "model"]]
         return None, keys, "quantization"
     try:
         return convert_keras(quantized), [], ""
@@ -763,7 +764,7 @@ def _check_akida1(model, input_shape, col: _Collector, samples):
         names = [n for n in re.findall(r"\b([a-z0-9]+_[A-Za-z0-9_]+)\b", message)
                  if col.resolve(n) != _op_of(n)]
         keys = [col.add_toolchain(node, "conversion", message)
-                for node in names[:1] or [type(model).__name__]]
+                for node in names[:1] or [_first_unpatched_finding(col) or "model"]]
         return None, keys, "conversion"
 
 

@@ -770,6 +770,45 @@ def _stride_fix(site, graph, target):
             "after this convolution's activation, the others after earlier convolutions")
 
 
+def _stride2_even(site, graph, target):
+    """Akida 1.0 path: a stride-2 conv padded k//2 on an even map is not Keras 'same'.
+
+    PyTorch pads (k//2, k//2); Keras/Akida 'same' pads (k//2 - 1, k//2) there,
+    so the 4-bit bridge refuses it (measured; an exact flipped route may lift this).
+    """
+    g = _conv(site)
+    if g is None or g["one_d"] or g["s"] != (2, 2) or g["in"] is None or g["pad"] == "same":
+        return None
+    if not _same_output(g) or not any(n is not None and n % 2 == 0 for n in g["in"]):
+        return None
+    pad = g["pad"] if isinstance(g["pad"], tuple) else (0, 0)
+    if any(p for p in pad):
+        return (f"stride 2 with padding={pad[0]} on an even {g['in'][0]}x{g['in'][1]} map: "
+                "PyTorch pads both sides, Akida 1.0's 'same' pads one side less before")
+    return None
+
+
+def _stride2_even_fix(site, graph, target):
+    g = _conv(site)
+    if _is_depthwise(g):
+        return ("use stride=1 and down-sample with nn.MaxPool2d(2) right before it (after the "
+                "previous block's activation)")
+    return ("use stride=1 and down-sample with nn.MaxPool2d(2) after it (Conv2d → ReLU6 → "
+            "MaxPool2d(2))")
+
+
+def _stride2_stand_in(site, graph, target):
+    from torch import nn
+
+    g = _conv(site)
+    m = site.module
+    k = g["k"][0]
+    conv = nn.Conv2d(g["cin"], g["cout"], k, padding=k // 2, groups=m.groups,
+                     bias=m.bias is not None)
+    parts = [nn.MaxPool2d(2), conv] if _is_depthwise(g) else [conv, nn.MaxPool2d(2)]
+    return nn.Sequential(*parts).eval()
+
+
 def _padding(site, graph, target):
     g = _conv(site)
     if g is None or _same_output(g):
@@ -931,13 +970,16 @@ def _dense_input_fix(site, graph, target):
     limit = LIMITS[target]["dense_inputs"]
     conv = graph.previous_weighted(site)
     g = _conv(conv) if conv is not None else None
-    if g and g["out"] and all(v is not None for v in g["out"]):
-        area = g["out"][0] * g["out"][1]
+    if g and not g["one_d"] and g["out"] and all(v is not None for v in g["out"]):
+        area = max(1, n // g["cout"])  # positions per channel reaching the Linear
+        if not _same_output(g):  # its padding fix (also reported) enlarges the map
+            same = [-(-size // stride) for size, stride in zip(g["in"], g["s"])]
+            area = area * same[0] * same[1] // (g["out"][0] * g["out"][1])
         channels = max(1, limit // area)
         return (f"bring the Linear's {n} inputs to ≤ {limit}: give the last convolution "
-                f"({conv.name}) at most {channels} output channels ({channels} x {g['out'][0]} x "
-                f"{g['out'][1]} = {channels * area}), or add nn.MaxPool2d(2) followed by an "
-                "unpooled Conv2d before the Flatten")
+                f"({conv.name}) at most {channels} output channels ({channels} x {area} "
+                f"positions = {channels * area} features), or add nn.MaxPool2d(2) followed by "
+                "an unpooled Conv2d before the Flatten")
     return f"bring the Linear's {n} inputs to ≤ {limit} (fewer features before it)"
 
 
@@ -1187,6 +1229,9 @@ RULES: tuple[Rule, ...] = (
          "fixable", _groups, _groups_fix, patch=_safe_conv, messages=("grouped",)),
     Rule("stride", TARGETS, "convolution stride 1 or 2", "mapping", "fixable", _stride,
          _stride_fix, messages=("stride",)),
+    Rule("stride2-even", ("akida1",), "stride-2 convolutions only on odd-sized maps",
+         "conversion", "fixable", _stride2_even, _stride2_even_fix, patch=_stride2_stand_in,
+         messages=("stride (2, 2) on a",)),
     Rule("same-padding", TARGETS,
          "'same' padding (padding = k // 2); Akida 1.0's input layer also takes 'valid'",
          "mapping", "fixable", _padding, _padding_fix,
