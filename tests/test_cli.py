@@ -284,6 +284,19 @@ def test_check_reports_crashing_models_with_exit_3(tmp_path):
     assert not any(n in result.stderr + result.stdout for n in noise), result.stderr
 
 
+def test_check_and_convert_two_input_model_exit_3(tmp_path):
+    from zoo import two_inputs
+
+    path = _write_model(tmp_path, two_inputs())
+    result = run("check", path, "--input-shape", "1,16,16")
+    assert result.returncode == 3, result.stderr
+    assert "takes 2 inputs" in result.stdout
+    np.save(tmp_path / "x.npy", samples(4))
+    result = run("convert", path, "--samples", tmp_path / "x.npy", "-o", tmp_path / "x.fbz")
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr and "takes 2 inputs" in result.stdout
+
+
 def test_check_wrong_input_shape_is_a_usage_error(files):
     result = run("check", files / "good.pt", "--input-shape", "3,16,16")
     assert result.returncode == 2

@@ -34,13 +34,15 @@ def conv(cin=8, cout=8, k=3, **kw):
     return nn.Conv2d(cin, cout, k, **kw)
 
 
-def _bn_stats(model):
+def _bn_stats(model, negative=False):
     for m in model.modules():
         if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             with torch.no_grad():
                 m.running_mean.uniform_(-0.3, 0.3)
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.uniform_(0.5, 1.5)
+                if negative:
+                    m.weight[0] = -1.0
     return model.eval()
 
 
@@ -191,8 +193,12 @@ CASES = [
     Case("bounded-activation", ("akida1",),
          lambda: (net(None, [nn.MaxPool2d(2), conv(), nn.ReLU()]), S),
          lambda: (net(None, PAD_MID), S), ("nn.ReLU6()",)),
-    Case("activation", ("akida2", "akida1"),
+    Case("activation", ("akida1",),
          lambda: (net(None, [nn.MaxPool2d(2), conv(), nn.GELU()]), S),
+         lambda: (net(None, PAD_MID), S), ("nn.ReLU6()",)),
+    Case("activation", ("akida2",),  # a GELU that pools (Conv → GELU alone maps)
+         lambda: (nn.Sequential(conv(1, 8), nn.GELU(), *PAD_MID, nn.Flatten(),
+                                nn.Linear(512, 10)).eval(), S),
          lambda: (net(None, PAD_MID), S), ("nn.ReLU6()",)),
     Case("squashing-inside", ("akida2", "akida1"),
          lambda: (net(None, [nn.MaxPool2d(2), nn.Tanh(), conv(), R6()]), S),
@@ -208,12 +214,14 @@ CASES = [
          lambda: (_bn_stats(nn.Sequential(conv(1, 8), nn.BatchNorm2d(8), R6(), *PAD_MID,
                                           nn.Flatten(), nn.Linear(512, 10))), S),
          ("move the BatchNorm right after 0", "fine-tune")),
-    Case("batchnorm", ("akida2",),  # conv → pool → BN → ReLU (TEMPONet's ConvBlock)
+    Case("batchnorm", ("akida2", "akida1"),  # conv → pool → BN → ReLU, a negative BN scale
          lambda: (_bn_stats(nn.Sequential(conv(1, 8), nn.MaxPool2d(2), nn.BatchNorm2d(8), R6(),
-                                          conv(), R6(), nn.Flatten(), nn.Linear(512, 10))), S),
+                                          conv(), R6(), nn.Flatten(), nn.Linear(512, 10)),
+                            negative=True), S),
          lambda: (_bn_stats(nn.Sequential(conv(1, 8), nn.BatchNorm2d(8), nn.MaxPool2d(2), R6(),
-                                          conv(), R6(), nn.Flatten(), nn.Linear(512, 10))), S),
-         ("move the BatchNorm right after 0 (Conv2d → BN → MaxPool2d)", "exactly equivalent")),
+                                          conv(), R6(), nn.Flatten(), nn.Linear(512, 10)),
+                            negative=True), S),
+         ("move the BatchNorm right after 0 (Conv2d → BN → MaxPool2d)", "scales are negative")),
     Case("residual", ("akida1",), lambda: (PoolAfterAdd(fixed=True).eval(), S),
          lambda: (PoolAfterAdd(fixed=True, skip=False).eval(), S),
          ("drop the skip connection",)),
@@ -285,6 +293,13 @@ def test_toolchain_refuses_violation_and_accepts_fix(case, target):
     fixed, fixed_shape = case.fixed()
     ok, why = real_toolchain(fixed, fixed_shape, target)
     assert ok, f"the fix of {case.rule} does not make the model pass on {target}: {why}"
+
+
+def test_batchnorm_after_max_pool_with_positive_scales_is_fine_on_akida2():
+    model = _bn_stats(nn.Sequential(conv(1, 8), nn.MaxPool2d(2), nn.BatchNorm2d(8), R6(),
+                                    conv(), R6(), nn.Flatten(), nn.Linear(512, 10)))
+    assert not _findings(model, S, "akida2")  # QuantizeML folds it through the pooling
+    assert [f.rule.id for f in _findings(model, S, "akida1")] == ["batchnorm"]
 
 
 def test_foldable_batchnorm_fix_is_fold_batchnorm():

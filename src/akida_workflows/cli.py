@@ -147,8 +147,12 @@ def cmd_check(args) -> int:
         raise
     print(report)
     if report.mapping is not None:
-        # The same verdict as map(device, hw_only=True) on the converted model.
-        print(report.mapping.summary_line())
+        # map(device, hw_only=True) on the converted model (or on its working copy).
+        if report.stand_ins:
+            print(f"once {', '.join(report.stand_ins)} are fixed (checked with stand-ins): "
+                  f"{report.mapping.summary_line()}")
+        else:
+            print(report.mapping.summary_line())
     return EXIT_OK if report.ok else EXIT_INCOMPATIBLE
 
 

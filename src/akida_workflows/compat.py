@@ -133,15 +133,19 @@ class CompatibilityReport:
         One per module (leaf modules) and per functional operation with an
         issue, in model order.
     hw_fraction : float or None
-        Fraction of Akida compute layers in hardware, when the toolchain got
-        as far as mapping the whole model.
+        Fraction of Akida compute layers in hardware in the mapping below,
+        when the toolchain got as far as mapping the whole model.
     mapping : MapReport or None
-        The mapping of the converted working copy (with stand-ins for the
-        reported operations), when it got that far.
+        The mapping of the converted working copy, when it got that far. When
+        ``stand_ins`` is not empty it is the mapping of the model *with those
+        modules replaced*: what the model would give once they are fixed.
     rewrites : list of str
         Exact rewrites applied before checking (e.g. 1-D → 2-D lowering).
     toolchain : str
         How far the toolchain got: ``"mapped"`` or where it stopped.
+    stand_ins : list of str
+        Reported modules replaced by a shape-preserving stand-in in the
+        working copy so that the toolchain could check the rest.
     """
 
     target: str
@@ -151,6 +155,7 @@ class CompatibilityReport:
     mapping: object = None
     rewrites: list = field(default_factory=list)
     toolchain: str = ""
+    stand_ins: list = field(default_factory=list)
 
     @property
     def issues(self) -> list[CompatibilityIssue]:
@@ -404,7 +409,7 @@ class _Collector:
             f"stopped at {self.stopped[0]} ({self.stopped[1]})" if self.stopped else "not run")
         hw = mapping.hw_fraction if mapping is not None else None
         return CompatibilityReport(self.target, device, rows, hw, mapping, list(rewrites),
-                                   toolchain)
+                                   toolchain, sorted(self.patched & set(self.found)))
 
     def _verdict(self, name: str) -> CompatibilityIssue:
         kind = type(self.modules[name]).__name__

@@ -238,7 +238,6 @@ def _function_name(node) -> str:
 def _trace_fx(model, example):
     import torch
     import torch.fx
-    from torch.fx.passes.shape_prop import ShapeProp
 
     gm = torch.fx.symbolic_trace(model)
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
@@ -253,8 +252,7 @@ def _trace_fx(model, example):
             return out
 
     with torch.no_grad():
-        _Recorder(gm).run(example)
-    del ShapeProp  # shapes come from the interpreter above (handles tuples)
+        _Recorder(gm).run(example)  # records every node's output (tuples included)
     modules = dict(gm.named_modules())
     sites, index = [], {}
     for node in gm.graph.nodes:
@@ -555,14 +553,24 @@ def _recurrent(site, graph, target):
     return None
 
 
-def _recurrent_fix(site, graph, target):
+def _as_image(graph) -> str:
+    """'the 49x10 input (padded to 50x10 …)': the input seen as a one-channel image."""
     shape = graph.input_shape
-    what = f"the {shape[-2]}x{shape[-1]} (time x features) input" if len(shape) == 3 else \
-        "the (time x features) input"
-    return (f"replace the recurrence by convolutions over time: treat {what} as a one-channel "
-            "image and use Conv2d with square kernels (e.g. Conv2d(1, 16, 3, padding=1) → "
-            "ReLU6 → MaxPool2d(2) → Conv2d(16, 16, 3, padding=1) → ReLU6 → Flatten → Linear), "
-            "as keyword-spotting DS-CNNs do")
+    if len(shape) != 3:
+        return "the (time x features) input"
+    h, w = shape[-2:]
+    text = f"the {h}x{w} (time x features) input"
+    if h % 2 or w % 2:
+        text += (f", zero-padded to {h + h % 2}x{w + w % 2} so that MaxPool2d(2) sees an even "
+                 "map,")
+    return text
+
+
+def _recurrent_fix(site, graph, target):
+    return (f"replace the recurrence by convolutions over time: treat {_as_image(graph)} as a "
+            "one-channel image and use Conv2d with square kernels (e.g. Conv2d(1, 16, 3, "
+            "padding=1) → ReLU6 → MaxPool2d(2) → Conv2d(16, 16, 3, padding=1) → ReLU6 → Flatten "
+            "→ Linear), as keyword-spotting DS-CNNs do")
 
 
 def _attention(site, graph, target):
@@ -575,9 +583,10 @@ def _attention(site, graph, target):
 
 
 def _attention_fix(site, graph, target):
-    return ("replace the attention block by convolutions: treat the (tokens x features) input "
-            "as a one-channel image, use Conv2d with square kernels (or depthwise Conv2d → 1x1 "
-            "Conv2d blocks) and AdaptiveAvgPool2d(1) → Linear as the head")
+    return (f"replace the attention block by convolutions: treat {_as_image(graph)} as a "
+            "one-channel image and use Conv2d with square kernels (e.g. Conv2d(1, 16, 3, "
+            "padding=1) → ReLU6 → MaxPool2d(2) → Conv2d(16, 16, 3, padding=1) → ReLU6 → Flatten "
+            "→ Linear)")
 
 
 def _one_d(site, graph, target):
@@ -867,7 +876,8 @@ def _pool_after_conv(site, graph, target):
     p = _pool(site)
     if p is None or not p["max"]:
         return None
-    prev = graph.previous_op(site, skip=_TRANSPARENT | _CONV_TAIL)
+    prev = graph.previous_op(site, skip=_TRANSPARENT | _CONV_TAIL | _OTHER_ACTIVATIONS |
+                             _SQUASHING)  # activations have their own rules
     if prev is None:
         return "max pooling of the model input: Akida pools only the output of a convolution"
     if prev.kind not in ("Conv2d", "Conv1d"):
@@ -1037,9 +1047,22 @@ def _bounded_fix(site, graph, target):
     return "use nn.ReLU6() (or nn.Hardtanh(0, m)) instead of nn.ReLU()"
 
 
+_MAX_POOLS = {"MaxPool2d", "MaxPool1d", "max_pool2d", "max_pool1d"}
+
+
 def _other_activation(site, graph, target):
-    if site.kind in _OTHER_ACTIVATIONS:
-        return f"{site.kind}: no Akida activation of this shape"
+    if site.kind not in _OTHER_ACTIVATIONS:
+        return None
+    if target == "akida1":
+        return f"{site.kind}: Akida 1.0 has only ReLU-type activations"
+    # Akida 2.0 takes it as the activation of a Conv/Linear, but not with max pooling
+    # (measured: Conv → GELU passes; Conv → GELU → MaxPool and Conv → MaxPool → GELU fail).
+    prev = graph.previous_op(site, skip=_TRANSPARENT | {"BatchNorm1d", "BatchNorm2d"})
+    if prev is None or prev.kind not in _WEIGHTED:
+        after = prev.kind if prev is not None else "the input"
+        return f"{site.kind} after {after}: Akida 2.0 takes it only right after a Conv/Linear"
+    if any(n.kind in _MAX_POOLS for n in graph.next_ops(site)):
+        return f"{site.kind} followed by max pooling: Akida 2.0 pools only ReLU activations"
     return None
 
 
@@ -1087,8 +1110,34 @@ def _batchnorm(site, graph, target):
         return None  # folded into the Conv/Linear before it (by the exporter / the 4-bit path)
     if target == "akida1" and site.name not in graph.unfoldable:
         return None  # the Akida 1.0 path folds it (fold_batchnorm)
+    if target == "akida2" and _after_conv_through_max_pool(site, graph) and \
+            _positive_scales(site):
+        return None  # QuantizeML folds it through the max pooling (measured; scales > 0)
     where = f"after {prev.kind}" if prev is not None else "at the input"
     return f"BatchNorm {where}: only a BatchNorm right after a Conv/Linear folds away"
+
+
+def _after_conv_through_max_pool(site, graph) -> bool:
+    """Conv → MaxPool(s) → BN, with nothing else between."""
+    i = site.inputs[0] if site.inputs else -1
+    pools = 0
+    while i >= 0:
+        s = graph.sites[i]
+        if s.kind in _MAX_POOLS:
+            pools += 1
+        elif s.kind in ("Conv2d", "Conv1d"):
+            return pools > 0 and len(s.users) == 1
+        elif s.kind not in _TRANSPARENT:
+            return False
+        i = s.inputs[0] if s.inputs else -1
+    return False
+
+
+def _positive_scales(site) -> bool:
+    m = site.module
+    if m is None or m.weight is None:
+        return True
+    return bool((m.weight.detach() / (m.running_var + m.eps).sqrt() > 0).all())
 
 
 def _batchnorm_fix(site, graph, target):
@@ -1254,7 +1303,9 @@ RULES: tuple[Rule, ...] = (
     Rule("bounded-activation", ("akida1",), "bounded activations (ReLU6 / clamp)",
          "quantization", "fixable", _bounded, _bounded_fix, patch=_relu6,
          messages=("bounded activations",)),
-    Rule("activation", TARGETS, "activations: ReLU, ReLU6, clamp", "quantization", "fixable",
+    Rule("activation", TARGETS,
+         "ReLU-type activations (Akida 2.0 also others right after a Conv/Linear, unpooled)",
+         "quantization", "fixable",
          _other_activation, _other_activation_fix, patch=_relu6),
     Rule("squashing-inside", TARGETS, "Sigmoid/Tanh only as the last op", "quantization",
          "unsupported", _squashing_inside, _squashing_fix, patch=_identity),
