@@ -868,7 +868,8 @@ def _maxpool_fix(site, graph, target):
     return text
 
 
-_CONV_TAIL = {"BatchNorm1d", "BatchNorm2d", "ReLU", "ReLU6", "Hardtanh", "relu", "relu6", "hardtanh", "clamp"}
+_CONV_TAIL = {"BatchNorm1d", "BatchNorm2d", "ReLU", "ReLU6", "Hardtanh", "relu", "relu6",
+              "hardtanh", "clamp"}
 
 
 def _pool_after_conv(site, graph, target):
