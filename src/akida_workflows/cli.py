@@ -149,7 +149,9 @@ def cmd_check(args) -> int:
     if report.mapping is not None:
         # map(device, hw_only=True) on the converted model (or on its working copy).
         if report.stand_ins:
-            print(f"once {', '.join(report.stand_ins)} are fixed (checked with stand-ins): "
+            which = (", ".join(report.stand_ins) if len(report.stand_ins) <= 4
+                     else f"the {len(report.stand_ins)} modules above")
+            print(f"once {which} are fixed (checked with stand-ins): "
                   f"{report.mapping.summary_line()}")
         else:
             print(report.mapping.summary_line())
@@ -211,7 +213,10 @@ def _convert(args, work: Path) -> int:
     kind, model = _load_model_args(args)
     samples = load_samples(args.samples)
     labels = _load_labels(getattr(args, "labels", None), len(samples))
-    report = StageReport(args.model.name, missing="not measured")
+    title = args.model.name
+    if labels is not None:
+        title += f" (accuracy on the {len(labels)} given samples)"
+    report = StageReport(title, missing="not measured")
     report.add(f"input ({kind})", size_bytes=args.model.stat().st_size,
                **(_measure(model, samples, labels) if kind == "torch" else {}))
 
