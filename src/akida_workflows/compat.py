@@ -281,6 +281,7 @@ class _Collector:
         self.site_names = {s.name for s in graph.sites} if graph is not None else set()
         self.found: dict[str, CompatibilityIssue] = {}
         self.patched: set[str] = set()
+        self.tried: set[tuple[str, str]] = set()  # (key, stand-in) pairs applied or attempted
         self.removed: dict[str, str] = {}  # modules taken out of the working copy -> why
         self.stopped: tuple[str, str] | None = None  # (where, stage) of an unpatchable failure
         self.aliases: dict[str, str] = {}  # working-copy module -> the model's module
@@ -508,6 +509,9 @@ class _WorkingCopy:
 
         if action is None:
             return False
+        if isinstance(action, list):  # several operations at once (e.g. a conv and its BN)
+            done = [self.patch(other, act, col) for other, act in action]
+            return all(done)
         if isinstance(action, tuple):  # a stand-in for another operation (e.g. the Flatten before)
             other, action = action
             return self.patch(other, action, col)
@@ -837,6 +841,29 @@ def _pool_rule_after(col, key) -> str | None:
     return None
 
 
+def _action_id(action) -> str:
+    if isinstance(action, (list, tuple)):
+        return "+".join(_action_id(a[1] if isinstance(a, tuple) else a) for a in (
+            action if isinstance(action, list) else [action]))
+    return action if isinstance(action, str) else type(action).__name__
+
+
+def _next_patch(col, key, site, target):
+    """A stand-in for ``site`` not tried yet: its rule's, then a generic one."""
+    from .rules import RULES
+
+    issue = col.found.get(key)
+    candidates = []
+    for rule in RULES:
+        if issue and rule.id in issue.rule.split("+") and rule.patch is not None:
+            candidates.append(rule.patch(site, col.graph, target))
+    candidates.append(_generic_patch(site, target, col.graph))
+    for action in candidates:
+        if action is not None and (key, _action_id(action)) not in col.tried:
+            return action
+    return None
+
+
 def _run_toolchain(work: _WorkingCopy, shape, col: _Collector, samples, target, device):
     from .deploy import map_report
 
@@ -867,17 +894,13 @@ def _run_toolchain(work: _WorkingCopy, shape, col: _Collector, samples, target, 
             return mapping
         progressed = False
         for key in keys:
-            if key in col.patched:
-                continue
-            col.patched.add(key)
             for site in col.graph.named(key) if col.graph is not None else []:
-                issue = col.found.get(key)
-                from .rules import RULES
-
-                rule = next((r for r in RULES if issue and r.id in issue.rule.split("+")), None)
-                action = rule.patch(site, col.graph, target) if rule and rule.patch else None
-                action = action if action is not None else _generic_patch(site, target, col.graph)
+                action = _next_patch(col, key, site, target)
+                if action is None:
+                    continue
+                col.tried.add((key, _action_id(action)))
                 if work.patch(site, action, col):
+                    col.patched.add(key)
                     progressed = True
                     break
         if not progressed:
@@ -960,6 +983,9 @@ def check_compatibility(model, input_shape, target: str = "akida2", *,
     for finding in findings:
         if finding.rule.patch is not None and finding.site.name not in col.patched:
             action = finding.rule.patch(finding.site, graph, target)
+            if action is None:
+                continue
+            col.tried.add((finding.site.name, _action_id(action)))
             if working.patch(finding.site, action, col):
                 col.patched.add(finding.site.name)
     if samples is None:

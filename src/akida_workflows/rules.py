@@ -641,6 +641,9 @@ def _conv_fix_text(site, graph, target, k=None):
     k = k or _best_kernel(max(g["k"]), allowed)
     stride = g["s"][1] if g["one_d"] else g["s"][0]
     extra = f", stride={stride}" if stride != 1 else ""
+    if target == "akida1" and not g["one_d"] and g["s"] == (2, 2) and g["in"] is not None and \
+            any(n is not None and n % 2 == 0 for n in g["in"]):
+        extra = ", stride=1 (see the stride-2 fix)"
     return f"kernel_size={k}, padding={k // 2}{extra}"
 
 
@@ -800,22 +803,43 @@ def _stride2_even(site, graph, target):
 def _stride2_even_fix(site, graph, target):
     g = _conv(site)
     if _is_depthwise(g):
-        return ("use stride=1 and down-sample with nn.MaxPool2d(2) right before it (after the "
+        text = ("use stride=1 and down-sample with nn.MaxPool2d(2) right before it (after the "
                 "previous block's activation)")
-    return ("use stride=1 and down-sample with nn.MaxPool2d(2) after it (Conv2d → ReLU6 → "
-            "MaxPool2d(2))")
+    else:
+        text = ("use stride=1 and down-sample with nn.MaxPool2d(2) after it (Conv2d → ReLU6 → "
+                "MaxPool2d(2))")
+    h, w = g["in"]
+    if h % 2 or w % 2:
+        where = "the input (in preprocessing)" if graph.is_input_layer(site) else "this map"
+        text += (f", on an even map: zero-pad {where} from {h}x{w} to {h + h % 2}x{w + w % 2}")
+    return text
 
 
-def _stride2_stand_in(site, graph, target):
+def _stride2_stand_in(site, graph, target, k=None):
+    """Stride 1 and a 2x2 max pooling in its place (same output shape on an even map).
+
+    A depthwise conv gets the pooling before it (a separable block stays depthwise →
+    pointwise); another conv after it, with the BatchNorm that follows it moved in between
+    so that it still folds (the BatchNorm itself becomes an identity).
+    """
+    import copy
+
     from torch import nn
 
     g = _conv(site)
     m = site.module
-    k = g["k"][0]
+    k = k or (g["k"][0] if g["k"][0] == g["k"][1] and g["k"][0] % 2 else 3)
     conv = nn.Conv2d(g["cin"], g["cout"], k, padding=k // 2, groups=m.groups,
                      bias=m.bias is not None)
-    parts = [nn.MaxPool2d(2), conv] if _is_depthwise(g) else [conv, nn.MaxPool2d(2)]
-    return nn.Sequential(*parts).eval()
+    if any(n is None or n % 2 for n in g["in"] or (None,)):
+        return None  # an odd side: 2x2 pooling would not give the strided conv's shape
+    if _is_depthwise(g):
+        return nn.Sequential(nn.MaxPool2d(2), conv).eval()
+    nxt = [graph.sites[i] for i in site.users]
+    if len(nxt) == 1 and nxt[0].kind == "BatchNorm2d" and nxt[0].module is not None:
+        stand_in = nn.Sequential(conv, copy.deepcopy(nxt[0].module), nn.MaxPool2d(2)).eval()
+        return [(site, stand_in), (nxt[0], "identity")]
+    return nn.Sequential(conv, nn.MaxPool2d(2)).eval()
 
 
 def _padding(site, graph, target):
@@ -1014,9 +1038,11 @@ def _conv_before_flatten(site, graph, target):
     shape = graph.input_shape
     if prev is None or prev.kind != "Flatten" or len(shape) != 3 or prev.module is None:
         return None
-    stand_in = nn.Sequential(nn.Conv2d(shape[0], shape[0], 3, padding=1), nn.ReLU6(),
-                             nn.Flatten(prev.module.start_dim, prev.module.end_dim)).eval()
-    return (prev, stand_in)
+    c = shape[0]
+    # 8 channels first: QuantizeML's Keras path refuses a one-channel input convolution.
+    stand_in = nn.Sequential(nn.Conv2d(c, 8, 3, padding=1), nn.ReLU6(), nn.Conv2d(8, c, 1),
+                             nn.ReLU6(), nn.Flatten(prev.module.start_dim, prev.module.end_dim))
+    return (prev, stand_in.eval())
 
 
 def _bounded(site, graph, target):
@@ -1232,6 +1258,10 @@ def _safe_conv(site, graph, target):
     g = _conv(site)
     if g is None or g["one_d"] or g["s"][0] != g["s"][1] or g["s"][0] not in (1, 2):
         return None
+    if target == "akida1" and _stride2_even(site, graph, target) is not None or (
+            target == "akida1" and g["s"] == (2, 2) and g["in"] is not None
+            and all(n is not None and n % 2 == 0 for n in g["in"])):
+        return _stride2_stand_in(site, graph, target, k=3)
     groups = g["cin"] if _is_depthwise(g) and g["cout"] == g["cin"] else 1
     for k in (3, 1):
         conv = nn.Conv2d(g["cin"], g["cout"], k, stride=g["s"][0], padding=k // 2, groups=groups,
