@@ -277,7 +277,8 @@ def test_check_reports_crashing_models_with_exit_3(tmp_path):
     dilated = torch.nn.Sequential(torch.nn.Conv1d(4, 8, 3, dilation=2, padding="same"),
                                   torch.nn.ReLU(), torch.nn.Flatten(),
                                   torch.nn.Linear(8 * 64, 2)).eval()
-    result = run("check", _write_model(tmp_path, dilated), "--input-shape", "4,64")
+    result = run("check", _write_model(tmp_path, dilated), "--trust-pickle",
+                 "--input-shape", "4,64")
     assert result.returncode == 3, result.stderr
     assert "dilation" in result.stdout and "1-D" in result.stdout
     noise = ("onnxruntime", "graph(%", "Torch IR graph", "Traceback")
@@ -288,17 +289,18 @@ def test_check_and_convert_two_input_model_exit_3(tmp_path):
     from zoo import two_inputs
 
     path = _write_model(tmp_path, two_inputs())
-    result = run("check", path, "--input-shape", "1,16,16")
+    result = run("check", path, "--trust-pickle", "--input-shape", "1,16,16")
     assert result.returncode == 3, result.stderr
     assert "takes 2 inputs" in result.stdout
     np.save(tmp_path / "x.npy", samples(4))
-    result = run("convert", path, "--samples", tmp_path / "x.npy", "-o", tmp_path / "x.fbz")
+    result = run("convert", path, "--trust-pickle", "--samples", tmp_path / "x.npy",
+                 "-o", tmp_path / "x.fbz")
     assert result.returncode == 3, result.stderr
     assert "Traceback" not in result.stderr and "takes 2 inputs" in result.stdout
 
 
 def test_check_wrong_input_shape_is_a_usage_error(files):
-    result = run("check", files / "good.pt", "--input-shape", "3,16,16")
+    result = run("check", files / "good_ts.pt", "--input-shape", "3,16,16")
     assert result.returncode == 2
     assert "does not run on an input of shape" in result.stderr and "--input-shape" in result.stderr
 
@@ -372,16 +374,16 @@ def test_check_convert_info_agree_with_hw_only_mapping(name, target, tmp_path, c
     monkeypatch.setattr(compat, "check_compatibility",
                         lambda *a, **k: zoo_report(name, target))
     path = _write_model(tmp_path, model)
-    code = main(["check", str(path), "--input-shape", ",".join(map(str, shape)),
-                 "--target", target])
+    code = main(["check", str(path), "--trust-pickle", "--input-shape",
+                 ",".join(map(str, shape)), "--target", target])
     out = capsys.readouterr()
     assert code == (0 if judge else 3), out.out
     # convert + info: the printed share and "fits entirely" are the mapper's verdict.
     x = np.random.default_rng(0).uniform(-1, 1, (8, *shape)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     fbz = tmp_path / "m.fbz"
-    code = main(["convert", str(path), "--samples", str(tmp_path / "x.npy"), "--target", target,
-                 "-o", str(fbz)])
+    code = main(["convert", str(path), "--trust-pickle", "--samples", str(tmp_path / "x.npy"),
+                 "--target", target, "-o", str(fbz)])
     out = capsys.readouterr()
     if akida_model is None:
         assert code in (2, 3), out.err  # 2: samples the CLI refuses (N x C x L), 3: report
