@@ -123,6 +123,22 @@ def _failed(report, stage: str, exc: Exception, seconds: float | None = None) ->
     print(report)
 
 
+def _import_toolchain() -> None:
+    """Import the toolchain before the long steps start, quietly and in one place.
+
+    An interruption (Ctrl-C) then never lands in the middle of an import, which
+    would leave a half-initialised module behind and turn the interruption into
+    a confusing import error instead of exit code 130.
+    """
+    from ._quiet import import_toolchain, quiet_toolchain_logs
+
+    import_toolchain()
+    with quiet_toolchain_logs():
+        import cnn2snn  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import quantizeml.models  # noqa: F401
+
+
 def _quiet():
     """Toolchain calls without ONNX Runtime / TensorFlow / TorchScript log lines."""
     from ._quiet import quiet_toolchain_logs
@@ -213,6 +229,7 @@ def _convert(args, work: Path) -> int:
     kind, model = _load_model_args(args)
     samples = load_samples(args.samples)
     labels = _load_labels(getattr(args, "labels", None), len(samples))
+    _import_toolchain()
     title = args.model.name
     if labels is not None:
         title += f" (accuracy on the {len(labels)} given samples)"

@@ -219,10 +219,15 @@ class CompatibilityReport:
 # ------------------------------------------------------------------------- helpers
 
 
+def _type_name(module) -> str:
+    """The module's class name (a TorchScript module keeps it as ``original_name``)."""
+    return getattr(module, "original_name", None) or type(module).__name__
+
+
 def _leaf_modules(model):
     """Leaf modules, with recurrent/attention blocks reported as one unit."""
     units = [n for n, m in model.named_modules()
-             if n and type(m).__name__ in _RECURRENT + _ATTENTION]
+             if n and _type_name(m) in _RECURRENT + _ATTENTION]
     out = []
     for n, m in model.named_modules():
         if not n or any(n.startswith(u + ".") for u in units):
@@ -291,7 +296,7 @@ class _Collector:
     # ------------------------------------------------------------ naming
     def _kind(self, key: str) -> str:
         if key in self.modules:
-            return type(self.modules[key]).__name__
+            return _type_name(self.modules[key])
         sites = self.graph.named(key) if self.graph is not None else []
         return sites[0].kind if sites else _op_of(key)
 
@@ -413,7 +418,7 @@ class _Collector:
                                    toolchain, sorted(self.patched & set(self.found)))
 
     def _verdict(self, name: str) -> CompatibilityIssue:
-        kind = type(self.modules[name]).__name__
+        kind = _type_name(self.modules[name])
         if name in self.removed:
             return CompatibilityIssue(name, kind, _NOT_REACHED, "", self.removed[name],
                                       "fix the issues above and check again")

@@ -364,6 +364,12 @@ def trace_graph(model, input_shape) -> ModelGraph:
     if n_inputs != 1:
         return ModelGraph([], tuple(input_shape), traced=True, gm=gm, n_inputs=n_inputs)
     if sites is None:
+        if isinstance(model, torch.jit.ScriptModule):
+            # Compiled TorchScript: neither torch.fx nor hooks see its layers. The rules
+            # have nothing to read; the toolchain still judges it.
+            with torch.no_grad():
+                model(example)
+            return ModelGraph([], tuple(input_shape), traced=False)
         return ModelGraph(_trace_hooks(model, example), tuple(input_shape), traced=False)
     return ModelGraph(sites, tuple(input_shape), traced=True, gm=gm)
 
