@@ -165,15 +165,22 @@ def test_two_inputs_is_a_report_not_a_crash():
     assert not report.ok
 
 
-@pytest.mark.parametrize("target", ["akida2", "akida1"])
-def test_dilated_conv1d_is_a_report_not_a_crash(target):
+@pytest.mark.slow
+def test_dilated_conv1d_is_lowered_then_reported_not_a_crash():
+    # 1-D models are checked as their exact 2-D form (lowering.prepare); the dilated
+    # kernel becomes a zero-filled 5x5 one. Past the target's limits: every limit at once.
     model = nn.Sequential(nn.Conv1d(4, 8, 3, dilation=2, padding="same"), nn.ReLU6(),
-                          nn.Flatten(), nn.Linear(8 * 64, 2)).eval()
-    report = check_compatibility(model, (4, 64), target)
+                          nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(8, 2)).eval()
+    with pytest.raises(IncompatibleModelError) as info:
+        check_compatibility(model, (4, 64), "akida2")
+    message = str(info.value)
+    assert "4 channels" in message and "320 positions" in message and "Fix:" in message
+    report = check_compatibility(model, (4, 64), "akida1")
+    assert "lowered to their exact 2-D form (5 rows)" in str(report)
     rows = {r.module: r for r in report.rows}
-    assert rows["0"].status == "fixable"
-    assert {"one-d", "dilation", "input-channels"} <= set(rows["0"].rule.split("+"))
-    assert rows["3"].status == "not reached"
+    assert rows["0"].kind == "Conv2d" and rows["0"].status == "fixable"
+    assert "input-channels" in rows["0"].rule and rows["0"].fix
+    assert rows["4"].status == "not reached" and not report.ok
 
 
 def test_mlp_quantization_failure_names_its_cause(tmp_path):

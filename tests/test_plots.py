@@ -61,3 +61,129 @@ def test_training_curve():
     hist = TrainHistory(loss=[1.0, 0.5], accuracy=[0.5, 0.9])
     fig = training_curve({"cnn": hist})
     assert list(fig.axes[1].lines[0].get_ydata()) == [50.0, 90.0]
+
+
+# --- plot_mapping ---------------------------------------------------------------------------
+
+from dataclasses import dataclass  # noqa: E402
+
+from matplotlib.patches import FancyBboxPatch  # noqa: E402
+
+from akida_workflows.deploy import LayerMapping, MapReport  # noqa: E402
+from akida_workflows.plots import MAPPING_COLORS, mapping_figure, plot_mapping  # noqa: E402
+
+PADDING_REASON = "Only padding 'Same' and 'SameUpper' are supported."
+LONG_REASON = ("Bad mapping on skip connection. No valid merge layer. Add layer requires an "
+               "outbound that is mappable on a CNP. " * 3)
+
+
+def _report(n_compute=4, software=(1,), reason=PADDING_REASON, device="SixNodesIPv2"):
+    layers = [LayerMapping("quantize", "Quantizer", "software", "", "", False)]
+    for i in range(n_compute):
+        sw = i in software
+        layers.append(LayerMapping(
+            f"/{2 * i}/Conv", "InputConv2D" if i == 0 else "Conv2D",
+            "software" if sw else "hardware", "" if sw else ("1 HRC" if i == 0 else f"{i} CNP1"),
+            reason if sw else "", True))
+    layers.append(LayerMapping("dequantizer", "Dequantizer", "hardware", "", "", False))
+    return MapReport(device=device, layers=layers, np_counts={"CNP1": 3})
+
+
+def _boxes(ax):
+    return [p for p in ax.patches if isinstance(p, FancyBboxPatch)]
+
+
+def _texts(ax):
+    return [t.get_text() for t in ax.texts]
+
+
+def test_plot_mapping_one_box_per_layer_coloured_by_backend():
+    report = _report(4, software=(1,))
+    ax = plot_mapping(report, title="model")
+    boxes = _boxes(ax)
+    assert len(boxes) == len(report.layers)
+    kinds = ["none", "hardware", "software", "hardware", "hardware", "none"]
+    for box, kind in zip(boxes, kinds):
+        assert matplotlib.colors.same_color(box.get_facecolor(), MAPPING_COLORS[kind][0])
+    texts = _texts(ax)
+    assert "1 HRC" in texts and "2 CNP1" in texts and "in software" in texts
+    assert any("Only padding 'Same'" in t for t in texts)
+    assert report.summary_line() in texts and "model" in texts
+    # Boxes run left to right along the data flow, on one row for six layers.
+    xs = [b.get_x() for b in boxes]
+    assert xs == sorted(xs) and len({b.get_y() for b in boxes}) == 1
+
+
+def test_plot_mapping_labels_fit_inside_their_boxes():
+    report = _report(6, software=(1, 4), reason=LONG_REASON)
+    report.layers[2].name = "/features/features.3/block/conv_with_a_very_long_name/Conv"
+    ax = plot_mapping(report)
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [b.get_window_extent(renderer) for b in _boxes(ax)]
+    for text in ax.texts:
+        if not text.get_text() or text.get_text() == report.summary_line():
+            continue
+        extent = text.get_window_extent(renderer)
+        assert any(b.x0 <= extent.x0 and extent.x1 <= b.x1 and b.y0 <= extent.y0
+                   and extent.y1 <= b.y1 for b in boxes), text.get_text()
+    # The long reason is cut with an ellipsis, not spilled out of the box.
+    assert any(t.endswith("…") for t in _texts(ax))
+
+
+def test_plot_mapping_wraps_forty_layers_into_rows():
+    small, large = _report(3), _report(40, software=(5, 17))
+    ax_small, ax_large = plot_mapping(small), plot_mapping(large)
+    rows = {round(b.get_y(), 3) for b in _boxes(ax_large)}
+    assert len(rows) >= 6
+    # Same width, taller figure; boxes keep their size (readable whatever the model).
+    assert ax_large.figure.get_figwidth() <= 10.0
+    assert ax_large.figure.get_figheight() > 3 * ax_small.figure.get_figheight()
+    widths = {round(b.get_width(), 3) for b in _boxes(ax_large)}
+    assert widths == {round(b.get_width(), 3) for b in _boxes(ax_small)}
+
+
+def test_plot_mapping_draws_into_a_given_axes():
+    fig, ax = plt.subplots(figsize=(6, 4))
+    assert plot_mapping(_report(4), ax=ax, legend=False) is ax
+    assert ax.get_legend() is None
+    # A 6-inch axes holds fewer boxes per row than the default 10-inch figure.
+    assert len({round(b.get_y(), 3) for b in _boxes(ax)}) == 2
+
+
+def test_plot_mapping_reads_layers_with_extra_fields():
+    @dataclass
+    class NotedMapping(LayerMapping):
+        note: str = ""
+
+    layers = [
+        NotedMapping("conv", "Conv2D", "hardware", "4 CNP1", "", True),
+        NotedMapping("add", "Add", "hardware", "", "", True, note="no NP needed"),
+        NotedMapping("dense", "Dense1D", "software", "", "too wide", True, note="x"),
+    ]
+    ax = plot_mapping(MapReport(device="AKD1000", layers=layers))
+    texts = _texts(ax)
+    assert "no NP needed" in texts and "too wide" in texts
+    assert [matplotlib.colors.to_hex(b.get_facecolor()) for b in _boxes(ax)] == [
+        MAPPING_COLORS["hardware"][0], MAPPING_COLORS["hardware"][0],
+        MAPPING_COLORS["software"][0]]
+
+
+def test_plot_mapping_refuses_an_empty_report():
+    with pytest.raises(ValueError, match="no layers"):
+        plot_mapping(MapReport(device="AKD1000"))
+
+
+def test_mapping_figure_stacks_models():
+    fig = mapping_figure({"BrainChip's CNN": _report(4, software=(0, 1, 2)),
+                          "ours": _report(5, software=())}, title="two models")
+    assert len(fig.axes) == 2
+    assert [t for t in _texts(fig.axes[0]) if t == "BrainChip's CNN"]
+    assert fig.axes[0].get_legend() is None and fig.axes[1].get_legend() is not None
+    assert fig.axes[0].get_position().y0 > fig.axes[1].get_position().y1
+
+
+def test_plot_mapping_keeps_short_labels():
+    layers = [LayerMapping("a", "Add", "software", "", "why", True)]
+    assert {"a", "Add", "in software", "why"} <= set(_texts(plot_mapping(MapReport("X", layers))))

@@ -496,7 +496,8 @@ def convert_model(model, input_shape, target, *, samples=None, n: int = 16):
     """The toolchain, strictly (no stand-ins): ``(akida_model, "")`` or ``(None, why)``.
 
     Akida 2.0: export → quantize_onnx → to_akida. Akida 1.0: fold_batchnorm(strict) →
-    to_keras → quantize_4bit → convert_keras.
+    to_keras → quantize_4bit → convert_keras. A 1-D model is lowered first to its exact
+    2-D form (``lowering.prepare``, as the CLI does); a refusal there is the verdict.
     """
     import contextlib
     import io
@@ -513,6 +514,10 @@ def convert_model(model, input_shape, target, *, samples=None, n: int = 16):
     try:
         with quiet_toolchain_logs(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
+            from akida_workflows.lowering import prepare, prepare_samples
+
+            model, input_shape = prepare(model, input_shape, target)
+            samples = prepare_samples(samples, input_shape)
             if target == "akida2":
                 from akida_workflows.convert import quantize_onnx, to_akida
                 from akida_workflows.export import export_onnx
@@ -531,7 +536,8 @@ def convert_model(model, input_shape, target, *, samples=None, n: int = 16):
 
             folded = fold_batchnorm(model, strict=True)
             keras_model = to_keras(folded, input_shape)
-            return convert_keras(quantize_4bit(keras_model, to_nhwc(samples))), ""
+            return convert_keras(quantize_4bit(keras_model,
+                                               to_nhwc(samples, flip=keras_model))), ""
     except Exception as exc:
         return None, f"{type(exc).__name__}: {exc}"
 

@@ -1,7 +1,8 @@
 """akida-workflows: take a trained PyTorch model onto BrainChip's Akida processor.
 
 One module per pipeline stage: :mod:`~akida_workflows.datasets`, :mod:`~akida_workflows.loading`,
-:mod:`~akida_workflows.training`, :mod:`~akida_workflows.export`,
+:mod:`~akida_workflows.training`, :mod:`~akida_workflows.lowering` (1-D models to their
+exact 2-D form), :mod:`~akida_workflows.export`,
 :mod:`~akida_workflows.convert`, :mod:`~akida_workflows.evaluate`,
 :mod:`~akida_workflows.deploy`, :mod:`~akida_workflows.plots`.
 Heavy dependencies (torch, tensorflow via QuantizeML, akida) are imported only

@@ -107,8 +107,9 @@ def load_samples(path: Path):
         samples = load(path)
     except DatasetError as exc:
         raise UsageError(str(exc)) from None
-    if samples.ndim != 4:
-        raise UsageError(f"{path}: samples must be a 4-D NCHW batch, got shape {samples.shape}")
+    if samples.ndim not in (3, 4):
+        raise UsageError(f"{path}: samples must be a 4-D NCHW batch (or (N, C, L) signals for a "
+                         f"1-D model), got shape {samples.shape}")
     return samples
 
 
@@ -216,6 +217,7 @@ def _convert(args, work: Path) -> int:
     import onnx
     import torch
 
+    from . import lowering
     from .compat import check_compatibility
     from .deploy import map_report, save
     from .evaluate import StageReport
@@ -236,6 +238,16 @@ def _convert(args, work: Path) -> int:
     report = StageReport(title, missing="not measured")
     report.add(f"input ({kind})", size_bytes=args.model.stat().st_size,
                **(_measure(model, samples, labels) if kind == "torch" else {}))
+    # 1-D models (akida_workflows.lowering): lowered to their exact 2-D form, samples lifted.
+    original, signals = model, samples
+    if samples.ndim == 3:
+        if kind != "torch" or not lowering.is_1d(model):
+            raise UsageError(f"{args.samples}: samples must be a 4-D NCHW batch for this model, "
+                             f"got shape {samples.shape}; (N, C, L) signals go with a 1-D "
+                             "PyTorch model (Conv1d layers), not ONNX")
+        with _quiet():
+            model, shape = lowering.prepare(model, samples.shape[1:], args.target)
+        samples = lowering.prepare_samples(samples, shape)
 
     def incompatible(target, stage, exc):
         """Print the compatibility report; the failure becomes an incompatibility (exit 3)."""
@@ -244,8 +256,8 @@ def _convert(args, work: Path) -> int:
         if kind == "torch":
             _progress("checking every module to explain the failure...")
             try:
-                print(check_compatibility(model, samples.shape[1:], target,
-                                          samples=samples[:64]))
+                print(check_compatibility(original, signals.shape[1:], target,
+                                          samples=signals[:64]))
             except AkidaWorkflowError as check_exc:
                 _progress(f"(no compatibility report: {check_exc})")
         if isinstance(exc, (IncompatibleModelError, UsageError)):
@@ -303,7 +315,7 @@ def _convert(args, work: Path) -> int:
                 keras_model = to_keras(model, samples.shape[1:])
             _progress(f"quantizing to 4 bits with QuantizeML on {len(samples)} samples...")
             with _quiet():
-                quantized = quantize_4bit(keras_model, to_nhwc(samples))
+                quantized = quantize_4bit(keras_model, to_nhwc(samples, flip=keras_model))
             report.add("Keras, quantized (4-bit)", seconds=time.perf_counter() - start)
             start = time.perf_counter()
             with _quiet():
@@ -311,7 +323,8 @@ def _convert(args, work: Path) -> int:
         except Exception as exc:
             _failed(report, "Akida 1.0 4-bit (.fbz)", exc, time.perf_counter() - start)
             raise incompatible("akida1", "conversion", exc) from exc
-        device, x = "AKD1000", np.ascontiguousarray(np.transpose(samples, (0, 2, 3, 1)))
+        # flipped if the model takes it so (stride-2 padding=1 route)
+        device, x = "AKD1000", np.ascontiguousarray(to_nhwc(samples, flip=akida_model))
     convert_seconds = time.perf_counter() - start
     _progress(f"mapping on a virtual {device}...")
     mapping = map_report(akida_model, device)
@@ -407,7 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=MODEL_FORMS, formatter_class=_HelpFormatter)
     _add_model_arguments(p, "the PyTorch model: TorchScript file")
     p.add_argument("--input-shape", type=_shape, required=True, metavar="C,H,W",
-                   help="channel-first input shape, e.g. 1,28,28")
+                   help="channel-first input shape, e.g. 1,28,28; C,L for a 1-D (Conv1d) "
+                        "model, e.g. 1,140")
     p.add_argument("--target", choices=["akida2", "akida1"], default="akida2")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
@@ -421,7 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=MODEL_FORMS, formatter_class=_HelpFormatter)
     _add_model_arguments(p, "the model: .onnx or TorchScript file")
     p.add_argument("--samples", type=Path, required=True,
-                   help="calibration inputs: a .npy float array, NCHW, preprocessed")
+                   help="calibration inputs: a .npy float array, NCHW, preprocessed "
+                        "((N, C, L) signals for a 1-D model)")
     p.add_argument("--target", choices=["akida2", "akida1"], default="akida2")
     p.add_argument("--bits", type=int, choices=[8, 4], default=None,
                    help="8 for akida2 (default), 4 for akida1 (default)")

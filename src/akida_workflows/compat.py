@@ -463,16 +463,28 @@ class _Prepared:
     rewrites: list = field(default_factory=list)
 
 
-def _prepare(model, input_shape) -> _Prepared:
+def _prepare(model, input_shape, target: str | None = None) -> _Prepared:
     """A copy of ``model`` in eval mode, after the exact rewrites the conversion applies.
 
     This is the one place where model rewrites that keep the numerics (e.g.
     lowering 1-D layers to their exact 2-D form) run before the rules and the
     toolchain see the model; each rewrite that changed something is named in
     ``rewrites`` and shown in the report. ``input_shape`` is returned as the
-    rewritten model takes it (a ``(C, L)`` signal may become ``(C, H, L)``).
+    rewritten model takes it (a ``(C, L)`` signal becomes ``(C, rows, L)``).
+    A 1-D model without an exact 2-D form, or past ``target``'s limits once
+    lowered, raises :class:`~akida_workflows.errors.IncompatibleModelError`
+    with the fix (:func:`akida_workflows.lowering.prepare`).
     """
-    return _Prepared(copy.deepcopy(model).eval(), tuple(input_shape), [])
+    from .lowering import is_1d, prepare
+
+    work = copy.deepcopy(model).eval()
+    shape = tuple(input_shape)
+    if not is_1d(work):
+        return _Prepared(work, shape, [])
+    with _quiet_logs():
+        lowered, shape = prepare(work, shape, target)
+    return _Prepared(lowered, tuple(shape),
+                     [f"1-D layers lowered to their exact 2-D form ({shape[1]} rows)"])
 
 
 # ------------------------------------------------------------------ working copy
@@ -761,7 +773,8 @@ def _check_akida1(model, input_shape, col: _Collector, samples):
             "model", "conversion", message, kind="model", status="unsupported",
             fix=_GENERIC_FIX)], "conversion"
     try:
-        quantized = quantize_4bit(keras_model, to_nhwc(samples), akida_version="v1")
+        quantized = quantize_4bit(keras_model, to_nhwc(samples, flip=keras_model),
+                                  akida_version="v1")
     except Exception as exc:
         if not isinstance(exc, IncompatibleModelError):
             return None, [_first_unpatched_finding(col) or col.add_toolchain(
@@ -927,11 +940,14 @@ def check_compatibility(model, input_shape, target: str = "akida2", *,
     model : torch.nn.Module
         Not modified (a copy in eval mode is checked).
     input_shape : tuple of int
-        Channel-first input shape without batch, e.g. ``(1, 28, 28)``.
+        Channel-first input shape without batch, e.g. ``(1, 28, 28)``; ``(C, L)``
+        for a 1-D model, which is checked as its exact 2-D form
+        (:func:`akida_workflows.lowering.prepare`).
     target : {"akida2", "akida1"}, default "akida2"
     samples : numpy.ndarray, optional
-        Calibration inputs (float, channel-first). Random values in [-1, 1] by
-        default: enough for a verdict on compatibility, not for accuracy.
+        Calibration inputs (float NCHW, or ``(N, C, L)`` for a 1-D model).
+        Random values in [-1, 1] by default: enough for a verdict on
+        compatibility, not for accuracy.
     seed : int, default 0
 
     Returns
@@ -946,7 +962,9 @@ def check_compatibility(model, input_shape, target: str = "akida2", *,
     ------
     AkidaWorkflowError
         Unknown target, invalid ``input_shape``, or a model that does not run
-        on an input of that shape (the message says why).
+        on an input of that shape (the message says why); a 1-D model that has
+        no exact 2-D form or exceeds the target's limits
+        (:class:`~akida_workflows.errors.IncompatibleModelError`, with the fix).
     """
     import torch
 
@@ -961,8 +979,12 @@ def check_compatibility(model, input_shape, target: str = "akida2", *,
     if len(shape) < 1 or min(shape) < 1:
         raise AkidaWorkflowError(f"invalid input_shape {input_shape}")
     device = TARGETS[target][1]
-    prepared = _prepare(model, shape)
+    prepared = _prepare(model, shape, target)
     work, shape = prepared.model, prepared.input_shape
+    if samples is not None:
+        from .lowering import prepare_samples
+
+        samples = prepare_samples(samples, shape)
     torch.manual_seed(seed)
     try:
         with _quiet_logs():

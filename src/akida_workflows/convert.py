@@ -176,6 +176,11 @@ def _check_sample_values(x: np.ndarray) -> np.ndarray:
 
 def _check_samples(samples, shape: tuple[int | None, ...]) -> np.ndarray:
     x = _check_sample_dtype(samples, "e.g. akida_workflows.datasets.preprocess(images)")
+    if x.ndim == 3 and len(shape) == 4 and shape[2] and (x.shape[1], x.shape[2]) == (
+            shape[1], shape[3]):  # (N, C, L) signals for a model lowered from 1-D
+        from .lowering import lift_1d
+
+        x = lift_1d(x, shape[2])
     if x.ndim != len(shape):
         raise IncompatibleModelError(
             f"calibration samples have shape {x.shape}; the model input is {shape} "
@@ -266,7 +271,8 @@ def quantize_onnx(
     onnx_model : onnx.ModelProto, path or OnnxExport
         A float ONNX model with one NCHW input.
     samples : numpy.ndarray
-        Float calibration inputs, NCHW, preprocessed exactly as for training.
+        Float calibration inputs, NCHW, preprocessed exactly as for training
+        (``(N, C, L)`` signals for a model lowered from 1-D are lifted here).
     num_samples : int, optional
         How many samples to calibrate on (default: all of ``samples``).
     batch_size : int, optional

@@ -1,4 +1,4 @@
-"""MNIST and Fashion-MNIST, from local IDX files, a checksummed download, or offline.
+"""MNIST, Fashion-MNIST and UCR time series, from local files, a download, or offline.
 
 :func:`load_mnist` looks for data in this order:
 
@@ -11,6 +11,12 @@
    (``source="embedded-train+idx-test"``); otherwise the embedded digits are
    shuffled with a fixed seed and split 4 000 / 1 000 (``"embedded-subset"``).
 
+:func:`load_timeseries` does the same for the UCR/UEA time-series archive
+(ECG5000 by default) with sktime's ``.ts`` reader: cached files, sktime's
+bundled sets, a download of the archive's zip, or offline a real set sktime
+bundles. :func:`resample_signals` and :func:`window_signals` bring signals
+longer than the hardware takes down to size.
+
 The returned :class:`Dataset` always says which data it holds (``source`` and
 ``description``), so a result is never reported against the wrong data.
 """
@@ -22,6 +28,7 @@ import hashlib
 import os
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import warnings
 import zlib
@@ -47,6 +54,13 @@ __all__ = [
     "load_fashion_mnist",
     "preprocess",
     "to_torch_loaders",
+    "UCR_MIRRORS",
+    "UCR_SETS",
+    "OFFLINE_TIMESERIES",
+    "bundled_timeseries",
+    "load_timeseries",
+    "resample_signals",
+    "window_signals",
 ]
 
 #: Canonical MNIST file names (without ``.gz``) and the MD5 of their ``.gz`` form.
@@ -92,7 +106,7 @@ _DOWNLOAD_TIMEOUT = 10.0
 
 
 class OfflineDataWarning(UserWarning):
-    """Warns that a loader fell back to the embedded MNIST digits."""
+    """Warns that a loader fell back to offline data (embedded digits, a bundled series set)."""
 
 
 @dataclass
@@ -102,14 +116,16 @@ class Dataset:
     Attributes
     ----------
     name : str
-        ``"mnist"`` or ``"fashion-mnist"``.
+        ``"mnist"``, ``"fashion-mnist"`` or a UCR/UEA set name (``"ECG5000"``).
     x_train, x_test : numpy.ndarray
-        ``uint8`` images of shape ``(N, 28, 28)``.
+        ``uint8`` images of shape ``(N, 28, 28)``, or for time series ``float32``
+        signals of shape ``(N, C, L)``.
     y_train, y_test : numpy.ndarray
         ``int64`` labels of shape ``(N,)``.
     source : str
         ``"idx-cache"``, ``"download"``, ``"embedded-subset"`` or
-        ``"embedded-train+idx-test"``.
+        ``"embedded-train+idx-test"``; for time series ``"ts-cache"``,
+        ``"download"``, ``"bundled"`` or ``"bundled-fallback"``.
     description : str
         One human-readable sentence saying which data this is.
     classes : tuple of str
@@ -624,8 +640,9 @@ def to_torch_loaders(
     Returns
     -------
     (torch.utils.data.DataLoader, torch.utils.data.DataLoader)
-        ``(train_loader, test_loader)`` yielding ``(float32 NCHW tensor, int64 labels)``;
-        the train loader shuffles, the test loader does not.
+        ``(train_loader, test_loader)`` yielding ``(float32 NCHW tensor, int64 labels)``
+        (``(N, C, L)`` for time series, unchanged); the train loader shuffles, the
+        test loader does not.
     """
     import torch
     from torch.utils.data import DataLoader, TensorDataset
@@ -634,7 +651,9 @@ def to_torch_loaders(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 
     def make(x, y, shuffle):
-        tensors = TensorDataset(torch.from_numpy(preprocess(x, normalize)), torch.from_numpy(y))
+        # Images are scaled from uint8; float signals (load_timeseries) are used as they are.
+        x = preprocess(x, normalize) if x.dtype == np.uint8 else np.asarray(x, np.float32)
+        tensors = TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
         generator = torch.Generator().manual_seed(seed) if shuffle else None
         return DataLoader(tensors, batch_size=batch_size, shuffle=shuffle, generator=generator)
 
@@ -643,3 +662,403 @@ def to_torch_loaders(
         make(dataset.x_test, dataset.y_test, False),
     )
 
+
+
+# ------------------------------------------------------------------- time series
+
+#: Where the UCR/UEA archive serves ``<name>.zip`` (the mirrors sktime's loader uses).
+UCR_MIRRORS: list[str] = [
+    "https://timeseriesclassification.com/aeon-toolkit",
+    "https://github.com/sktime/sktime-datasets/raw/main/TSC",
+]
+
+
+@dataclass(frozen=True)
+class _SeriesSet:
+    train: int
+    test: int
+    length: int  # 0: unequal lengths
+    classes: int
+    channels: int
+    about: str
+    names: tuple[str, ...] = ()  # class names, in the archive's label order
+
+
+#: Known UCR/UEA sets: sizes checked after every load (a wrong or truncated file fails).
+UCR_SETS: dict[str, _SeriesSet] = {
+    "ECG5000": _SeriesSet(500, 4500, 140, 5, 1, "heartbeats from one 20-hour ECG (BIDMC "
+                          "congestive heart failure database): normal and four anomalies",
+                          ("normal", "R-on-T PVC", "PVC", "SP or EB", "unclassified")),
+    "OSULeaf": _SeriesSet(200, 242, 427, 6, 1, "outlines of six maple and oak leaf species "
+                          "traced into 1-D series"),
+    "PLAID": _SeriesSet(537, 537, 0, 11, 1, "current drawn by 11 appliance types (plug load "
+                        "sensor), unequal lengths"),
+    "GunPoint": _SeriesSet(50, 150, 150, 2, 1, "hand position of an actor drawing a gun or "
+                           "pointing (motion tracking)"),
+    "ItalyPowerDemand": _SeriesSet(67, 1029, 24, 2, 1, "daily electrical power demand in "
+                                   "Italy, winter vs summer days"),
+    "ArrowHead": _SeriesSet(36, 175, 251, 3, 1, "outlines of three arrowhead types"),
+    "ACSF1": _SeriesSet(100, 100, 1460, 10, 1, "power consumption of 10 appliance types"),
+    "BasicMotions": _SeriesSet(40, 40, 100, 4, 6, "accelerometer and gyroscope of four "
+                               "activities"),
+}
+
+#: The real set used when a time-series download is impossible: OSULeaf, the bundled UCR
+#: set with the most training series per class among the equal-length ones that have a
+#: published CNN baseline (ResNet 97.9 %, FCN 98.3 %; Ismail Fawaz et al., IJCNN 2019).
+OFFLINE_TIMESERIES = "OSULeaf"
+_UCR_TIMEOUT = 30.0
+
+
+def _sktime_data_dir() -> Path:
+    try:
+        import sktime
+    except ImportError as exc:
+        raise DatasetError(
+            "time series are read with sktime: pip install sktime (or akida-workflows[timeseries])"
+        ) from exc
+    return Path(sktime.__file__).parent / "datasets" / "data"
+
+
+def bundled_timeseries() -> list[str]:
+    """Names of the UCR/UEA classification sets that sktime ships (usable offline).
+
+    Returns
+    -------
+    list of str
+        e.g. ``["ACSF1", "ArrowHead", "BasicMotions", "GunPoint", …]``.
+    """
+    root = _sktime_data_dir()
+    return sorted(d.name for d in root.iterdir()
+                  if (d / f"{d.name}_TRAIN.ts").is_file() and (d / f"{d.name}_TEST.ts").is_file())
+
+
+def _ts_pair(directory: Path, name: str) -> tuple[Path, Path] | None:
+    pair = (directory / f"{name}_TRAIN.ts", directory / f"{name}_TEST.ts")
+    return pair if all(p.is_file() for p in pair) else None
+
+
+def _read_ts(path: Path, length: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(float32 (N, C, L) signals, str labels) from a ``.ts`` file, via sktime."""
+    _sktime_data_dir()
+    from sktime.datasets import load_from_tsfile
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            x, y = load_from_tsfile(str(path), return_data_type="nested_univ")
+    except Exception as exc:
+        raise DatasetError(
+            f"{path.name}: not a readable .ts file ({type(exc).__name__}: {exc}). "
+            "Delete it and load again to re-download it.") from exc
+    series = [[np.asarray(x.iloc[i, j], dtype=np.float64) for j in range(x.shape[1])]
+              for i in range(x.shape[0])]
+    lengths = {len(s) for case in series for s in case}
+    if not series or 0 in lengths:
+        raise DatasetError(f"{path.name}: no series, or empty series")
+    if length is None and len(lengths) > 1:
+        length = int(np.median([len(case[0]) for case in series]))
+
+    def fixed(case):  # the C channels of one series, as a (C, L) array
+        if length is None:
+            return np.stack(case)
+        return np.stack([resample_signals(s[None, None], length)[0, 0] for s in case])
+
+    out = np.stack([fixed(case) for case in series])
+    if not np.isfinite(out).all():
+        raise DatasetError(f"{path.name}: the series hold NaN/inf (missing values are not supported)")
+    return out.astype(np.float32), np.asarray(y).astype(str)
+
+
+def _label_codes(y_train, y_test) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    names = sorted({str(v) for v in (*y_train, *y_test)})
+    try:
+        names = sorted(names, key=float)
+    except ValueError:
+        pass
+    index = {n: i for i, n in enumerate(names)}
+    return (np.array([index[v] for v in y_train], dtype=np.int64),
+            np.array([index[v] for v in y_test], dtype=np.int64), tuple(names))
+
+
+def _series_dataset(name, pair, source, where, length) -> Dataset:
+    x_train, y_train = _read_ts(pair[0], length)
+    x_test, y_test = _read_ts(pair[1], length if length is not None else x_train.shape[-1]
+                              if x_train.ndim == 3 else None)
+    spec = UCR_SETS.get(name)
+    if spec is not None:
+        got = (len(y_train), len(y_test), len(set(y_train) | set(y_test)), x_train.shape[1])
+        want = (spec.train, spec.test, spec.classes, spec.channels)
+        if got != want or (spec.length and length is None and x_train.shape[-1] != spec.length):
+            raise DatasetError(
+                f"{name}: the files hold {got[0]} train / {got[1]} test series, {got[2]} classes, "
+                f"{got[3]} channel(s), length {x_train.shape[-1]}; the UCR archive's {name} has "
+                f"{spec.train} / {spec.test}, {spec.classes} classes, {spec.channels} channel(s), "
+                f"length {spec.length or 'varying'}. The files are truncated or another set: "
+                "delete them and load again.")
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise DatasetError(f"{name}: train series {x_train.shape[1:]} and test series "
+                           f"{x_test.shape[1:]} differ in shape")
+    ytr, yte, classes = _label_codes(y_train, y_test)
+    if spec is not None and spec.names and len(spec.names) == len(classes):
+        classes = spec.names
+    about = f": {spec.about}" if spec is not None else ""
+    resampled = f", resampled to length {length}" if length is not None else ""
+    description = (f"{name} (UCR/UEA archive{about}; {len(ytr)} train / {len(yte)} test, "
+                   f"{x_train.shape[1]} channel(s) x {x_train.shape[-1]} samples, "
+                   f"{len(classes)} classes{resampled}) {where}")
+    return Dataset(name, x_train, ytr, x_test, yte, source, description, classes)
+
+
+def _download_ucr(name: str, root: Path, mirrors: Sequence[str], timeout: float) -> str:
+    """Fetch ``<mirror>/<name>.zip`` and extract its two ``.ts`` files into ``root / name``.
+
+    Only the two expected members are read (no other path is written); the zip
+    is checked and the files are moved into place only once both are complete.
+    Returns the mirror used.
+    """
+    import zipfile
+
+    errors = []
+    target = root / name
+    for mirror in mirrors:
+        url = mirror.rstrip("/") + f"/{name}.zip"
+        target.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".zip.part", dir=target)
+        tmp = Path(tmp_name)
+        written: list[Path] = []
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+                for chunk in iter(lambda: resp.read(1 << 16), b""):
+                    out.write(chunk)
+            try:
+                archive = zipfile.ZipFile(tmp)
+            except zipfile.BadZipFile:
+                errors.append(f"{url}: not a zip archive (corrupt or an error page)")
+                continue
+            with archive:
+                members = {Path(m).name: m for m in archive.namelist()}
+                wanted = [f"{name}_TRAIN.ts", f"{name}_TEST.ts"]
+                missing = [w for w in wanted if w not in members]
+                if missing:
+                    errors.append(f"{url}: the archive has no {', '.join(missing)}")
+                    continue
+                for w in wanted:
+                    part = target / f".{w}.part"
+                    try:
+                        part.write_bytes(archive.read(members[w]))
+                    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+                        errors.append(f"{url}: {w} is corrupt in the archive ({exc})")
+                        break
+                    written.append(part)
+                else:
+                    try:  # both parsed and checked before anything is kept
+                        _series_dataset(name, tuple(written), "download", "", None)
+                    except DatasetError as exc:
+                        errors.append(f"{url}: {exc}")
+                        continue
+                    for part, w in zip(written, wanted):
+                        os.replace(part, target / w)
+                    written = []
+                    return mirror
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            errors.append(f"{url}: {exc}")
+        finally:
+            tmp.unlink(missing_ok=True)
+            for part in written:
+                part.unlink(missing_ok=True)
+    raise DatasetError(f"could not download {name}:\n  " + "\n  ".join(errors))
+
+
+def load_timeseries(
+    name: str = "ECG5000",
+    root: str | os.PathLike | None = None,
+    *,
+    download: bool = True,
+    offline_fallback: bool = True,
+    fallback: str = OFFLINE_TIMESERIES,
+    length: int | None = None,
+    mirrors: Sequence[str] | None = None,
+    timeout: float = _UCR_TIMEOUT,
+) -> Dataset:
+    """Load a UCR/UEA time-series classification set as ``(N, C, L)`` float signals.
+
+    Looks, in order, for the set's ``<name>_TRAIN.ts`` / ``<name>_TEST.ts`` in
+    ``root / name`` (a previous download), among the sets sktime bundles, then
+    downloads the archive's ``<name>.zip`` (the two ``.ts`` files are kept).
+    When that fails and ``offline_fallback`` is true, it loads ``fallback``, a
+    real set sktime bundles, with an :class:`OfflineDataWarning`. Files are
+    read with sktime's ``load_from_tsfile``; the sizes of known sets
+    (:data:`UCR_SETS`) are checked.
+
+    Parameters
+    ----------
+    name : str, default "ECG5000"
+        A UCR/UEA set name, as the archive spells it.
+    root : str or path-like, optional
+        Cache folder (default ``default_data_dir() / "timeseries"``).
+    download : bool, default True
+        ``False``, or ``AKIDA_WORKFLOWS_OFFLINE=1``, skips the network.
+    offline_fallback : bool, default True
+    fallback : str, default :data:`OFFLINE_TIMESERIES`
+        The bundled set used offline.
+    length : int, optional
+        Resample every series to this length (:func:`resample_signals`). Sets
+        of unequal lengths are resampled to their median length when not given.
+    mirrors : sequence of str, optional
+        Base URLs serving ``<name>.zip`` (default :data:`UCR_MIRRORS`).
+    timeout : float, default 30
+
+    Returns
+    -------
+    Dataset
+        ``x_*`` float32 ``(N, C, L)``, ``y_*`` int64 class indices, ``classes``
+        the archive's labels; ``source`` is ``"ts-cache"``, ``"bundled"``,
+        ``"download"`` or ``"bundled-fallback"``.
+
+    Raises
+    ------
+    DatasetError
+        Unreadable, truncated or mismatched files; no data and no fallback.
+
+    Examples
+    --------
+    >>> data = load_timeseries("ECG5000")  # doctest: +SKIP
+    >>> data.source, data.x_train.shape
+    ('download', (500, 1, 140))
+    """
+    if length is not None and int(length) < 2:
+        raise DatasetError(f"length must be >= 2, got {length}")
+    root = Path(root).expanduser() if root is not None else default_data_dir() / "timeseries"
+    pair = _ts_pair(root / name, name)
+    if pair:
+        return _series_dataset(name, pair, "ts-cache", "read from the local cache", length)
+    bundled = _ts_pair(_sktime_data_dir() / name, name)
+    if bundled:
+        return _series_dataset(name, bundled, "bundled", "as bundled with sktime", length)
+    why = "offline mode (download=False or AKIDA_WORKFLOWS_OFFLINE=1)"
+    if not _offline_requested(download):
+        try:
+            mirror = _download_ucr(name, root, list(mirrors or UCR_MIRRORS), timeout)
+        except DatasetError as exc:
+            if not offline_fallback:
+                raise
+            why = f"download failed: {str(exc).splitlines()[-1].strip()}"
+        else:
+            host = urllib.parse.urlsplit(mirror).netloc or mirror
+            return _series_dataset(name, _ts_pair(root / name, name), "download",
+                                   f"downloaded from {host}", length)
+    if not offline_fallback:
+        raise DatasetError(
+            f"{name} is not cached, not bundled with sktime, and was not downloaded ({why}). "
+            f"Put {name}_TRAIN.ts and {name}_TEST.ts under <data folder>/timeseries/{name}, "
+            "allow the download, or pass offline_fallback=True.")
+    fallback_pair = _ts_pair(_sktime_data_dir() / fallback, fallback)
+    if fallback_pair is None:
+        raise DatasetError(f"the fallback set {fallback!r} is not bundled with sktime; choose "
+                           f"one of {', '.join(bundled_timeseries())}")
+    dataset = _series_dataset(fallback, fallback_pair, "bundled-fallback",
+                              f"as bundled with sktime, instead of {name}", length)
+    warnings.warn(
+        f"{name} not available ({why}); using the {fallback} set bundled with sktime instead. "
+        f"Accuracies are not comparable with {name} figures.",
+        OfflineDataWarning, stacklevel=2)
+    return dataset
+
+
+def resample_signals(x, length: int) -> np.ndarray:
+    """Resample ``(N, C, L)`` signals to ``length`` samples, with anti-aliasing.
+
+    Polyphase filtering (:func:`scipy.signal.resample_poly`): decimating a
+    signal longer than the hardware takes (Akida 2.0: 384 samples, Akida 1.0:
+    256) low-pass filters it first, so no alias of its fast content remains.
+
+    Parameters
+    ----------
+    x : array-like
+        ``(N, C, L)`` (or ``(N, L)``) signals.
+    length : int
+        The new length.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(N, C, length)``.
+
+    Examples
+    --------
+    >>> resample_signals(np.zeros((4, 1, 427)), 214).shape
+    (4, 1, 214)
+    """
+    from fractions import Fraction
+
+    from scipy.signal import resample_poly
+
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 2:
+        x = x[:, None]
+    if x.ndim != 3 or x.shape[-1] < 1:
+        raise DatasetError(f"expected (N, C, L) signals, got shape {x.shape}")
+    length = int(length)
+    if length < 2:
+        raise DatasetError(f"length must be >= 2, got {length}")
+    n = x.shape[-1]
+    if length == n:
+        return x.astype(np.float32)
+    ratio = Fraction(length, n).limit_denominator(1000)
+    out = resample_poly(x, ratio.numerator, ratio.denominator, axis=-1, padtype="line")
+    if out.shape[-1] != length:  # ratio approximated: finish with linear interpolation
+        old = np.linspace(0.0, 1.0, out.shape[-1])
+        new = np.linspace(0.0, 1.0, length)
+        out = np.apply_along_axis(lambda s: np.interp(new, old, s), -1, out)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def window_signals(x, length: int, stride: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Cut ``(N, C, L)`` signals into windows of ``length`` samples.
+
+    For recordings longer than the hardware takes when their full resolution
+    matters (decimating would lose it): classify each window and combine the
+    windows' scores per recording (e.g. their mean).
+
+    Parameters
+    ----------
+    x : array-like
+        ``(N, C, L)`` signals.
+    length : int
+        Window length (``<= L``).
+    stride : int, optional
+        Step between windows (default ``length``: no overlap). The last window
+        ends at the signal's end, so no sample is dropped.
+
+    Returns
+    -------
+    windows : numpy.ndarray
+        float32 ``(N * W, C, length)``.
+    source : numpy.ndarray
+        ``int64`` ``(N * W,)``: the signal each window comes from (repeat the
+        labels with ``y[source]``).
+
+    Examples
+    --------
+    >>> windows, source = window_signals(np.zeros((2, 1, 500)), 256, 122)
+    >>> windows.shape, source.tolist()
+    ((6, 1, 256), [0, 0, 0, 1, 1, 1])
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 2:
+        x = x[:, None]
+    if x.ndim != 3:
+        raise DatasetError(f"expected (N, C, L) signals, got shape {x.shape}")
+    n = x.shape[-1]
+    length = int(length)
+    stride = int(stride or length)
+    if not 1 <= length <= n or stride < 1:
+        raise DatasetError(f"window length must be in 1..{n} and stride >= 1, got "
+                           f"{length} and {stride}")
+    starts = list(range(0, n - length + 1, stride))
+    if starts[-1] != n - length:
+        starts.append(n - length)
+    windows = np.stack([x[:, :, s:s + length] for s in starts], axis=1)
+    source = np.repeat(np.arange(len(x)), len(starts))
+    return windows.reshape(-1, x.shape[1], length), source

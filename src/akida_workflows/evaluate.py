@@ -83,14 +83,33 @@ def _ort_session(model):
     )
 
 
+def _akida_layout(model, x: np.ndarray) -> np.ndarray:
+    """An NCHW batch for an Akida model that takes NHWC, converted (and flipped if the
+    model takes flipped input); anything else unchanged."""
+    shape = tuple(int(d) for d in model.input_shape)
+    if x.ndim == 4 and tuple(x.shape[1:]) != shape and (x.shape[2], x.shape[3],
+                                                         x.shape[1]) == shape:
+        from .keras_bridge import to_nhwc
+
+        return to_nhwc(x, flip=model)
+    return x
+
+
 def predict(model, x, *, batch_size: int = 256) -> np.ndarray:
     """Raw outputs of ``model`` on ``x``, as a 2-D ``(N, outputs)`` float array.
 
     Parameters
     ----------
     model : torch.nn.Module, ONNX model/path/session, akida.Model or .fbz path
+        Or a :class:`~akida_workflows.lowering.LoweredModel`.
     x : numpy.ndarray or torch.Tensor
-        Float NCHW inputs, preprocessed as for training.
+        Float NCHW inputs, preprocessed as for training; ``(N, C, L)`` signals
+        for a model lowered from 1-D (lowered module or its Akida conversion),
+        which are lifted to the rows it takes. Akida models from the Keras path
+        take NHWC: NCHW batches are converted for them (and flipped in H and W
+        when the model records a flipped input, see
+        :func:`akida_workflows.keras_bridge.input_flip`); NHWC batches are
+        passed as they are.
     batch_size : int, default 256
 
     Returns
@@ -98,8 +117,13 @@ def predict(model, x, *, batch_size: int = 256) -> np.ndarray:
     numpy.ndarray
         ``float32`` logits (or scores), one row per input.
     """
-    kind = _model_kind(model)
+    from .lowering import LoweredModel, lift_for
+
     x = x.numpy() if hasattr(x, "numpy") and not isinstance(x, np.ndarray) else np.asarray(x)
+    x = lift_for(model, x)  # (N, C, L) signals for a model lowered from 1-D: lifted here
+    if isinstance(model, LoweredModel):
+        model = model.model
+    kind = _model_kind(model)
     if x.ndim < 2 or len(x) == 0:
         raise AkidaWorkflowError(f"expected a non-empty batch of inputs, got shape {x.shape}")
     if not np.issubdtype(x.dtype, np.floating):
@@ -126,6 +150,7 @@ def predict(model, x, *, batch_size: int = 256) -> np.ndarray:
             from .deploy import load
 
             model = load(model)
+        x = _akida_layout(model, x)
         for i in range(0, len(x), batch_size):
             outputs.append(model.predict(x[i : i + batch_size]))
     out = np.concatenate(outputs)
@@ -202,8 +227,10 @@ def evaluate(model, x, y, *, classes=None, batch_size: int = 256) -> Metrics:
     Parameters
     ----------
     model : torch.nn.Module, ONNX model/path/session, akida.Model or .fbz path
+        Or a :class:`~akida_workflows.lowering.LoweredModel`.
     x : array-like
-        Float NCHW inputs.
+        Float NCHW inputs (``(N, C, L)`` signals for a lowered 1-D model, see
+        :func:`predict`).
     y : array-like
         Integer labels.
     classes : sequence of str, optional

@@ -10,7 +10,7 @@ import numpy as np
 
 from .errors import ExportError
 
-__all__ = ["OnnxExport", "export_onnx", "check_finite_parameters"]
+__all__ = ["OnnxExport", "export_onnx", "check_finite_parameters", "explicit_pool_pads"]
 
 
 @dataclass
@@ -29,11 +29,15 @@ class OnnxExport:
     max_abs_diff : float
         Largest absolute difference between PyTorch and ONNX Runtime outputs
         on the parity inputs.
+    lowering : akida_workflows.lowering.LoweredModel or None
+        Set when a 1-D model was exported as its 2-D form (its input is then
+        ``(N, C, rows, L)``: lift signals with ``lowering.lift``).
     """
 
     path: Path
     model: object
     max_abs_diff: float
+    lowering: object = None
 
     def __getattr__(self, name):
         # Behave like the onnx.ModelProto where one is expected (``.graph``, ``.opset_import``…).
@@ -65,6 +69,75 @@ def check_finite_parameters(model) -> None:
             )
 
 
+def explicit_pool_pads(onnx_model) -> int:
+    """Rewrite ``ceil_mode=1`` pooling nodes as floor pooling with explicit end pads, in place.
+
+    PyTorch exports ``MaxPool2d(..., ceil_mode=True)`` (the "same" pooling of a
+    lowered 1-D model, :mod:`akida_workflows.lowering`) as an ONNX ``MaxPool``
+    with ``ceil_mode=1``, whose output size QuantizeML cannot infer ("shape …
+    must be static"). The same pooling with ``ceil_mode=0`` and the missing
+    border added as end padding (``-inf`` for max pooling, so the values are
+    unchanged) is what QuantizeML and CNN2SNN read as 'same' pooling.
+    ``AveragePool`` nodes are rewritten only when no padding is needed (their
+    padded border would enter the average).
+
+    Parameters
+    ----------
+    onnx_model : onnx.ModelProto
+        With static spatial sizes (batch may be symbolic).
+
+    Returns
+    -------
+    int
+        Number of nodes rewritten.
+    """
+    import onnx
+    from onnx import helper, shape_inference
+
+    inferred = shape_inference.infer_shapes(onnx_model)
+    shapes = {}
+    for value in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        shapes[value.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    changed = 0
+    for node in onnx_model.graph.node:
+        if node.op_type not in ("MaxPool", "AveragePool"):
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if not attrs.get("ceil_mode"):
+            continue
+        spatial = shapes.get(node.input[0], [])[2:]
+        kernel = list(attrs["kernel_shape"])
+        strides = list(attrs.get("strides", [1] * len(kernel)))
+        dilations = list(attrs.get("dilations", [1] * len(kernel)))
+        pads = list(attrs.get("pads", [0] * 2 * len(kernel)))
+        if not spatial or None in spatial or any(d != 1 for d in dilations):
+            raise ExportError(
+                f"{node.name}: ceil-mode pooling on an input of unknown size {spatial}; "
+                "export with a fixed input size")
+        n_dims = len(kernel)
+        extra = []
+        for i, (n, k, s) in enumerate(zip(spatial, kernel, strides)):
+            begin, end = pads[i], pads[i + n_dims]
+            size = n + begin + end
+            out = -(-(size - k) // s) + 1
+            if (out - 1) * s >= n + begin:  # the last window must start inside the input
+                out -= 1
+            extra.append(max((out - 1) * s + k - size, 0))
+        if node.op_type == "AveragePool" and any(extra):
+            continue
+        new_pads = pads[:n_dims] + [pads[i + n_dims] + extra[i] for i in range(n_dims)]
+        kept = [a for a in node.attribute if a.name not in ("ceil_mode", "pads")]
+        del node.attribute[:]
+        node.attribute.extend(kept)
+        node.attribute.extend([helper.make_attribute("ceil_mode", 0),
+                               helper.make_attribute("pads", new_pads)])
+        changed += 1
+    if changed:
+        onnx.checker.check_model(onnx_model)
+    return changed
+
+
 def export_onnx(
     model,
     sample,
@@ -82,12 +155,17 @@ def export_onnx(
     with :func:`onnx.checker.check_model` and run with ONNX Runtime on
     ``sample`` (and on the same batch twice stacked, which exercises the
     dynamic batch axis); outputs must match PyTorch within ``tolerance``.
+    Ceil-mode pooling is rewritten with explicit pads (:func:`explicit_pool_pads`)
+    before that check.
 
     Parameters
     ----------
     model : torch.nn.Module
     sample : torch.Tensor or numpy.ndarray
         A float batch of inputs, NCHW for image models (e.g. ``(1, 1, 28, 28)``).
+        ``(N, C, L)`` signals for a 1-D model: it is then lowered to its exact
+        2-D form first (:func:`akida_workflows.lowering.lower_1d`) and exported
+        as that (see ``OnnxExport.lowering``).
     path : str or path-like
         The ``.onnx`` file to write (parent folders are created).
     tolerance : float, default 1e-4
@@ -126,6 +204,13 @@ def export_onnx(
         raise ExportError(f"sample needs a batch axis first, got shape {tuple(sample.shape)}")
     sample = sample.float()
     check_finite_parameters(model)
+    lowered = None
+    if sample.ndim == 3:  # (N, C, L) signals: a 1-D model, exported as its exact 2-D form
+        from .lowering import is_1d, lower_1d
+
+        if is_1d(model):
+            lowered = lower_1d(model, tuple(sample.shape[1:]), example_input=sample.numpy())
+            model, sample = lowered.model, lowered.lift(sample)
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -156,6 +241,8 @@ def export_onnx(
         model.train(was_training)
 
     onnx_model = onnx.load(str(path))
+    if explicit_pool_pads(onnx_model):  # checked against PyTorch below like the rest
+        onnx.save(onnx_model, str(path))
     try:
         onnx.checker.check_model(onnx_model)
     except onnx.checker.ValidationError as exc:
@@ -177,4 +264,4 @@ def export_onnx(
                 f"{path}: ONNX Runtime and PyTorch outputs differ by up to {diff.max():.3g} "
                 f"(tolerance {tolerance:g}); the graph does not compute what the model does"
             )
-    return OnnxExport(path=path, model=onnx_model, max_abs_diff=max_diff)
+    return OnnxExport(path=path, model=onnx_model, max_abs_diff=max_diff, lowering=lowered)

@@ -12,9 +12,30 @@ model, with its trained weights, so that the Keras quantizer can produce a
 >>> akida_model = convert_keras(quantized)                      # doctest: +SKIP
 
 Supported layers: Conv2d (groups 1 or depthwise), Linear, ReLU, ReLU6,
-Hardtanh(0, m) (a clamped ReLU), MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1),
+Hardtanh(0, m) (a clamped ReLU), MaxPool2d, AvgPool2d, AdaptiveAvgPool2d,
 Flatten, Dropout/Identity, and BatchNorm (folded first with
-:func:`akida_workflows.folding.fold_batchnorm`).
+:func:`akida_workflows.folding.fold_batchnorm`). Models are traced with
+``torch.fx``: custom blocks, modules called several times, functional
+activations (``F.relu``, ``F.relu6``, ``torch.clamp``/``F.hardtanh`` to
+``[0, m]``), functional pools, ``x.mean((2, 3))`` and reshapes that keep the
+batch axis (``x.view(x.size(0), -1)``, ``torch.flatten(x, 1)``, ``squeeze``)
+are followed. What cannot be mapped (``tanh``, residual additions, functional
+convolutions, …) is named with the fix.
+
+Exact rewrites, listed in the Keras model's ``rewrites`` attribute:
+
+- average pooling followed (through Flatten) by a Linear becomes one Dense on
+  the unpooled map (weights divided by the pool area, tiled over positions):
+  Akida has no average-pooling layer, and Akida 1.0 refuses global average
+  pooling after an activation;
+- a max-pooled convolution that feeds a Dense gets an identity 1x1
+  convolution after its pool: Akida cannot end a hardware sequence with a
+  pooled convolution.
+
+A final ``softmax``/``log_softmax``/``sigmoid`` (the model's last op) stays in
+the Keras model, so that it computes what PyTorch computes; QuantizeML leaves it
+in float and the Akida model ends before it: Akida returns the logits, whose
+argmax is the same. Anywhere else these are refused.
 """
 
 from __future__ import annotations
@@ -23,6 +44,7 @@ import contextlib
 import io
 import re
 import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -35,10 +57,15 @@ __all__ = [
     "fine_tune",
     "convert_keras",
     "to_nhwc",
+    "input_flip",
     "unbounded_relus",
+    "converter",
 ]
 
 AKIDA_VERSIONS = ("v1", "v2")
+#: Name suffix of the input (Keras) and input quantizer (Akida) of a model that takes
+#: spatially flipped input: it survives quantization, conversion and ``.fbz`` files.
+FLIPPED_SUFFIX = "_flipped"
 
 
 def _keras():
@@ -56,105 +83,732 @@ def _pair(v):
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
 
-def _keras_padding(name, kernel, stride, padding, size, what="Conv2d") -> str:
+def _torch_pads(padding, kernel) -> tuple:
+    """(before, after) zero padding per spatial axis of a PyTorch conv/pool."""
+    if isinstance(padding, tuple) and all(isinstance(p, tuple) for p in padding):
+        return padding  # explicit (before, after) pairs, e.g. from _pool_pads
+    if padding == "valid":
+        return ((0, 0), (0, 0))
+    if padding == "same":  # stride 1: PyTorch pads total // 2 before, like Keras
+        return tuple(((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel)
+    return tuple((p, p) for p in _pair(padding))
+
+
+def _pool_pads(m, kernel, stride, size):
+    """The padding of a PyTorch pool: ``m.padding``, or with ``ceil_mode`` the explicit
+    (before, after) pairs of the windows it really takes (the last window may run past
+    the map; PyTorch drops one that would start in the right padding)."""
+    if not m.ceil_mode:
+        return m.padding
+    pads = []
+    for k, s, p, n in zip(kernel, stride, _pair(m.padding), size):
+        out = -(-(n + 2 * p - k) // s) + 1
+        if (out - 1) * s >= n + p:
+            out -= 1
+        pads.append((p, max((out - 1) * s + k - n - p, 0)))
+    return tuple(pads)
+
+
+def _keras_modes(kernel, stride, pads, size, flip: bool) -> list:
+    """The Keras paddings ('valid', 'same') whose windows are PyTorch's, in the original
+    coordinates or, with ``flip``, on the spatially flipped map with flipped kernels."""
+    modes = []
+    for mode in ("valid", "same"):
+        ok = True
+        for k, s, (before, after), n in zip(kernel, stride, pads, size):
+            out = (n + before + after - k) // s + 1
+            if mode == "valid":
+                keras_out, keras_before = (n - k) // s + 1 if n >= k else 0, 0
+            else:
+                keras_out = -(-n // s)
+                keras_before = max((keras_out - 1) * s + k - n, 0) // 2
+            # Flipped, PyTorch's last window comes first: it starts (out-1)*s + k - n - before
+            # positions before the (flipped) map.
+            start = (out - 1) * s + k - n - before if flip else before
+            ok &= out == keras_out and start == keras_before
+        if ok:
+            modes.append(mode)
+    return modes
+
+
+def _geometry(name, kernel, stride, padding, size, what):
+    """Text describing a window geometry, for messages."""
+    return (f"{name} ({what}): kernel {tuple(kernel)}, stride {tuple(stride)}, padding "
+            f"{padding!r} on a {size[0]}x{size[1]} map")
+
+
+def _keras_padding(name, kernel, stride, padding, size, what="Conv2d", flip=False) -> str:
     """'valid' or 'same' when Keras pads exactly as PyTorch did, else an error."""
-    if isinstance(padding, str):
-        if padding in ("valid", "same"):
-            return padding
-    pads = _pair(padding)
-    if all(p == 0 for p in pads):
-        return "valid"
-    for k, s, p, n in zip(kernel, stride, pads, size):
-        out = -(-n // s)  # ceil(n / s), Keras 'same'
-        total = max((out - 1) * s + k - n, 0)
-        torch_out = (n + 2 * p - k) // s + 1
-        if total // 2 != p or total - total // 2 != p or torch_out != out:
-            raise IncompatibleModelError(
-                f"{name} ({what}): padding={padding} with kernel {kernel}, stride {stride} on a "
-                f"{size[0]}x{size[1]} input is not Keras/Akida 'same' padding (which pads "
-                f"{total // 2} before and {total - total // 2} after). Use stride 1 with "
-                "padding=k//2 (then down-sample with MaxPool2d), or padding=0.",
-                nodes=[name],
-            )
-    return "same"
+    modes = _keras_modes(kernel, stride, _torch_pads(padding, kernel), size, flip)
+    if modes:
+        return modes[0]
+    raise IncompatibleModelError(
+        f"{_geometry(name, kernel, stride, padding, size, what)} is not Keras/Akida 'same' "
+        f"padding{' in flipped coordinates' if flip else ''} (which pads total // 2 before and "
+        "the rest after) nor 'valid'. Use stride 1 with padding=k//2 (then down-sample with "
+        "MaxPool2d), or padding=0.", nodes=[name])
 
 
-def _same_pads_nothing(kernel, stride, size) -> bool:
-    for k, s, n in zip(kernel, stride, size):
-        out = -(-n // s)
-        if max((out - 1) * s + k - n, 0) or (n - k) // s + 1 != out:
-            return False
-    return True
+def _functional_modules():
+    """torch functions/methods → (module class, parameter names after the input)."""
+    from torch import nn
+
+    return {
+        "max_pool2d": (nn.MaxPool2d, ("kernel_size", "stride", "padding", "dilation",
+                                      "ceil_mode")),
+        "avg_pool2d": (nn.AvgPool2d, ("kernel_size", "stride", "padding", "ceil_mode",
+                                      "count_include_pad", "divisor_override")),
+        "adaptive_avg_pool2d": (nn.AdaptiveAvgPool2d, ("output_size",)),
+        "relu": (nn.ReLU, ()),
+        "relu_": (nn.ReLU, ()),
+        "relu6": (nn.ReLU6, ()),
+        "softmax": (nn.Softmax, ("dim",)),
+        "log_softmax": (nn.LogSoftmax, ("dim",)),
+        "sigmoid": (nn.Sigmoid, ()),
+        "dropout": (nn.Identity, ()),
+        "dropout2d": (nn.Identity, ()),
+        "contiguous": (nn.Identity, ()),
+    }
 
 
-def _sequence(model):
-    """(name, module or function tag) for each op of a chain-shaped model."""
+#: Functions the tracer names with a fix instead of mapping.
+_FUNCTION_FIXES = {
+    ("tanh", "gelu", "silu", "leaky_relu", "elu", "hardswish", "mish", "softplus", "selu"):
+        "Akida runs ReLU-family activations only: use F.relu6 / nn.ReLU6 (or a clamp to "
+        "[0, m]) and retrain or fine-tune",
+    ("add", "iadd", "sub", "mul", "cat", "stack", "matmul", "bmm"):
+        "the Keras (Akida 1.0) path takes chain-shaped models only; residual additions and "
+        "concatenations run only on Akida 2.0: use the ONNX path (akida_workflows.export / "
+        "akida_workflows.convert)",
+    ("conv2d", "linear", "conv1d", "batch_norm"):
+        "weights used through torch.nn.functional cannot be transplanted: use nn.Conv2d / "
+        "nn.Linear / nn.BatchNorm2d modules",
+    ("interpolate", "upsample", "pad"):
+        "Akida has no resampling or explicit padding layer: use the convolution's own padding",
+}
+
+
+def _fix_for_function(fname: str) -> str:
+    return next((fix for names, fix in _FUNCTION_FIXES.items() if fname in names), (
+        "it has no Akida layer; supported: Conv2d, Linear, ReLU/ReLU6/clamp(0, m), MaxPool2d, "
+        "average pooling, flatten/view/reshape keeping the batch axis, and a final "
+        "softmax/log_softmax"))
+
+
+def _is_tensor(node) -> bool:
+    meta = node.meta.get("tensor_meta")
+    return meta is not None and hasattr(meta, "shape")
+
+
+def _shape(node) -> tuple:
+    return tuple(int(d) for d in node.meta["tensor_meta"].shape)
+
+
+def _reshape_module(node, in_shape, out_shape, batch):
+    """nn.Flatten / nn.Identity for a reshape that keeps the batch axis, else an error."""
+    from torch import nn
+
+    fname = node.target if isinstance(node.target, str) else node.target.__name__
+    if out_shape == in_shape:
+        return nn.Identity()
+    # Flat up to dimensions of size 1: (N, C*H*W), (N, C, 1) after a squeeze of (N, C, 1, 1).
+    if (out_shape[:1] == (batch,) and len(out_shape) >= 2
+            and int(np.prod(out_shape[1:])) == int(np.prod(in_shape[1:]))
+            and sum(d != 1 for d in out_shape[1:]) <= 1):
+        return nn.Flatten()
+    raise IncompatibleModelError(
+        f"{node.name}: {fname} turns {list(in_shape)} into {list(out_shape)} (batch "
+        f"{batch}); to_keras accepts reshapes that keep the batch axis and flatten the rest "
+        "(x.view(x.size(0), -1), x.reshape(-1, n), torch.flatten(x, 1), squeeze of 1x1 maps)",
+        nodes=[node.name])
+
+
+def _clamp_module(node, fname):
+    from torch import nn
+
+    def arg(i, *keys, default=None):
+        if len(node.args) > i:
+            return node.args[i]
+        return next((node.kwargs[k] for k in keys if k in node.kwargs), default)
+
+    if fname == "clamp_min":
+        low, high = arg(1, "min"), None
+    elif fname == "hardtanh":
+        low, high = arg(1, "min_val", default=-1.0), arg(2, "max_val", default=1.0)
+    else:
+        low, high = arg(1, "min"), arg(2, "max")
+    if low == 0 and high is None:
+        return nn.ReLU()
+    if low != 0 or not isinstance(high, (int, float)) or high <= 0:
+        raise IncompatibleModelError(
+            f"{node.name}: {fname}(min={low}, max={high}) is supported only as a clamped ReLU "
+            "(min=0, max > 0): Akida activations are ReLUs bounded to [0, max]",
+            nodes=[node.name])
+    return nn.Hardtanh(0.0, float(high))
+
+
+def _mean_module(node, in_shape):
+    """x.mean((2, 3)) / torch.mean(x, [-2, -1]) is global average pooling."""
+    from torch import nn
+
+    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    keepdim = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
+    dims = dims if isinstance(dims, (tuple, list)) else [dims]
+    if len(in_shape) != 4 or sorted(d % 4 for d in dims if isinstance(d, int)) != [2, 3]:
+        raise IncompatibleModelError(
+            f"{node.name}: mean over {dims} is supported only over the spatial axes (2, 3), "
+            "as global average pooling", nodes=[node.name])
+    pool = nn.AdaptiveAvgPool2d(1)
+    return [pool] if keepdim else [pool, nn.Flatten()]
+
+
+def _sequence(model, input_shape=None):
+    """``(name, module)`` for each op of a chain-shaped model, in order.
+
+    The model is traced with ``torch.fx`` (custom blocks are traced through;
+    ``torch.nn`` layers stay whole) and its shapes propagated on a batch of two.
+    A module called twice gets one entry per call (``pool``, ``pool.call2``).
+    Functional activations, pools and reshapes become the equivalent modules;
+    shape queries (``x.size(0)``, ``x.shape[1]``) are followed, not converted.
+    """
     import torch
     import torch.fx
     from torch import nn
+    from torch.fx.passes.shape_prop import ShapeProp
 
-    if isinstance(model, nn.Sequential):
-        out = []
-        for name, m in model.named_children():
-            if isinstance(m, nn.Sequential):
-                out += [(f"{name}.{n}", sub) for n, sub in _sequence(m)]
-            else:
-                out.append((name, m))
-        return out
     try:
         gm = torch.fx.symbolic_trace(model)
     except Exception as exc:
         raise IncompatibleModelError(
-            f"cannot trace {type(model).__name__} with torch.fx ({exc}); "
-            "to_keras supports nn.Sequential and traceable chain-shaped modules"
-        ) from exc
+            f"cannot trace {type(model).__name__} with torch.fx "
+            f"({str(exc).splitlines()[0]}): to_keras needs a model without data-dependent "
+            "control flow (nn.Sequential or a chain-shaped forward)") from exc
+    batch = 2
+    shaped = input_shape is not None
     modules = dict(gm.named_modules())
+    if shaped:
+        failed = []
+
+        class Propagate(ShapeProp):
+            def run_node(self, n):
+                try:
+                    result = super().run_node(n)
+                except Exception:
+                    failed.append(n)
+                    raise
+                if not isinstance(result, torch.Tensor):
+                    n.meta["value"] = result  # x.size()[3]: read by the ops that use it
+                return result
+
+        try:
+            with torch.no_grad():
+                Propagate(gm).propagate(torch.zeros(batch, *input_shape))
+        except Exception as exc:
+            node = failed[0] if failed else None
+            if node is not None and node.op == "call_module" and _converter_for(
+                    modules[node.target]) is None:
+                raise _unsupported(node.target, modules[node.target]) from exc
+            cause = exc.__cause__ or exc
+            where = f" at {node.target if node.op == 'call_module' else node.name}" if node else ""
+            raise IncompatibleModelError(
+                f"{type(model).__name__} does not run on input shape {tuple(input_shape)}"
+                f"{where}: {str(cause).splitlines()[0]}",
+                nodes=[node.name] if node else []) from exc
+    functional = _functional_modules()
+    calls: dict[str, int] = {}
     out, prev = [], None
     for node in gm.graph.nodes:
         if node.op == "placeholder":
+            if prev is not None:
+                raise IncompatibleModelError(
+                    f"{node.name}: the model takes several inputs; Akida models take one",
+                    nodes=[node.name])
             prev = node
             continue
         if node.op == "output":
             break
-        inputs = [a for a in node.all_input_nodes]
-        if node.op == "get_attr" or inputs != [prev] or node.args[0] is not prev:
+        if shaped and not _is_tensor(node):
+            continue  # x.size(0), x.shape[1], arithmetic on them: read by the reshapes
+        if node.op == "get_attr":
+            continue
+        fname = (node.target if node.op in ("call_method", "call_module")
+                 else getattr(node.target, "__name__", str(node.target)))
+        tensors = [a for a in node.all_input_nodes if not shaped or _is_tensor(a)]
+        tensors = [a for a in tensors if a.op != "get_attr"]
+        if tensors != [prev] or node.args[0] is not prev:
             raise IncompatibleModelError(
                 f"{node.name}: to_keras supports only chain-shaped models (each op feeds the "
-                "next); this model branches or merges (e.g. a residual addition)",
-                nodes=[node.name],
-            )
+                f"next), and {fname} takes {len(tensors)} tensors: "
+                + _fix_for_function("add" if len(tensors) > 1 else str(fname)),
+                nodes=[node.name])
+        in_shape = _shape(prev) if shaped else None
         if node.op == "call_module":
-            out.append((node.target, modules[node.target]))
-        elif node.op in ("call_function", "call_method"):
-            fname = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
-            if fname == "flatten":
-                start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
-                out.append((node.name, nn.Flatten(start_dim=start)))
-            elif fname in ("relu", "relu_"):
-                out.append((node.name, nn.ReLU()))
-            elif fname in ("relu6",):
-                out.append((node.name, nn.ReLU6()))
-            elif fname in ("clamp", "clip", "clamp_", "hardtanh"):
-                low = node.args[1] if len(node.args) > 1 else node.kwargs.get(
-                    "min", node.kwargs.get("min_val", -1.0 if fname == "hardtanh" else None))
-                high = node.args[2] if len(node.args) > 2 else node.kwargs.get(
-                    "max", node.kwargs.get("max_val", 1.0 if fname == "hardtanh" else None))
-                if low != 0 or not isinstance(high, (int, float)) or high <= 0:
-                    raise IncompatibleModelError(
-                        f"{node.name}: {fname}(min={low}, max={high}) is supported only as a "
-                        "clamped ReLU (min=0, max > 0)", nodes=[node.name])
-                out.append((node.name, nn.Hardtanh(0.0, float(high))))
-            else:
-                raise IncompatibleModelError(
-                    f"{node.name}: function {fname or node.target} is not supported by to_keras",
-                    nodes=[node.name],
-                )
+            k = calls[node.target] = calls.get(node.target, 0) + 1
+            out.append((node.target if k == 1 else f"{node.target}.call{k}",
+                        modules[node.target]))
+        elif fname in functional:
+            module, params = functional[fname]
+            args, kwargs = torch.fx.node.map_arg((node.args, node.kwargs),
+                                                 lambda a: a.meta.get("value", a))
+            values = dict(zip(params, args[1:]))
+            values.update({k: v for k, v in kwargs.items() if k in params})
+            out.append((node.name, module(**values)))
+        elif fname in ("clamp", "clip", "clamp_", "clip_", "clamp_min", "hardtanh"):
+            out.append((node.name, _clamp_module(node, fname)))
+        elif fname == "mean" and shaped:
+            out += [(node.name, m) for m in _mean_module(node, in_shape)]
+        elif fname in ("flatten", "view", "reshape", "squeeze") and shaped:
+            out.append((node.name, _reshape_module(node, in_shape, _shape(node), batch)))
+        elif fname == "flatten":
+            start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
+            out.append((node.name, nn.Flatten(start_dim=start)))
+        else:
+            raise IncompatibleModelError(
+                f"{node.name}: {fname} is not supported by to_keras: {_fix_for_function(fname)}",
+                nodes=[node.name])
         prev = node
     return out
 
 
-def to_keras(torch_model, input_shape):
+# ------------------------------------------------------------------ layer converters
+
+
+@dataclass
+class _Map:
+    """A channel-first feature map of C channels, H x W."""
+
+    c: int
+    h: int
+    w: int
+
+
+@dataclass
+class _Flat:
+    """A flat vector; ``perm[k]`` is the PyTorch feature index of Keras position k."""
+
+    features: int
+    perm: np.ndarray | None = None
+
+
+@dataclass
+class _Build:
+    """What the converters share while the Keras graph is built."""
+
+    layers: object  # tf_keras.layers
+    sequence: list  # [(name, module)]
+    x: object  # the Keras tensor so far
+    state: _Map | _Flat
+    index: int = 0
+    consumed: set = field(default_factory=set)
+    assignments: list = field(default_factory=list)  # (keras layer, [weights])
+    rewrites: list = field(default_factory=list)
+    last_conv_padding: str = "valid"
+    pooled: str | None = None  # name of a MaxPool2d since the last conv
+    flip: bool = False  # the network runs on spatially flipped maps
+    act: float | None | bool = False  # activation since the last conv: max, None=unbounded
+
+    def add(self, layer, weights=None):
+        """Apply a Keras layer to the running tensor; weights are set once the model exists."""
+        self.x = layer(self.x)
+        if weights is not None:
+            self.assignments.append((layer, weights))
+        return self.x
+
+    def following(self):
+        """(index, name, module) of the entries after the current one, Dropout/Identity skipped."""
+        from torch import nn
+
+        return [(i, n, m) for i, (n, m) in enumerate(self.sequence)
+                if i > self.index and not isinstance(m, (nn.Dropout, nn.Identity))]
+
+    def feature_map(self, name, m) -> _Map:
+        if not isinstance(self.state, _Map):
+            raise IncompatibleModelError(
+                f"{name} ({type(m).__name__}) comes after Flatten: Akida feature maps are "
+                "spatial up to the Dense layers", nodes=[name])
+        return self.state
+
+    def spatial_out(self):
+        _, h, w, c = self.x.shape
+        self.state = _Map(int(c), int(h), int(w))
+
+
+#: ``torch.nn`` class name -> converter(name, module, build).
+_CONVERTERS: dict = {}
+
+
+def converter(*types: str):
+    """Register a function as the Keras converter of ``torch.nn`` module types.
+
+    Parameters
+    ----------
+    *types : str
+        Names of ``torch.nn`` classes (``"Conv2d"``); subclasses use the
+        converter of their nearest registered base class.
+
+    Returns
+    -------
+    callable
+        A decorator. The decorated function takes ``(name, module, build)``,
+        adds to ``build`` (a ``_Build``) the Keras layers that compute what the
+        module computes, and updates ``build.state``. Adding a layer type is
+        adding one such function.
+    """
+    def register(function):
+        for t in types:
+            _CONVERTERS[t] = function
+        return function
+
+    return register
+
+
+def _converter_for(m):
+    for cls in type(m).__mro__:
+        if cls.__module__.startswith("torch.nn") and cls.__name__ in _CONVERTERS:
+            return _CONVERTERS[cls.__name__]
+    return None
+
+
+def _bias(m, n) -> np.ndarray:
+    return m.bias.detach().cpu().numpy() if m.bias is not None else np.zeros(n, np.float32)
+
+
+def _torch_to_keras_flatten(c, h, w, flip=False) -> np.ndarray:
+    """For each position of Keras' (h, w, c) flatten order, the PyTorch (c, h, w) index
+    (of the unflipped map when the Keras map is flipped)."""
+    hh, ww, cc = np.meshgrid(np.arange(h), np.arange(w), np.arange(c), indexing="ij")
+    if flip:
+        hh, ww = h - 1 - hh, w - 1 - ww
+    return (cc * h * w + hh * w + ww).ravel()
+
+
+def _unpool_before_dense(name, b: _Build) -> None:
+    """Akida cannot end a hardware sequence (the layers before a Dense) with a pooled
+    conv: an identity 1x1 conv (+ the same activation) after the pool is exact in float."""
+    if b.pooled is None:
+        return
+    c = b.state.c
+    pool_name = b.pooled
+    b.add(b.layers.Conv2D(c, 1, name=_layer_name(pool_name, "unpool")),
+          [np.eye(c, dtype=np.float32)[None, None], np.zeros(c, np.float32)])
+    if b.act is not False:
+        b.add(b.layers.ReLU(b.act, name=_layer_name(pool_name, "unpool_relu")))
+    b.rewrites.append(
+        f"{pool_name} (MaxPool2d): an identity 1x1 convolution (+ the same activation) "
+        "inserted after it, because Akida cannot end a hardware sequence with a pooled "
+        "convolution (the last one before a Dense); exact in float, one more layer")
+    b.pooled, b.act = None, False
+
+
+def _flatten(name, b: _Build) -> None:
+    """Flatten a feature map the way PyTorch does (the Dense after it is permuted)."""
+    s = b.state
+    _unpool_before_dense(name, b)
+    b.add(b.layers.Flatten(name=_layer_name(name, "flatten")))
+    b.state = _Flat(s.c * s.h * s.w, _torch_to_keras_flatten(s.c, s.h, s.w, b.flip))
+
+
+def _dense(name, weight, bias, b: _Build) -> None:
+    """A Dense from a PyTorch-ordered ``(out, in)`` weight on the current flat state."""
+    if b.state.perm is not None:
+        weight = weight[:, b.state.perm]
+    b.add(b.layers.Dense(weight.shape[0], name=_layer_name(name, "dense")), [weight.T, bias])
+    b.state = _Flat(weight.shape[0])
+
+
+@converter("Dropout", "Identity")
+def _skip(name, m, b: _Build) -> None:
+    """Inference no-ops."""
+
+
+@converter("Conv2d")
+def _conv2d(name, m, b: _Build) -> None:
+    label = f"{name} (Conv2d)"
+    s = b.feature_map(name, m)
+    if m.in_channels != s.c:
+        raise IncompatibleModelError(f"{label} expects {m.in_channels} channels, gets {s.c}",
+                                     nodes=[name])
+    if _pair(m.dilation) != (1, 1) or m.padding_mode != "zeros":
+        raise IncompatibleModelError(
+            f"{label}: dilation and non-zero padding modes are not supported", nodes=[name])
+    kernel, stride = _pair(m.kernel_size), _pair(m.stride)
+    padding = _keras_padding(name, kernel, stride, m.padding, (s.h, s.w), flip=b.flip)
+    weight = m.weight.detach().cpu().numpy()
+    if b.flip:
+        weight = np.ascontiguousarray(weight[:, :, ::-1, ::-1])
+    bias = _bias(m, m.out_channels)
+    if m.groups == 1:
+        b.add(b.layers.Conv2D(m.out_channels, kernel, strides=stride, padding=padding,
+                              name=_layer_name(name, "conv")),
+              [weight.transpose(2, 3, 1, 0), bias])
+    elif m.groups == m.in_channels:
+        mult = m.out_channels // m.in_channels
+        b.add(b.layers.DepthwiseConv2D(kernel, strides=stride, padding=padding,
+                                       depth_multiplier=mult, name=_layer_name(name, "dwconv")),
+              [weight.reshape(m.in_channels, mult, *kernel).transpose(2, 3, 0, 1), bias])
+    else:
+        raise IncompatibleModelError(
+            f"{label}: grouped convolution (groups={m.groups}) is not supported; use "
+            "groups=1 or a depthwise convolution (groups=in_channels)", nodes=[name])
+    b.last_conv_padding = padding
+    b.pooled, b.act = None, False
+    b.spatial_out()
+
+
+@converter("MaxPool2d")
+def _max_pool(name, m, b: _Build) -> None:
+    label = f"{name} (MaxPool2d)"
+    s = b.feature_map(name, m)
+    kernel = _pair(m.kernel_size)
+    stride = _pair(m.stride if m.stride is not None else m.kernel_size)
+    if _pair(m.dilation) != (1, 1):
+        raise IncompatibleModelError(f"{label}: dilation is not supported", nodes=[name])
+    pads = _pool_pads(m, kernel, stride, (s.h, s.w))
+    padding = _keras_padding(name, kernel, stride, pads, (s.h, s.w), "MaxPool2d", b.flip)
+    if b.last_conv_padding in _keras_modes(kernel, stride, _torch_pads(pads, kernel),
+                                           (s.h, s.w), b.flip):
+        padding = b.last_conv_padding  # identical windows; Akida pads a pool like its conv
+    b.add(b.layers.MaxPool2D(kernel, stride, padding=padding, name=_layer_name(name, "maxpool")))
+    b.pooled = name
+    b.spatial_out()
+
+
+def _linear_after(sequence, index):
+    """Index of the Linear an average pooling at ``index`` feeds through Flatten, Dropout
+    and Identity only; None otherwise."""
+    from torch import nn
+
+    for i in range(index + 1, len(sequence)):
+        nxt = sequence[i][1]
+        if isinstance(nxt, nn.Linear):
+            return i
+        if isinstance(nxt, (nn.Dropout, nn.Identity)):
+            continue
+        if not (isinstance(nxt, nn.Flatten) and nxt.start_dim == 1 and nxt.end_dim == -1):
+            return None
+    return None
+
+
+def _fold_pool_into_linear(name, m, b: _Build) -> bool:
+    """Average pooling → (Flatten) → Linear is one linear map: a Dense on the unpooled map
+    computes it exactly (Akida has no average-pooling layer). False when no Linear follows."""
+    target = _linear_after(b.sequence, b.index)
+    if target is None:
+        return False
+    s = b.feature_map(name, m)
+    lin_name, lin = b.sequence[target]
+    weight = _pooled_linear_weight(m, lin, (s.c, s.h, s.w), name, lin_name)
+    _flatten(name, b)
+    _dense(lin_name, weight, _bias(lin, lin.out_features), b)
+    b.consumed.update(range(b.index + 1, target + 1))
+    b.rewrites.append(
+        f"{name} ({type(m).__name__}) + {lin_name} (Linear): average pooling folded into one "
+        f"Dense on the {s.h}x{s.w}x{s.c} map (weights divided by the pool area and tiled over "
+        "positions; exact)")
+    return True
+
+
+@converter("AvgPool2d")
+def _avg_pool(name, m, b: _Build) -> None:
+    b.feature_map(name, m)
+    if _fold_pool_into_linear(name, m, b):
+        return
+    kernel = _pair(m.kernel_size)
+    stride = _pair(m.stride if m.stride is not None else m.kernel_size)
+    if _pair(m.padding) != (0, 0):
+        raise IncompatibleModelError(
+            f"{name} (AvgPool2d): padded average pooling is not supported (use padding=0), "
+            "except before a Linear, where it folds into the Dense", nodes=[name])
+    s = b.feature_map(name, m)
+    # ceil_mode windows past the map average what they cover, as Keras 'same' does.
+    padding = _keras_padding(name, kernel, stride, _pool_pads(m, kernel, stride, (s.h, s.w)),
+                             (s.h, s.w), "AvgPool2d", b.flip)
+    b.add(b.layers.AveragePooling2D(kernel, stride, padding=padding,
+                                    name=_layer_name(name, "avgpool")))
+    b.spatial_out()
+
+
+@converter("AdaptiveAvgPool2d")
+def _adaptive_avg_pool(name, m, b: _Build) -> None:
+    s = b.feature_map(name, m)
+    if _fold_pool_into_linear(name, m, b):
+        return
+    size = _pair(m.output_size)
+    if size != (1, 1):
+        raise IncompatibleModelError(
+            f"{name} (AdaptiveAvgPool2d): only AdaptiveAvgPool2d(1) (global average pooling) "
+            "is supported, except before a Linear, where any size folds into the Dense",
+            nodes=[name])
+    b.add(b.layers.GlobalAveragePooling2D(keepdims=True, name=_layer_name(name, "gap")))
+    b.state = _Map(s.c, 1, 1)
+
+
+@converter("Flatten")
+def _flatten_module(name, m, b: _Build) -> None:
+    if isinstance(b.state, _Flat):
+        return
+    if m.start_dim != 1 or m.end_dim != -1:
+        raise IncompatibleModelError(
+            f"{name} (Flatten): only Flatten(start_dim=1) is supported", nodes=[name])
+    _flatten(name, b)
+
+
+@converter("Linear")
+def _linear(name, m, b: _Build) -> None:
+    label = f"{name} (Linear)"
+    if isinstance(b.state, _Map):
+        s = b.state
+        if s.h * s.w != 1:
+            raise IncompatibleModelError(
+                f"{label} on a {s.c}x{s.h}x{s.w} feature map: add a Flatten before it",
+                nodes=[name])
+        _unpool_before_dense(name, b)
+        b.add(b.layers.Flatten(name=_layer_name(name, "flatten")))
+        b.state = _Flat(s.c)
+    if m.in_features != b.state.features:
+        raise IncompatibleModelError(
+            f"{label} expects {m.in_features} features, gets {b.state.features}", nodes=[name])
+    _dense(name, m.weight.detach().cpu().numpy(), _bias(m, m.out_features), b)
+
+
+def _activation(name, b: _Build, kind: str, max_value: float | None) -> None:
+    b.add(b.layers.ReLU(max_value, name=_layer_name(name, kind)))
+    b.act = max_value
+
+
+@converter("ReLU")
+def _relu(name, m, b: _Build) -> None:
+    _activation(name, b, "relu", None)
+
+
+@converter("ReLU6")
+def _relu6(name, m, b: _Build) -> None:
+    _activation(name, b, "relu6", 6.0)
+
+
+@converter("Hardtanh")
+def _hardtanh(name, m, b: _Build) -> None:
+    if m.min_val != 0.0 or m.max_val <= 0:
+        raise IncompatibleModelError(
+            f"{name} (Hardtanh({m.min_val}, {m.max_val})): supported only as a clamped ReLU "
+            "(Hardtanh(0, max_value) with max_value > 0)", nodes=[name])
+    _activation(name, b, "clamp", float(m.max_val))
+
+
+@converter("Softmax", "LogSoftmax", "Sigmoid")
+def _host_head(name, m, b: _Build) -> None:
+    kind = {"Softmax": "softmax", "LogSoftmax": "log_softmax", "Sigmoid": "sigmoid"}[
+        type(m).__name__]
+    dim = getattr(m, "dim", 1)
+    if b.following() or not isinstance(b.state, _Flat) or dim not in (1, -1, None):
+        raise IncompatibleModelError(
+            f"{name} ({type(m).__name__}): Akida has no {type(m).__name__}; it is accepted only "
+            "as the model's last op on the (N, classes) output, where it runs on the host after "
+            "the Akida model (which returns the logits: same argmax). Use ReLU6 inside the "
+            "network.", nodes=[name])
+    b.add(b.layers.Activation(kind, name=_layer_name(name, kind)))
+
+
+_UNSUPPORTED_HINTS = {
+    ("LSTM", "GRU", "RNN"): "recurrent layers have no Akida equivalent",
+    ("LeakyReLU", "GELU", "SiLU", "Tanh", "ELU", "Hardswish", "Mish", "PReLU", "Softplus"):
+        "use ReLU, ReLU6 or a clamp (Hardtanh(0, m))",
+    ("Conv1d", "MaxPool1d", "AvgPool1d", "AdaptiveAvgPool1d", "BatchNorm1d"):
+        "lower the 1-D model to its 2-D form first (Akida has no 1-D layers)",
+    ("MultiheadAttention", "TransformerEncoderLayer"): "attention has no Akida equivalent",
+}
+
+
+def _unsupported(name, m) -> IncompatibleModelError:
+    kind = type(m).__name__
+    hint = next((f": {h}" for kinds, h in _UNSUPPORTED_HINTS.items() if kind in kinds), "")
+    return IncompatibleModelError(f"{name} ({kind}) is not supported by to_keras{hint}",
+                                  nodes=[name])
+
+
+def _windows(sequence, shape):
+    """(name, what, kernel, stride, padding, (h, w)) of each conv/pool whose padding decides
+    whether the network can run in original or flipped coordinates."""
+    import torch
+    from torch import nn
+
+    out, x = [], torch.zeros(2, *shape)
+    with torch.no_grad():
+        for index, (name, m) in enumerate(sequence):
+            if x.dim() == 4:
+                size = tuple(x.shape[2:])
+                if isinstance(m, nn.Conv2d):
+                    out.append((name, "Conv2d", _pair(m.kernel_size), _pair(m.stride),
+                                m.padding, size))
+                elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) and not (
+                        isinstance(m, nn.AvgPool2d) and _linear_after(sequence, index)):
+                    kernel = _pair(m.kernel_size)
+                    stride = _pair(m.stride if m.stride is not None else m.kernel_size)
+                    out.append((name, type(m).__name__, kernel, stride,
+                                _pool_pads(m, kernel, stride, size), size))
+            x = m(x)
+    return out
+
+
+def _choose_flip(sequence, shape, flip: bool | None) -> bool:
+    """Run the network in flipped coordinates only where that is what makes it exact.
+
+    PyTorch pads ``padding`` on both sides; Keras/Akida 'same' pads ``total // 2``
+    before and the rest after. A stride-2, ``padding=1`` conv on an even map is
+    therefore not 'same' (Keras pads 0 before, 1 after) — but on the spatially
+    flipped map with flipped kernels its windows are exactly Keras' 'same'
+    windows. Flipping is all or nothing (every layer then sees flipped maps).
+    """
+    windows = _windows(sequence, shape)
+    fits = {False: [], True: []}  # orientation -> layers it fails
+    for name, what, kernel, stride, padding, size in windows:
+        for orientation in (False, True):
+            if not _keras_modes(kernel, stride, _torch_pads(padding, kernel), size, orientation):
+                fits[orientation].append((name, what, kernel, stride, padding, size))
+    choices = [o for o in ((False, True) if flip is None else (flip,)) if not fits[o]]
+    if choices:
+        return choices[0]
+    either = [w for w in fits[False] if w in fits[True]]
+    if either:
+        w = either[0]
+        raise IncompatibleModelError(
+            f"{_geometry(w[0], *w[2:5], w[5], w[1])}: neither Keras/Akida 'same' nor 'valid' "
+            "padding, in original or flipped coordinates. Use padding=k//2 (odd k) with "
+            "stride 1 and down-sample with MaxPool2d(2), or a stride-2 conv with padding=k//2 "
+            "on even maps, or padding=0.", nodes=[w[0]])
+    if flip is not None:
+        w = fits[flip][0]
+        raise IncompatibleModelError(
+            f"{_geometry(w[0], *w[2:5], w[5], w[1])} cannot run in "
+            f"{'flipped' if flip else 'original'} coordinates; use flip=None (automatic).",
+            nodes=[w[0]])
+    need, block = fits[False][0], fits[True][0]
+    raise IncompatibleModelError(
+        f"{_geometry(need[0], *need[2:5], need[5], need[1])} is Keras/Akida 'same' padding "
+        "only on the spatially flipped map (Keras pads 0 before and 1 after where PyTorch pads "
+        f"1 and 1), but {_geometry(block[0], *block[2:5], block[5], block[1])} cannot run on "
+        "flipped maps (its windows drop the last row/column, which becomes the first). "
+        f"Fix: make the map before {block[0]} even (an input size divisible by 2 for each "
+        "stride-2 layer before it), or pool with MaxPool2d(3, stride=2, padding=1), which "
+        "is exact either way.", nodes=[block[0]])
+
+
+def to_keras(torch_model, input_shape, *, flip: bool | None = None):
     """Rebuild a PyTorch model as the equivalent tf-keras model, weights included.
+
+    Each PyTorch layer type has one converter function (registered with
+    :func:`converter`); exact rewrites made on the way (average pooling folded
+    into a Dense, an identity convolution after a pooled conv that feeds a
+    Dense, flipped coordinates) are listed in the result's ``rewrites``
+    attribute.
+
+    Stride-2 ``padding=1`` convolutions on even maps (ResNet/MobileNet
+    down-sampling) pad differently from Keras/Akida 'same'. They are exact
+    'same' convolutions on the *spatially flipped* map with flipped kernels, so
+    when a model needs it the whole Keras network is built in flipped
+    coordinates: it then takes flipped images. The model records it
+    (:func:`input_flip`), :func:`to_nhwc` with ``flip=model`` prepares its
+    input, and :func:`convert_keras` passes the mark on to the Akida model.
 
     Parameters
     ----------
@@ -163,23 +817,34 @@ def to_keras(torch_model, input_shape):
         are folded first; the model itself is not modified.
     input_shape : tuple of int
         Channel-first input shape as in PyTorch, without batch: ``(C, H, W)``.
+    flip : bool, optional
+        Build in flipped coordinates (True) or not (False); by default only
+        when the model's padding needs it.
 
     Returns
     -------
     tf_keras.Model
-        Takes NHWC input (``(N, H, W, C)``); its outputs equal the PyTorch
+        Takes NHWC input (``(N, H, W, C)``), flipped in H and W when its
+        ``input_flip`` attribute is True; its outputs equal the PyTorch
         model's on the same images (up to float32 rounding). Layer names carry
         the PyTorch module names (``conv_0``, ``relu_1``, …).
 
     Raises
     ------
     IncompatibleModelError
-        Unsupported modules (named), branching models, padding Keras cannot
-        express, a non-positive or inconsistent ``input_shape``.
+        Unsupported modules (named, with the fix), branching models, padding
+        Keras cannot express in either orientation, a non-positive or
+        inconsistent ``input_shape``.
+
+    Examples
+    --------
+    >>> keras_model = to_keras(torch_model, (1, 28, 28))          # doctest: +SKIP
+    >>> keras_model.predict(to_nhwc(x_nchw, flip=keras_model))     # doctest: +SKIP
     """
     import torch
     from torch import nn
 
+    from .errors import AkidaWorkflowError
     from .folding import fold_batchnorm
 
     shape = tuple(int(s) for s in input_shape)
@@ -191,156 +856,104 @@ def to_keras(torch_model, input_shape):
         torch_model = fold_batchnorm(torch_model, strict=True)
     torch_model = torch_model.eval()
     keras = _keras()
-    layers = keras.layers
     c, h, w = shape
-    inputs = keras.Input((h, w, c), name="input")
-    x = inputs
-    state = ("chw", c, h, w)  # ("chw", C, H, W) or ("flat", features, hwc_perm or None)
-    last_conv_padding = "valid"
-    assignments = []  # (keras layer, [weights]) set after the model is built
-
-    for name, m in _sequence(torch_model):
-        label = f"{name} ({type(m).__name__})"
-        if isinstance(m, (nn.Dropout, nn.Identity)):
+    sequence = _sequence(torch_model, shape)
+    flipped = _choose_flip(sequence, shape, flip)
+    inputs = keras.Input((h, w, c), name="input" + (FLIPPED_SUFFIX if flipped else ""))
+    b = _Build(layers=keras.layers, sequence=sequence, x=inputs, state=_Map(c, h, w),
+               flip=flipped)
+    if flipped:
+        b.rewrites.append(
+            "the whole network runs in spatially flipped coordinates (kernels flipped, the "
+            "Dense after Flatten permuted): its stride-2 padding=1 convolutions are exact "
+            "Keras/Akida 'same' convolutions there. The model takes H- and W-flipped input: "
+            "prepare it with to_nhwc(x, flip=model)")
+    for index, (name, m) in enumerate(b.sequence):
+        if index in b.consumed:
             continue
-        if isinstance(m, nn.Conv2d):
-            if state[0] != "chw":
-                raise IncompatibleModelError(f"{label} after Flatten", nodes=[name])
-            _, c, h, w = state
-            if m.in_channels != c:
-                raise IncompatibleModelError(
-                    f"{label} expects {m.in_channels} channels, gets {c}", nodes=[name])
-            if _pair(m.dilation) != (1, 1) or m.padding_mode != "zeros":
-                raise IncompatibleModelError(
-                    f"{label}: dilation and non-zero padding modes are not supported", nodes=[name])
-            kernel, stride = _pair(m.kernel_size), _pair(m.stride)
-            padding = _keras_padding(name, kernel, stride, m.padding, (h, w))
-            weight = m.weight.detach().cpu().numpy()
-            bias = (m.bias.detach().cpu().numpy() if m.bias is not None
-                    else np.zeros(m.out_channels, np.float32))
-            if m.groups == 1:
-                layer = layers.Conv2D(m.out_channels, kernel, strides=stride, padding=padding,
-                                      name=_layer_name(name, "conv"))
-                kweights = [weight.transpose(2, 3, 1, 0), bias]
-            elif m.groups == m.in_channels:
-                mult = m.out_channels // m.in_channels
-                layer = layers.DepthwiseConv2D(kernel, strides=stride, padding=padding,
-                                               depth_multiplier=mult,
-                                               name=_layer_name(name, "dwconv"))
-                kweights = [weight.reshape(m.in_channels, mult, *kernel).transpose(2, 3, 0, 1),
-                            bias]
-            else:
-                raise IncompatibleModelError(
-                    f"{label}: grouped convolution (groups={m.groups}) is not supported; use "
-                    "groups=1 or a depthwise convolution (groups=in_channels)", nodes=[name])
-            x = layer(x)
-            assignments.append((layer, kweights))
-            last_conv_padding = padding
-            _, oh, ow, oc = x.shape
-            state = ("chw", oc, oh, ow)
-        elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
-            if state[0] != "chw":
-                raise IncompatibleModelError(f"{label} after Flatten", nodes=[name])
-            _, c, h, w = state
-            kernel = _pair(m.kernel_size)
-            stride = _pair(m.stride if m.stride is not None else m.kernel_size)
-            if m.ceil_mode:
-                raise IncompatibleModelError(f"{label}: ceil_mode=True is not supported",
-                                             nodes=[name])
-            if isinstance(m, nn.MaxPool2d):
-                if _pair(m.dilation) != (1, 1):
-                    raise IncompatibleModelError(f"{label}: dilation is not supported",
-                                                 nodes=[name])
-                padding = _keras_padding(name, kernel, stride, m.padding, (h, w), "MaxPool2d")
-                if padding == "valid" and _same_pads_nothing(kernel, stride, (h, w)):
-                    # Identical results; Akida 1.0 wants the pool padded like its conv.
-                    padding = last_conv_padding
-                x = layers.MaxPool2D(kernel, stride, padding=padding,
-                                     name=_layer_name(name, "maxpool"))(x)
-            else:
-                if _pair(m.padding) != (0, 0):
-                    raise IncompatibleModelError(
-                        f"{label}: padded average pooling is not supported (use padding=0)",
-                        nodes=[name])
-                x = layers.AveragePooling2D(kernel, stride, padding="valid",
-                                            name=_layer_name(name, "avgpool"))(x)
-            _, oh, ow, oc = x.shape
-            state = ("chw", oc, oh, ow)
-        elif isinstance(m, nn.AdaptiveAvgPool2d):
-            if _pair(m.output_size) != (1, 1) or state[0] != "chw":
-                raise IncompatibleModelError(
-                    f"{label}: only AdaptiveAvgPool2d(1) (global average pooling) is supported",
-                    nodes=[name])
-            x = layers.GlobalAveragePooling2D(keepdims=True, name=_layer_name(name, "gap"))(x)
-            state = ("chw", state[1], 1, 1)
-        elif isinstance(m, nn.Flatten):
-            if state[0] == "flat":
-                continue
-            if m.start_dim != 1 or m.end_dim != -1:
-                raise IncompatibleModelError(f"{label}: only Flatten(start_dim=1) is supported",
-                                             nodes=[name])
-            _, c, h, w = state
-            x = layers.Flatten(name=_layer_name(name, "flatten"))(x)
-            # Keras flattens (h, w, c); PyTorch flattens (c, h, w).
-            hh, ww, cc = np.meshgrid(np.arange(h), np.arange(w), np.arange(c), indexing="ij")
-            perm = (cc * h * w + hh * w + ww).ravel()
-            state = ("flat", c * h * w, perm)
-        elif isinstance(m, nn.Linear):
-            if state[0] == "chw":
-                _, c, h, w = state
-                if h * w != 1:
-                    raise IncompatibleModelError(
-                        f"{label} on a {c}x{h}x{w} feature map: add a Flatten before it",
-                        nodes=[name])
-                x = layers.Flatten(name=_layer_name(name, "flatten"))(x)
-                state = ("flat", c, None)
-            features, perm = state[1], state[2]
-            if m.in_features != features:
-                raise IncompatibleModelError(
-                    f"{label} expects {m.in_features} features, gets {features}", nodes=[name])
-            weight = m.weight.detach().cpu().numpy().T  # (in, out), PyTorch feature order
-            if perm is not None:
-                weight = weight[perm]
-            bias = (m.bias.detach().cpu().numpy() if m.bias is not None
-                    else np.zeros(m.out_features, np.float32))
-            layer = layers.Dense(m.out_features, name=_layer_name(name, "dense"))
-            x = layer(x)
-            assignments.append((layer, [weight, bias]))
-            state = ("flat", m.out_features, None)
-        elif isinstance(m, nn.ReLU):
-            x = layers.ReLU(name=_layer_name(name, "relu"))(x)
-        elif isinstance(m, nn.ReLU6):
-            x = layers.ReLU(6.0, name=_layer_name(name, "relu6"))(x)
-        elif isinstance(m, nn.Hardtanh) and m.min_val == 0.0 and m.max_val > 0:
-            x = layers.ReLU(float(m.max_val), name=_layer_name(name, "clamp"))(x)
-        else:
-            hint = ""
-            if isinstance(m, (nn.LSTM, nn.GRU, nn.RNN)):
-                hint = ": recurrent layers have no Akida equivalent"
-            elif isinstance(m, (nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh)):
-                hint = ": use ReLU, ReLU6 or a clamp (Hardtanh(0, m))"
+        b.index = index
+        convert = _converter_for(m)
+        if convert is None:
+            raise _unsupported(name, m)
+        try:
+            convert(name, m, b)
+        except AkidaWorkflowError:
+            raise
+        except Exception as exc:  # Keras refusing a shape, e.g. a pool larger than the map
             raise IncompatibleModelError(
-                f"{label} is not supported by to_keras{hint}", nodes=[name])
+                f"{name} ({type(m).__name__}) cannot be rebuilt in Keras: {exc}",
+                nodes=[name]) from exc
 
-    keras_model = keras.Model(inputs, x, name=type(torch_model).__name__.lower())
-    for layer, kweights in assignments:
+    keras_model = keras.Model(inputs, b.x, name=type(torch_model).__name__.lower())
+    for layer, kweights in b.assignments:
         layer.set_weights([np.asarray(a, dtype=np.float32) for a in kweights])
-    with torch.no_grad():
-        probe = torch.zeros(1, *shape)
-        if tuple(torch_model(probe).shape[1:]) != tuple(keras_model.output_shape[1:]):
-            raise IncompatibleModelError(
-                f"the Keras model's output {keras_model.output_shape[1:]} does not match "
-                f"the PyTorch model's {tuple(torch_model(probe).shape[1:])}")
+    keras_model.rewrites = tuple(b.rewrites)
+    keras_model.input_flip = flipped
+    with torch.no_grad():  # a batch of two: torch.squeeze would drop a batch of one
+        torch_shape = tuple(torch_model(torch.zeros(2, *shape)).shape[1:])
+    if torch_shape != tuple(keras_model.output_shape[1:]):
+        raise IncompatibleModelError(
+            f"the Keras model's output {keras_model.output_shape[1:]} does not match "
+            f"the PyTorch model's {torch_shape}")
     return keras_model
 
 
-def to_nhwc(x) -> np.ndarray:
+def _pooled_linear_weight(pool, linear, chw, pool_name, linear_name) -> np.ndarray:
+    """Weight ``(out, C*H*W)`` (PyTorch flatten order) of ``linear(flatten(pool(x)))``.
+
+    Pooling is linear, so the composite's weight is the adjoint of the pooling
+    applied to each row of the Linear's weight: the gradient of
+    ``<W_o, flatten(pool(x))>`` with respect to ``x``. For pooling over the whole
+    map this is ``W / (H*W)`` tiled over positions.
+    """
+    import torch
+
+    out = linear.out_features
+    with torch.enable_grad():
+        x = torch.zeros(out, *chw, requires_grad=True)
+        y = torch.flatten(pool(x), 1)
+        if y.shape[1] != linear.in_features:
+            raise IncompatibleModelError(
+                f"{linear_name} (Linear) expects {linear.in_features} features, gets "
+                f"{y.shape[1]} from {pool_name} ({type(pool).__name__})", nodes=[linear_name])
+        (y * linear.weight.detach().to(y.dtype)).sum().backward()
+    return x.grad.reshape(out, -1).numpy()
+
+
+def input_flip(model) -> bool:
+    """Whether a model built by :func:`to_keras` takes spatially flipped input.
+
+    Parameters
+    ----------
+    model : tf_keras.Model or akida.Model
+        The float or quantized Keras model, or the Akida model converted from
+        it (the mark is kept in ``.fbz`` files).
+
+    Returns
+    -------
+    bool
+    """
+    recorded = getattr(model, "input_flip", None)
+    if isinstance(recorded, bool):
+        return recorded
+    layers = getattr(model, "layers", None)
+    if not layers:
+        return False
+    first = layers[0]
+    return str(getattr(first, "name", "")).endswith(FLIPPED_SUFFIX)
+
+
+def to_nhwc(x, flip=False) -> np.ndarray:
     """Float32 NHWC copy of an NCHW image batch (the layout PyTorch models take).
 
     Parameters
     ----------
     x : array-like
         ``(N, C, H, W)``, or ``(N, H, W)`` for one channel.
+    flip : bool or model, default False
+        Flip H and W, as a model built in flipped coordinates expects. Pass
+        the Keras or Akida model itself to read it from the model
+        (:func:`input_flip`): ``to_nhwc(x, flip=model)`` is always right.
 
     Returns
     -------
@@ -352,7 +965,10 @@ def to_nhwc(x) -> np.ndarray:
         x = x[:, None]
     if x.ndim != 4:
         raise IncompatibleModelError(f"expected an NCHW image batch, got shape {x.shape}")
-    return np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1)), dtype=np.float32)
+    x = np.transpose(x, (0, 2, 3, 1))
+    if flip if isinstance(flip, (bool, np.bool_)) else input_flip(flip):
+        x = x[:, ::-1, ::-1]
+    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 def unbounded_relus(keras_model) -> list[str]:
@@ -367,13 +983,15 @@ def _check_samples(keras_model, samples) -> np.ndarray:
 
     x = _check_sample_dtype(samples, "akida_workflows.datasets.preprocess, then to_nhwc")
     expected = tuple(keras_model.input_shape[1:])
+    if x.ndim == 4 and tuple(x.shape[1:]) != expected and (
+            x.shape[2], x.shape[3], x.shape[1]) == expected:
+        # PyTorch's NCHW layout: converted here, flipped if the model takes flipped input.
+        x = to_nhwc(x, flip=keras_model)
     if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-        hint = ""
-        if x.ndim == 4 and (x.shape[2], x.shape[3], x.shape[1]) == expected:
-            hint = " They look NCHW: convert with akida_workflows.keras_bridge.to_nhwc(samples)."
         raise IncompatibleModelError(
-            f"calibration samples have shape {x.shape}; the Keras model takes "
-            f"(N, {', '.join(map(str, expected))}) NHWC.{hint}")
+            f"samples have shape {x.shape}; the Keras model takes "
+            f"(N, {', '.join(map(str, expected))}) NHWC (to_nhwc(x, flip=model)) or "
+            f"(N, {expected[2]}, {expected[0]}, {expected[1]}) NCHW.")
     return _check_sample_values(x)
 
 
@@ -520,8 +1138,117 @@ def fine_tune(quantized_model, x, y, epochs: int = 3, lr: float = 1e-4, batch_si
     return [float(v) for v in history.history["loss"]]
 
 
-def convert_keras(quantized_model, akida_version: str | None = None):
+#: Keras layer types that carry weights or merge tensors: what an Akida layer must compute.
+_COMPUTE_TYPES = frozenset({
+    "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense", "Conv2DTranspose",
+    "DepthwiseConv2DTranspose", "Add", "Concatenate",
+})
+#: Keras layers that may stay on the host after the last Akida layer: argmax is unchanged.
+_HEAD_TYPES = frozenset({"Softmax", "Dequantizer"})
+_HEAD_ACTIVATIONS = frozenset({"softmax", "log_softmax", "sigmoid"})
+#: Akida layer types that compute nothing.
+_AKIDA_NON_COMPUTE = frozenset({"InputData", "Quantizer", "Dequantizer"})
+
+#: CNN2SNN refusals of the Keras path: (pattern, fix). ``{0}``, ``{1}`` are the pattern's groups.
+_CNN2SNN_FIXES = (
+    (r"The layer (\S*global_average_pooling\S*|gap_\S+) followed by (\S+) is not valid",
+     "Akida 1.0 cannot run global average pooling after an activation (CNN2SNN v1: 'gap "
+     "followed by dense is not valid'). Fix: end the network with average pooling → "
+     "(Flatten) → Linear, which to_keras converts exactly into one Dense on the unpooled "
+     "map; or pool before the activation (Conv2d → AdaptiveAvgPool2d(1) → ReLU6)."),
+    (r"The layer (\S+) followed by (\S+) is not valid",
+     "on Akida 1.0 every layer that feeds another must end with a bounded ReLU (its output "
+     "quantizer): put nn.ReLU6() (or a clamp) after {0}, retrain or fine-tune, convert again."),
+    (r"(\S+): in AkidaVersion.v1, output_quantizer is mandatory",
+     "Akida 1.0 cannot end with an activation after the last layer: remove {0} (the final "
+     "ReLU/clamp) from the model and train on the logits."),
+    (r"Pooling layer (\S+) \(padding: (\w+)\) must have the same padding as (\S+)",
+     "Akida pools with the padding of the convolution before it: give the MaxPool2d "
+     "padding matching {2} (or use a pool whose window tiles the map exactly)."),
+)
+
+
+def _explain_cnn2snn(message: str) -> tuple[str, list[str]]:
+    """The fix for a CNN2SNN refusal and the Keras layers it names."""
+    for pattern, fix in _CNN2SNN_FIXES:
+        match = re.search(pattern, message)
+        if match:
+            return fix.format(*match.groups()), [g for g in match.groups()
+                                                 if g and g not in ("valid", "same")][:1]
+    return "", sorted(set(re.findall(r"\(([A-Za-z_][\w]*)\)", message)))[:1]
+
+
+def _skipped_layers(message: str) -> list[tuple[str, str]]:
+    """(name, type) of the layers listed in CNN2SNN's "Conversion stops" warning."""
+    return [(name, kind) for name, kind in re.findall(r"^(\S+) \((\w+)\)$", message, flags=re.M)
+            if (name, kind) != ("Layer", "type")]
+
+
+def _dropped_fix(layer_type: str) -> str:
+    if layer_type == "AveragePooling2D":
+        return ("Akida has no average-pooling layer. Average pooling followed (through "
+                "Flatten) by a Linear is converted exactly by to_keras into one Dense; "
+                "elsewhere use nn.MaxPool2d or a stride-2 convolution.")
+    return (f"QuantizeML has no quantized form of {layer_type} at this place, so it left it in "
+            "float and CNN2SNN dropped it and everything after it. Replace it with a "
+            "supported layer (Conv2d, depthwise-separable block, Linear, ReLU6, MaxPool2d).")
+
+
+def _check_complete(quantized_model, akida_model, stop_message: str, akida_version: str,
+                    allow_partial: bool) -> None:
+    """Refuse (or, with ``allow_partial``, warn about) an Akida model shorter than the
+    quantized Keras model: fewer compute layers or another output shape."""
+    akida_names = {layer.name for layer in akida_model.layers}
+    compute = [layer for layer in quantized_model.layers
+               if type(layer).__name__.replace("Quantized", "") in _COMPUTE_TYPES]
+    dropped = [layer for layer in compute if layer.name not in akida_names]
+    n_akida = sum(str(layer.parameters.layer_type).split(".")[-1] not in _AKIDA_NON_COMPUTE
+                  for layer in akida_model.layers)
+    def is_head(name, kind):
+        if kind in _HEAD_TYPES:
+            return True
+        if kind == "Activation":
+            layer = next((lay for lay in quantized_model.layers if lay.name == name), None)
+            return layer is not None and layer.get_config().get("activation") in _HEAD_ACTIVATIONS
+        return False
+
+    tail = [(name, kind) for name, kind in _skipped_layers(stop_message)
+            if not is_head(name, kind)]
+    keras_shape = tuple(int(d) for d in quantized_model.output_shape[1:])
+    akida_shape = tuple(int(d) for d in akida_model.output_shape)
+    same_shape = (int(np.prod(keras_shape)) == int(np.prod(akida_shape))
+                  and keras_shape[-1:] == akida_shape[-1:])
+    if not dropped and n_akida >= len(compute) and same_shape and not tail:
+        return
+    if tail:
+        first, kind = tail[0]
+    elif dropped:
+        first, kind = dropped[0].name, type(dropped[0]).__name__
+    else:  # pragma: no cover - defensive: shapes differ without a named cause
+        first, kind = quantized_model.layers[-1].name, type(quantized_model.layers[-1]).__name__
+    why = "CNN2SNN returned a shorter model"
+    if stop_message:
+        why = "CNN2SNN: " + " ".join(stop_message.split(".")[0].split())
+    summary = (f"the Akida {akida_version} model is incomplete: {n_akida} of {len(compute)} "
+               f"compute layers converted, output {list(akida_shape)} instead of "
+               f"{list(keras_shape)}. It stops before {first} ({kind}) ({why}).")
+    if allow_partial:
+        warnings.warn(f"partial Akida model: {summary} The layers from {first} on must run on "
+                      "the host.", stacklevel=3)
+        return
+    raise IncompatibleModelError(
+        f"{summary} {_dropped_fix(kind.replace('Quantized', ''))} Or pass allow_partial=True "
+        "to accept a model that ends there.", nodes=[first])
+
+
+def convert_keras(quantized_model, akida_version: str | None = None, *,
+                  allow_partial: bool = False):
     """Convert a QuantizeML Keras model to Akida with ``cnn2snn.convert``.
+
+    CNN2SNN stops, with only a warning, at the first layer QuantizeML left in
+    float (an ``AveragePooling2D`` head, for instance) and returns the layers
+    before it. Here that is an error naming the first dropped layer and the fix,
+    unless ``allow_partial=True``.
 
     Parameters
     ----------
@@ -529,16 +1256,26 @@ def convert_keras(quantized_model, akida_version: str | None = None):
         From :func:`quantize_4bit` (or :func:`fine_tune`).
     akida_version : {"v1", "v2"}, optional
         Defaults to the version the model was quantized for.
+    allow_partial : bool, default False
+        Accept an Akida model that computes only the first part of the network
+        (a warning names where it stops; the rest must run on the host). A final
+        Softmax is never counted as dropped: Akida returns the logits, whose
+        argmax is the same.
 
     Returns
     -------
     akida.Model
-        Takes float NHWC input (its first layer quantizes it).
+        Takes float NHWC input (its first layer quantizes it), flipped in H and
+        W if the Keras model was built in flipped coordinates: its first layer's
+        name then ends in ``"_flipped"`` (:func:`input_flip`); prepare inputs
+        with ``to_nhwc(x, flip=akida_model)``.
 
     Raises
     ------
     IncompatibleModelError
-        CNN2SNN refuses the model (its message names the layer).
+        CNN2SNN refuses the model (the layer is named, with the fix), or the
+        converted model is shorter than the Keras model (fewer compute layers,
+        another output shape) while ``allow_partial`` is False.
     """
     import_toolchain()
     from cnn2snn import convert, set_akida_version
@@ -548,8 +1285,37 @@ def convert_keras(quantized_model, akida_version: str | None = None):
         raise IncompatibleModelError(
             "say which Akida version to convert for (akida_version='v1' or 'v2')")
     version = _version(akida_version)
-    try:
-        with set_akida_version(version):
-            return convert(quantized_model)
-    except Exception as exc:
-        raise IncompatibleModelError(f"cnn2snn.convert failed for Akida {akida_version}: {exc}") from exc
+    # A model that takes flipped input says so in its input quantizer's name, which the
+    # Akida model (and its .fbz file) keeps.
+    flipped = input_flip(quantized_model)
+    quantizer = next((layer for layer in quantized_model.layers
+                      if type(layer).__name__ == "InputQuantizer"), None)
+    if flipped and quantizer is None:
+        raise IncompatibleModelError(
+            "the model takes spatially flipped input but has no input quantizer to record it "
+            "in the Akida model: quantize it with quantize_4bit")
+    original_name = quantizer.name if quantizer is not None else None
+    with set_akida_version(version), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            if flipped and not original_name.endswith(FLIPPED_SUFFIX):
+                quantizer._name = original_name + FLIPPED_SUFFIX
+            akida_model = convert(quantized_model)
+        except Exception as exc:
+            fix, names = _explain_cnn2snn(str(exc))
+            raise IncompatibleModelError(
+                f"cnn2snn.convert failed for Akida {akida_version}: {exc}"
+                + (f" Fix: {fix}" if fix else ""), nodes=names) from exc
+        finally:
+            if quantizer is not None:
+                quantizer._name = original_name
+    if flipped != input_flip(akida_model):  # pragma: no cover - defensive
+        raise IncompatibleModelError("the Akida model lost the mark of its flipped input")
+    stop = ""
+    for w in caught:
+        if "Conversion stops" in str(w.message):
+            stop = stop or str(w.message)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    _check_complete(quantized_model, akida_model, stop, akida_version, allow_partial)
+    return akida_model

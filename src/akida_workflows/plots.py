@@ -1,6 +1,9 @@
-"""Figures of the gallery: sample grids, predictions, confusion matrices."""
+"""Figures of the gallery: sample grids, predictions, confusion matrices, hardware maps."""
 
 from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -12,6 +15,9 @@ __all__ = [
     "batchnorm_scale_figure",
     "weight_distribution_figure",
     "sqnr_figure",
+    "signals_per_class",
+    "plot_mapping",
+    "mapping_figure",
 ]
 
 
@@ -79,8 +85,9 @@ def prediction_figure(image, scores, true_label, classes=None, *, title: str = "
     return fig
 
 
-def confusion_matrix_figure(confusion, classes=None, *, title: str = "Confusion matrix"):
-    """Confusion matrix as a heat map with counts (rows: true class).
+def confusion_matrix_figure(confusion, classes=None, *, title: str = "Confusion matrix",
+                            unit: str = "images"):
+    """Confusion matrix as a heat map with counts (rows: true class); ``unit`` labels the counts.
 
     Returns
     -------
@@ -103,7 +110,7 @@ def confusion_matrix_figure(confusion, classes=None, *, title: str = "Confusion 
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title)
-    fig.colorbar(im, ax=ax, label="images")
+    fig.colorbar(im, ax=ax, label=unit)
     fig.tight_layout()
     return fig
 
@@ -232,5 +239,343 @@ def sqnr_figure(rows: dict, *, title: str = "int4 weight SQNR per layer"):
     ax.set_ylabel("SQNR (dB, higher is better)")
     ax.set_title(title)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+# --- Hardware map -------------------------------------------------------------------------
+
+#: Fill and edge colours of a layer box: on an NP, in software, no computation.
+MAPPING_COLORS = {
+    "hardware": ("#d7efdb", "#2e7d32"),
+    "software": ("#fde1c6", "#c65102"),
+    "none": ("#eeeeee", "#8c8c8c"),
+}
+_BOX_W, _SMALL_W, _BOX_H = 1.45, 0.42, 1.4  # inches
+_GAP, _ROW_GAP, _MARGIN = 0.26, 0.45, 0.08
+_DEFAULT_WIDTH = 10.0
+_REASON_CHARS, _REASON_LINES = 26, 5
+
+
+@dataclass
+class _Box:
+    layer: object
+    kind: str  # "hardware", "software" or "none"
+    x: float
+    row: int
+    width: float
+
+
+def _kind(layer) -> str:
+    if getattr(layer, "backend", "") == "hardware" and getattr(layer, "compute", True):
+        return "hardware"
+    if not getattr(layer, "compute", True):
+        return "none"
+    return "software"
+
+
+def _mapping_rows(report, width: float) -> list[_Box]:
+    """Place each layer left to right, starting a new row when ``width`` is full."""
+    boxes, x, row = [], _MARGIN, 0
+    for layer in report.layers:
+        kind = _kind(layer)
+        w = _BOX_W if kind != "none" else _SMALL_W
+        if x > _MARGIN and x + w > width - _MARGIN:
+            x, row = _MARGIN, row + 1
+        boxes.append(_Box(layer, kind, x, row, w))
+        x += w + _GAP
+    return boxes
+
+
+def _shorten(text: str, chars: int) -> str:
+    text = str(text)
+    if len(text) <= chars:
+        return text
+    keep = chars - 1
+    return text[: keep // 2] + "…" + text[len(text) - (keep - keep // 2):]
+
+
+def _status(layer, kind: str) -> str:
+    nps = getattr(layer, "nps", "") or ""
+    note = getattr(layer, "note", "") or ""
+    if kind == "hardware":
+        return nps or note or "no NP needed"
+    if kind == "none":
+        return "no NP needed" if getattr(layer, "backend", "") == "hardware" else "no computation"
+    return "in software"
+
+
+def _detail(layer, kind: str) -> str:
+    """Small print under the status: the mapper's reason in software, a note otherwise."""
+    if kind == "software":
+        return getattr(layer, "reason", "") or "(no reason given by the mapper)"
+    note = getattr(layer, "note", "") or ""
+    return note if note and note != _status(layer, kind) else ""
+
+
+def _wrap(text: str, chars: int = _REASON_CHARS, lines: int = _REASON_LINES) -> str:
+    wrapped = textwrap.wrap(" ".join(str(text).split()), chars)
+    if len(wrapped) > lines:
+        wrapped = wrapped[:lines]
+        wrapped[-1] = wrapped[-1][: chars - 1].rstrip() + "…"
+    return "\n".join(wrapped)
+
+
+def _width_inches(ax, artist) -> float | None:
+    try:
+        renderer = ax.figure.canvas.get_renderer()
+    except AttributeError:  # a backend without a renderer: keep the character limits
+        return None
+    return artist.get_window_extent(renderer).width / ax.figure.dpi
+
+
+def _fit(ax, artist, text: str, width: float) -> None:
+    """Set ``text``, shortened in the middle until it fits ``width`` inches."""
+    text = str(text)
+    for chars in range(max(len(text), 1), 0, -1):
+        artist.set_text(_shorten(text, chars))
+        measured = _width_inches(ax, artist)
+        if measured is None:
+            artist.set_text(_shorten(text, 18))
+            return
+        if measured <= width:
+            return
+
+
+def _fit_wrapped(ax, artist, text: str, width: float) -> None:
+    """Set ``text`` wrapped onto at most a few lines that fit ``width`` inches."""
+    for chars in range(_REASON_CHARS + 6, 10, -1):
+        artist.set_text(_wrap(text, chars))
+        measured = _width_inches(ax, artist)
+        if measured is None:
+            artist.set_text(_wrap(text))
+            return
+        if measured <= width:
+            return
+
+
+def _mapping_height(n_rows: int) -> float:
+    return n_rows * _BOX_H + (n_rows - 1) * _ROW_GAP + 2 * _MARGIN
+
+
+def _axes_width_inches(ax) -> float:
+    fig = ax.figure
+    return ax.get_position().width * fig.get_figwidth()
+
+
+def plot_mapping(map_report, ax=None, *, title: str | None = None, legend: bool = True,
+                 width: float | None = None):
+    """Draw how a model sits on an Akida device: one box per layer, along the data flow.
+
+    Each layer of ``map_report`` is a box, in the model's order, left to right
+    and wrapped onto new rows. The box says the layer's name and type, and is
+    coloured by where it runs: green on the device's neural processors (labelled
+    with the NPs it uses, e.g. ``13 CNP1``, ``1 FNP3``, ``1 HRC``), orange in
+    software on the host CPU (with the mapper's reason, wrapped), grey for
+    layers that compute nothing (input quantizer, dequantizer).
+
+    Parameters
+    ----------
+    map_report : akida_workflows.deploy.MapReport
+        From :func:`~akida_workflows.deploy.map_report`. Only the fields of
+        :class:`~akida_workflows.deploy.LayerMapping` (``name``, ``layer_type``,
+        ``backend``, ``nps``, ``reason``, ``compute``) are read; an optional
+        ``note`` on a layer is shown under its status.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw. Its width decides how many boxes fit on a row; the
+        boxes keep their size (in inches), so give it room: see
+        :func:`mapping_figure` to stack several models. By default a figure
+        is made to fit the model.
+    title : str, optional
+        First title line (e.g. the model's name); the second line is the
+        report's summary (device, share of compute layers in hardware, NPs).
+    legend : bool, default True
+        Add the colour legend under the boxes.
+    width : float, optional
+        Row width in inches when ``ax`` is None (default 10).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Raises
+    ------
+    ValueError
+        If the report has no layers.
+
+    Examples
+    --------
+    >>> report = map_report(akida_model, "SixNodesIPv2")  # doctest: +SKIP
+    >>> plot_mapping(report, title="BrainChip's MNIST CNN")  # doctest: +SKIP
+    """
+    from matplotlib.patches import FancyBboxPatch, Patch
+
+    plt = _plt()
+    layers = list(getattr(map_report, "layers", None) or [])
+    if not layers:
+        raise ValueError("the mapping report has no layers to draw")
+    if ax is None:
+        row_width = width or _DEFAULT_WIDTH
+        boxes = _mapping_rows(map_report, row_width)
+        used = max(b.x + b.width for b in boxes) + _MARGIN
+        content = _mapping_height(boxes[-1].row + 1)
+        head, foot = 0.72, (0.42 if legend else 0.05)
+        fig, ax = plt.subplots(figsize=(max(used, 4.0), content + head + foot))
+        fig.subplots_adjust(left=0.0, right=1.0, top=1.0 - head / (content + head + foot),
+                            bottom=foot / (content + head + foot))
+    row_width = _axes_width_inches(ax)
+    boxes = _mapping_rows(map_report, row_width)
+    content = _mapping_height(boxes[-1].row + 1)
+    # One data unit is one inch: boxes and fonts keep their size whatever the axes.
+    box_h = ax.get_position().height * ax.figure.get_figheight()
+    ax.set_xlim(0, row_width)
+    ax.set_ylim(max(content, box_h), 0)
+    ax.set_aspect("equal", adjustable="box", anchor="NW")
+    ax.axis("off")
+
+    def y_top(row):
+        return _MARGIN + row * (_BOX_H + _ROW_GAP)
+
+    for box in boxes:
+        fill, edge = MAPPING_COLORS[box.kind]
+        y0 = y_top(box.row)
+        ax.add_patch(FancyBboxPatch(
+            (box.x, y0), box.width, _BOX_H, boxstyle="round,pad=0,rounding_size=0.08",
+            facecolor=fill, edgecolor=edge, linewidth=1.4 if box.kind != "none" else 0.9,
+        ))
+        cx, layer = box.x + box.width / 2, box.layer
+        if box.kind == "none":  # a narrow box, its name written upwards
+            ax.text(cx, y0 + _BOX_H / 2, _shorten(layer.name, 16), ha="center", va="center",
+                    rotation=90, fontsize=7.5, color="#444444")
+            continue
+        inner = box.width - 0.1
+        _fit(ax, ax.text(cx, y0 + 0.2, "", ha="center", va="center", fontsize=8.5,
+                         fontweight="bold"), layer.name, inner)
+        _fit(ax, ax.text(cx, y0 + 0.4, "", ha="center", va="center", fontsize=8,
+                         color="#444444"), layer.layer_type, inner)
+        _fit(ax, ax.text(cx, y0 + 0.63, "", ha="center", va="center", fontsize=8.5,
+                         fontweight="bold", color=edge), _status(layer, box.kind), inner)
+        detail = _detail(layer, box.kind)
+        if detail:
+            _fit_wrapped(ax, ax.text(cx, y0 + 0.79, "", ha="center", va="top", fontsize=6.8,
+                                     style="italic", color="#333333", linespacing=1.15),
+                         detail, inner)
+
+    arrow = dict(arrowstyle="-|>", color="#555555", lw=1.0, shrinkA=0, shrinkB=0,
+                 mutation_scale=9)
+    for a, b in zip(boxes, boxes[1:]):
+        ya, yb = y_top(a.row) + _BOX_H / 2, y_top(b.row)
+        if a.row == b.row:
+            ax.annotate("", xy=(b.x, ya), xytext=(a.x + a.width, ya), arrowprops=arrow)
+        else:  # down from the end of a row, back to the start of the next
+            xa, xb = a.x + a.width / 2, b.x + b.width / 2
+            ymid = y_top(a.row) + _BOX_H + _ROW_GAP / 2
+            ax.plot([xa, xa, xb], [y_top(a.row) + _BOX_H, ymid, ymid], color="#555555",
+                    lw=1.0, solid_joinstyle="round")
+            ax.annotate("", xy=(xb, yb), xytext=(xb, ymid), arrowprops=arrow)
+
+    summary = map_report.summary_line() if hasattr(map_report, "summary_line") else ""
+    if summary:
+        ax.text(_MARGIN, -0.1, summary, ha="left", va="bottom", fontsize=9.5, clip_on=False)
+    if title:
+        ax.text(_MARGIN, -0.1 - (0.26 if summary else 0.0), title, ha="left", va="bottom",
+                fontsize=11, fontweight="bold", clip_on=False)
+    if legend:
+        handles = [
+            Patch(facecolor=MAPPING_COLORS["hardware"][0], edgecolor=MAPPING_COLORS["hardware"][1],
+                  label="on the device's NPs (hardware)"),
+            Patch(facecolor=MAPPING_COLORS["software"][0], edgecolor=MAPPING_COLORS["software"][1],
+                  label="in software on the host, with the mapper's reason"),
+            Patch(facecolor=MAPPING_COLORS["none"][0], edgecolor=MAPPING_COLORS["none"][1],
+                  label="no computation (input quantizer, dequantizer)"),
+        ]
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, 0.0), ncol=3,
+                  frameon=False, fontsize=8, handlelength=1.4, borderaxespad=0.2)
+    return ax
+
+
+def mapping_figure(reports, *, width: float = _DEFAULT_WIDTH, title: str = ""):
+    """Several hardware maps stacked in one figure, each sized to its model.
+
+    Parameters
+    ----------
+    reports : dict
+        ``{title: MapReport}``, drawn top to bottom with :func:`plot_mapping`
+        (the colour legend once, under the last one).
+    width : float, default 10
+        Figure width in inches (boxes per row follow from it).
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _plt()
+    items = list(dict(reports).items())
+    if not items:
+        raise ValueError("no mapping report to draw")
+    heads = 0.75
+    heights = [_mapping_height(_mapping_rows(r, width)[-1].row + 1) + heads for _, r in items]
+    legend_h = 0.35
+    total = sum(heights) + legend_h + (0.45 if title else 0.0)
+    fig = plt.figure(figsize=(width, total))
+    y = total - (0.45 if title else 0.0)
+    for i, ((name, report), h) in enumerate(zip(items, heights)):
+        # Each axes spans the figure width and its model's height, below its title.
+        ax = fig.add_axes((0.0, (y - h) / total, 1.0, (h - heads) / total))
+        plot_mapping(report, ax=ax, title=name, legend=i == len(items) - 1)
+        y -= h
+    if title:
+        fig.suptitle(title, fontsize=12, x=0.005, ha="left", y=1 - 0.12 / total)
+    return fig
+
+
+def signals_per_class(signals, labels, classes=None, *, per_class: int = 6,
+                      title: str = "Signals per class", ylabel: str = "amplitude"):
+    """One panel per class: a few of its signals and the class mean.
+
+    Parameters
+    ----------
+    signals : numpy.ndarray
+        ``(N, C, L)`` or ``(N, L)`` signals (the first channel is drawn).
+    labels : numpy.ndarray
+        Integer class of each signal.
+    classes : sequence of str, optional
+    per_class : int, default 6
+        Signals drawn per class (thin lines); the mean of all is drawn thick.
+    title, ylabel : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _plt()
+    x = np.asarray(signals)
+    x = x[:, 0] if x.ndim == 3 else x
+    labels = np.asarray(labels)
+    n = int(labels.max()) + 1 if labels.size else 0
+    names = list(classes) if classes is not None else [str(i) for i in range(n)]
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.2 * rows), sharex=True,
+                             sharey=True, squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        if k >= n:
+            ax.axis("off")
+            continue
+        members = x[labels == k]
+        for s in members[:per_class]:
+            ax.plot(s, color="C0", alpha=0.35, linewidth=0.8)
+        if len(members):
+            ax.plot(members.mean(axis=0), color="C3", linewidth=1.8, label="class mean")
+        label = f"class {names[k]}" if str(names[k]).isdigit() else str(names[k])
+        ax.set_title(f"{label} ({len(members)} signals)", fontsize=9)
+        if k % cols == 0:
+            ax.set_ylabel(ylabel)
+        if k >= (rows - 1) * cols:
+            ax.set_xlabel("sample")
+    axes.flat[0].legend(fontsize=7, loc="upper right")
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
