@@ -41,8 +41,9 @@ def real_verdict(name, target) -> bool:
 #: Zoo models whose report is complete (no "not reached") after one run: the rules see
 #: everything, or stand-ins let the toolchain judge the rest. The others stop the
 #: toolchain at an operation without a stand-in (1-D layers, recurrence, attention, …).
-_STOPS_EVERYWHERE = {"lstm", "attention", "lstm_kws", "keyword_transformer", "ppg_temponet",
-                     "ecg_conv1d", "m5_raw_audio"}
+_STOPS_EVERYWHERE = {"lstm", "attention", "lstm_kws", "keyword_transformer"}
+#: 1-D models whose lowered 2-D form exceeds both targets' limits: refused with every fix.
+REFUSED_1D = {"ppg_temponet", "m5_raw_audio"}
 COMPLETE = {
     "akida2": set(ZOO) - _STOPS_EVERYWHERE - {"lenet5"},  # valid input conv + pool: conversion
     # depthwise → pointwise is refused by today's 4-bit bridge; ResNet-8's shortcut branches
@@ -57,8 +58,13 @@ COMPLETE = {
 @pytest.mark.parametrize("name", sorted(ZOO))
 def test_report_agrees_with_the_toolchain(name, target):
     model = ZOO[name]
-    report = report_for(name, target)
     real = real_verdict(name, target)
+    try:
+        report = report_for(name, target)
+    except IncompatibleModelError as exc:  # a 1-D model past the target's limits once lowered
+        assert name in REFUSED_1D and not real, exc
+        assert "Fix:" in str(exc)
+        return
     assert report.ok == real, f"{name}/{target}: report says ok={report.ok}, toolchain {real}\n{report}"
     assert all(r.status in STATUSES for r in report.rows)
     # Never "ok" by default: only when the toolchain mapped the whole (working) model.

@@ -242,10 +242,6 @@ def _params(toolchain=False):
     for case in CASES:
         for target in case.targets:
             marks = []
-            if toolchain and case.rule == "depthwise-separable":
-                marks.append(pytest.mark.xfail(
-                    reason="needs keras_bridge's separable-block conversion (dwconv followed "
-                           "by conv is refused today)", strict=False))
             name = f"{case.rule}-{target}"
             seen[name] = seen.get(name, 0) + 1
             ident = name if seen[name] == 1 else f"{name}-{seen[name]}"
