@@ -96,7 +96,6 @@ EXPECTED = {  # (model, target): {module: status}
     ("sigmoid_inside", "akida1"): {"3": "unsupported"},
     ("gelu", "akida2"): {"1": "fixable", "4": "fixable"},
     ("gelu", "akida1"): {"1": "fixable", "4": "fixable"},
-    ("softmax_head", "akida1"): {"7": "fixable"},
     ("residual_add", "akida1"): {"add": "unsupported"},
     ("resnet8", "akida1"): {"add": "unsupported", "add_1": "unsupported"},
     ("lenet5", "akida1"): {"relu": "fixable", "view": "fixable", "fc3": "ok"},

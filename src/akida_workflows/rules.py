@@ -24,7 +24,7 @@ padding fix removed, a kernel fix gives the padding that keeps the map size.
 
 >>> from akida_workflows.rules import rules_for
 >>> [rule.id for rule in rules_for("akida1")][:3]  # doctest: +SKIP
-['recurrent', 'attention', 'one-d']
+['recurrent', 'attention', 'input-layer-dense']
 """
 
 from __future__ import annotations
@@ -89,8 +89,6 @@ _WEIGHTED = {"Conv1d", "Conv2d", "Linear"}
 _TRANSPARENT = {"Dropout", "Identity", "Flatten", "dropout", "flatten", "view", "reshape",
                 "squeeze", "unsqueeze", "contiguous", "size", "getattr", "getitem", "float",
                 "Dropout1d", "Dropout2d", "to", "clone", "detach"}
-_ONE_D = {"Conv1d", "MaxPool1d", "AvgPool1d", "AdaptiveAvgPool1d", "AdaptiveMaxPool1d",
-          "max_pool1d", "avg_pool1d", "adaptive_avg_pool1d", "conv1d"}
 
 
 # --------------------------------------------------------------------------- the graph
@@ -595,38 +593,6 @@ def _attention_fix(site, graph, target):
             "→ Linear)")
 
 
-def _one_d(site, graph, target):
-    if site.kind in _ONE_D:
-        return f"{site.kind}: Akida has no 1-D layers"
-    return None
-
-
-def _lifted_rows(graph) -> int:
-    """Rows to repeat a signal over: at least 5, and even through every 2x pooling."""
-    pools = sum(s.kind in ("MaxPool1d", "max_pool1d") for s in graph.sites)
-    step = 2 ** pools
-    return -(-5 // step) * step
-
-
-def _one_d_fix(site, graph, target):
-    if site.kind == "Conv1d":
-        m = site.module
-        k = _pair(m.kernel_size, 1)[0]
-        allowed = LIMITS[target]["input_kernels" if graph.is_input_layer(site) else "kernels"]
-        kk = _best_kernel(k, allowed)
-        h = _lifted_rows(graph)
-        return (f"lift to 2-D: nn.Conv2d({m.in_channels}, {m.out_channels}, {kk}, "
-                f"padding={kk // 2}) on the signal repeated over {h} rows (input N x C x {h} x "
-                f"L: x.unsqueeze(2).expand(-1, -1, {h}, -1)), with BatchNorm2d, MaxPool2d(2) and "
-                "AdaptiveAvgPool2d(1) in place of their 1-D forms")
-    two = {"MaxPool1d": "nn.MaxPool2d(2)", "max_pool1d": "nn.MaxPool2d(2)",
-           "AvgPool1d": "nn.AdaptiveAvgPool2d(1) at the end (global average pooling)",
-           "avg_pool1d": "nn.AdaptiveAvgPool2d(1) at the end (global average pooling)",
-           "AdaptiveAvgPool1d": "nn.AdaptiveAvgPool2d(1)",
-           "adaptive_avg_pool1d": "nn.AdaptiveAvgPool2d(1)"}.get(site.kind, "its 2-D form")
-    return f"lift to 2-D with the Conv1d layers: use {two}"
-
-
 def _square_kernel(site, graph, target):
     g = _conv(site)
     if g and not g["one_d"] and g["k"][0] != g["k"][1]:
@@ -804,21 +770,6 @@ def _stride2_even(site, graph, target):
         return (f"stride 2 with padding={pad[0]} on an even {g['in'][0]}x{g['in'][1]} map: "
                 "PyTorch pads both sides, Akida 1.0's 'same' pads one side less before")
     return None
-
-
-def _stride2_even_fix(site, graph, target):
-    g = _conv(site)
-    if _is_depthwise(g):
-        text = ("use stride=1 and down-sample with nn.MaxPool2d(2) right before it (after the "
-                "previous block's activation)")
-    else:
-        text = ("use stride=1 and down-sample with nn.MaxPool2d(2) after it (Conv2d → ReLU6 → "
-                "MaxPool2d(2))")
-    h, w = g["in"]
-    if h % 2 or w % 2:
-        where = "the input (in preprocessing)" if graph.is_input_layer(site) else "this map"
-        text += (f", on an even map: zero-pad {where} from {h}x{w} to {h + h % 2}x{w + w % 2}")
-    return text
 
 
 def _stride2_stand_in(site, graph, target, k=None):
@@ -1124,17 +1075,6 @@ def _softmax_inside_fix(site, graph, target):
     return "remove it (a softmax is supported only as the model's last op, run on the host)"
 
 
-def _softmax_head(site, graph, target):
-    if site.kind in _SOFTMAX and graph.is_last_compute(site):
-        return f"final {site.kind}: the Akida 1.0 path converts only layers Akida runs"
-    return None
-
-
-def _softmax_head_fix(site, graph, target):
-    return ("drop the final softmax: Akida outputs the logits (same argmax); apply softmax on "
-            "the host if you need probabilities")
-
-
 def _batchnorm(site, graph, target):
     if site.kind not in ("BatchNorm1d", "BatchNorm2d"):
         return None
@@ -1290,8 +1230,6 @@ RULES: tuple[Rule, ...] = (
          messages=("lstm", "gru", "recurrent")),
     Rule("attention", TARGETS, "no attention (activation x activation products)",
          "quantization", "unsupported", _attention, _attention_fix, messages=("matmul",)),
-    Rule("one-d", TARGETS, "no 1-D layers: 2-D only", "quantization", "fixable", _one_d,
-         _one_d_fix, messages=("expect 4 values for pads",)),
     Rule("input-layer-dense", TARGETS, "the input layer is a convolution", "quantization",
          "fixable", _dense_input_layer, _dense_input_layer_fix, patch=_conv_before_flatten),
     Rule("input-channels", TARGETS, "input layer: 1 or 3 channels", "conversion", "fixable",
@@ -1315,9 +1253,6 @@ RULES: tuple[Rule, ...] = (
          "fixable", _groups, _groups_fix, patch=_safe_conv, messages=("grouped",)),
     Rule("stride", TARGETS, "convolution stride 1 or 2", "mapping", "fixable", _stride,
          _stride_fix, messages=("stride",)),
-    Rule("stride2-even", ("akida1",), "stride-2 convolutions only on odd-sized maps",
-         "conversion", "fixable", _stride2_even, _stride2_even_fix, patch=_stride2_stand_in,
-         messages=("stride (2, 2) on a",)),
     Rule("same-padding", TARGETS,
          "'same' padding (padding = k // 2); Akida 1.0's input layer also takes 'valid'",
          "mapping", "fixable", _padding, _padding_fix,
@@ -1332,7 +1267,9 @@ RULES: tuple[Rule, ...] = (
          "quantization", "fixable", _avgpool, _avgpool_fix, messages=("averagepool",)),
     Rule("gap-area", ("akida2",), "global average pooling over ≤ 144 positions", "mapping",
          "fixable", _gap_area, _gap_area_fix, messages=("global average pooling",)),
-    Rule("pooled-before-dense", TARGETS, "the last convolution before a Dense is unpooled",
+    Rule("pooled-before-dense", ("akida2",),
+         "the last convolution before a Dense is unpooled (the Akida 1.0 bridge inserts an "
+         "identity convolution)",
          "mapping", "fixable", _pooled_before_dense, _pooled_before_dense_fix,
          messages=("must be followed by",)),
     Rule("dense-inputs", ("akida2",), "Dense input ≤ 2048 features", "mapping", "fixable",
@@ -1348,8 +1285,6 @@ RULES: tuple[Rule, ...] = (
          "unsupported", _squashing_inside, _squashing_fix, patch=_identity),
     Rule("softmax-inside", TARGETS, "softmax only as the last op", "quantization",
          "unsupported", _softmax_inside, _softmax_inside_fix, patch=_identity),
-    Rule("softmax-head", ("akida1",), "no softmax head on the Akida 1.0 path", "conversion",
-         "fixable", _softmax_head, _softmax_head_fix, patch=_identity),
     Rule("batchnorm", TARGETS, "BatchNorm right after a Conv/Linear (folded)", "quantization",
          "fixable", _batchnorm, _batchnorm_fix, patch=_identity,
          messages=("batchnormalization", "batchnorm")),
