@@ -224,6 +224,11 @@ def _params(toolchain=False):
     for case in CASES:
         for target in case.targets:
             marks = []
+            if toolchain and case.rule == "depthwise-separable":
+                marks.append(pytest.mark.xfail(
+                    reason="needs keras_bridge to build SeparableConv2D from depthwise → 1x1 "
+                           "(CNN2SNN v1 refuses 'dwconv followed by conv'; not on main yet)",
+                    strict=False))
             name = f"{case.rule}-{target}"
             seen[name] = seen.get(name, 0) + 1
             ident = name if seen[name] == 1 else f"{name}-{seen[name]}"
