@@ -413,6 +413,8 @@ def test_check_convert_info_agree_with_hw_only_mapping(name, target, tmp_path, c
     except IncompatibleModelError as exc:  # refused up front (e.g. a lowered 1-D model's limits)
         report, refusal = None, str(exc)
     record["check_seconds"] = round(REPORT_SECONDS[name, target], 1)
+    library_noise = capsys.readouterr()  # what check_compatibility printed (library use)
+    assert "Traceback" not in library_noise.err + library_noise.out, library_noise.err[-2000:]
     monkeypatch.setattr(compat, "check_compatibility", lambda *a, **k: zoo_report(name, target))
     path = _write_model(tmp_path, zoo()[name])
     code = main(["check", str(path), "--trust-pickle", "--input-shape",

@@ -1025,8 +1025,11 @@ def check_compatibility(model, input_shape, target: str = "akida2", *,
 
 @contextlib.contextmanager
 def _quiet_logs():
-    """Silence what the toolchain prints: QuantizeML's progress, ONNX Runtime, TorchScript."""
+    """Silence what the toolchain prints: QuantizeML's progress, ONNX Runtime, TorchScript, fx."""
     from ._quiet import quiet_toolchain_logs
 
-    with quiet_toolchain_logs(), contextlib.redirect_stdout(io.StringIO()):
+    # torch.fx's ShapeProp prints a traceback (traceback.print_exc) before it re-raises:
+    # Python-level stderr too, not only file descriptor 2 (captured streams, notebooks).
+    with quiet_toolchain_logs(), contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()):
         yield
