@@ -36,7 +36,7 @@ PUBLISHED_1D = {
 }
 
 COLUMNS = ["family", "stage", "accuracy", "float - stage (pt)", "device", "in hardware",
-           "program bytes", "seconds", "published CNN"]
+           "program bytes", "seconds", "published CNN", "note"]
 
 
 def _program_bytes(mapping) -> int:
@@ -135,8 +135,206 @@ def one_d_cnn(args) -> tuple[list[dict], str]:
     return rows, f"{data.description} ({length} samples); {note}"
 
 
+# ----------------------------------------------------------------- image families
+
+
+def _separable(c_in, c_out, stride=1):
+    from torch import nn
+
+    return [nn.Conv2d(c_in, c_in, 3, stride=stride, padding=1, groups=c_in, bias=False),
+            nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU6()]
+
+
+def dscnn_model():
+    """The gallery's AkidaNet-style DS-CNN (examples/plot_6_depthwise_separable.py)."""
+    from torch import nn
+
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU6(),
+        *_separable(32, 64), *_separable(64, 128, stride=2), *_separable(128, 128),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 10),
+    )
+
+
+def resnet8_model():
+    """ResNet-8 (MLPerf Tiny's CIFAR-10 network: 16/32/64 filters, three residual
+    stacks, stride-2 ``padding=1`` downsampling with 1x1 projection shortcuts) on
+    one-channel 28x28 images, ReLU6 activations."""
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, c_in, c_out, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(c_out)
+            self.relu1 = nn.ReLU6()
+            self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(c_out)
+            self.shortcut = nn.Identity() if stride == 1 and c_in == c_out else nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+            self.relu2 = nn.ReLU6()
+
+        def forward(self, x):
+            y = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+            return self.relu2(y + self.shortcut(x))
+
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU6(),
+        Block(16, 16, 1), Block(16, 32, 2), Block(32, 64, 2),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10),
+    )
+
+
+def mlp_model():
+    """A three-layer perceptron on the flattened image."""
+    from torch import nn
+
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU6(), nn.Linear(256, 128),
+                         nn.ReLU6(), nn.Linear(128, 10))
+
+
+def mnist_cnn_model():
+    """The gallery's MNIST CNN (examples/plot_4_akida_targets.py)."""
+    from torch import nn
+
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 5, padding=2), nn.ReLU6(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU6(), nn.MaxPool2d(2),
+        nn.Conv2d(64, 32, 3, padding=1), nn.ReLU6(),
+        nn.Dropout(0.25), nn.Flatten(), nn.Linear(1568, 512), nn.ReLU6(), nn.Dropout(0.5),
+        nn.Linear(512, 10),
+    )
+
+
+def _image_family(family, model, data, args, *, lr=3e-3):
+    """float, Akida 2.0 8-bit, Akida 1.0 4-bit PTQ and fine-tuned rows of one image model.
+
+    A stage that fails is a row with no accuracy and the error in ``note``
+    (what the toolkit says, with its fix), never a number.
+    """
+    import numpy as np
+    import torch
+
+    from akida_workflows.convert import quantize_onnx, to_akida
+    from akida_workflows.datasets import Dataset, preprocess, to_torch_loaders
+    from akida_workflows.deploy import map_report
+    from akida_workflows.errors import AkidaWorkflowError
+    from akida_workflows.evaluate import evaluate
+    from akida_workflows.export import export_onnx
+    from akida_workflows.keras_bridge import (
+        convert_keras,
+        fine_tune,
+        quantize_4bit,
+        to_keras,
+        to_nhwc,
+    )
+    from akida_workflows.training import train
+
+    n_train = min(args.train_images or len(data.y_train), len(data.y_train))
+    order = np.random.default_rng(0).permutation(len(data.y_train))[:n_train]
+    subset = Dataset(data.name, data.x_train[order], data.y_train[order], data.x_test,
+                     data.y_test, data.source, data.description, data.classes)
+    x_train, y_train = preprocess(subset.x_train), subset.y_train
+    x_test, y_test = preprocess(data.x_test), data.y_test
+    rows = []
+
+    def row(stage, metrics, seconds, device="-", mapping=None, note=""):
+        return {"family": family, "stage": stage,
+                "accuracy": None if metrics is None else round(metrics.accuracy, 4),
+                "device": device,
+                "in hardware": None if mapping is None else round(mapping.hw_fraction, 4),
+                "program bytes": None if mapping is None else _program_bytes(mapping),
+                "seconds": round(seconds, 1), "published CNN": "", "note": note}
+
+    torch.manual_seed(0)
+    train_loader, _ = to_torch_loaders(subset, batch_size=128)
+    start = time.perf_counter()
+    train(model, train_loader, epochs=args.image_epochs, lr=lr, seed=0, progress=False)
+    model.eval()
+    rows.append(row("float (PyTorch)", evaluate(model, x_test, y_test),
+                    time.perf_counter() - start,
+                    note=f"trained on {n_train} images for {args.image_epochs} epochs"))
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        start = time.perf_counter()
+        try:
+            exported = export_onnx(model, torch.from_numpy(x_test[:1]), Path(tmp) / "m.onnx")
+            akida_v2 = to_akida(quantize_onnx(exported, x_train[:1024]))
+            mapping = map_report(akida_v2, "SixNodesIPv2")
+            soft = ", ".join(f"{layer.name}: {layer.reason}"
+                             for layer in mapping.software_layers)
+            rows.append(row("Akida 2.0 8-bit", evaluate(akida_v2, x_test, y_test),
+                            time.perf_counter() - start, "SixNodesIPv2", mapping,
+                            note=f"in software: {soft}" if soft else ""))
+        except AkidaWorkflowError as exc:
+            rows.append(row("Akida 2.0 8-bit", None, time.perf_counter() - start,
+                            "SixNodesIPv2", note=f"refused: {exc}"))
+        start = time.perf_counter()
+        try:
+            keras_model = to_keras(model, (1, 28, 28))
+            train_nhwc = to_nhwc(x_train, flip=keras_model)
+            quantized = quantize_4bit(keras_model, train_nhwc[:1024], akida_version="v1")
+            akida_v1 = convert_keras(quantized)
+        except AkidaWorkflowError as exc:
+            rows.append(row("Akida 1.0 4-bit PTQ", None, time.perf_counter() - start,
+                            "AKD1000", note=f"refused: {exc}"))
+        else:
+            mapping = map_report(akida_v1, "AKD1000")
+            rewrites = "; ".join(quantized.rewrites)
+            rows.append(row("Akida 1.0 4-bit PTQ", evaluate(akida_v1, x_test, y_test),
+                            time.perf_counter() - start, "AKD1000", mapping,
+                            note=f"rewrites: {rewrites}" if rewrites else ""))
+            start = time.perf_counter()
+            fine_tune(quantized, train_nhwc, y_train, epochs=args.image_fine_tune_epochs,
+                      lr=args.fine_tune_lr, batch_size=128, seed=0)
+            akida_v1 = convert_keras(quantized)
+            mapping = map_report(akida_v1, "AKD1000")
+            rows.append(row("Akida 1.0 4-bit fine-tuned", evaluate(akida_v1, x_test, y_test),
+                            time.perf_counter() - start, "AKD1000", mapping,
+                            note=f"{args.image_fine_tune_epochs} epochs at lr "
+                                 f"{args.fine_tune_lr:g}"))
+    for r in rows:
+        if r["accuracy"] is not None:
+            r["float - stage (pt)"] = round(100 * (rows[0]["accuracy"] - r["accuracy"]), 2)
+    note = (f"{family}: {n_train} training images, {args.image_epochs} epochs, 4-bit "
+            f"fine-tuning {args.image_fine_tune_epochs} epoch(s)")
+    print(note)
+    return rows, f"{data.description}; {note}"
+
+
+def _fashion(args):
+    from akida_workflows.datasets import load_fashion_mnist
+
+    return load_fashion_mnist()
+
+
+def dscnn(args):
+    """DS-CNN family: the gallery's AkidaNet-style network on Fashion-MNIST."""
+    return _image_family("DS-CNN (depthwise-separable, stride-2, GAP)", dscnn_model(),
+                         _fashion(args), args)
+
+
+def resnet8(args):
+    """ResNet-8 family on Fashion-MNIST. Residual additions: Akida 2.0 only; the Akida 1.0
+    rows record the toolkit's refusal (Akida 1.0 has no layer with two inputs)."""
+    return _image_family("ResNet-8-style (residual adds)", resnet8_model(), _fashion(args), args)
+
+
+def mlp(args):
+    """MLP family on Fashion-MNIST."""
+    return _image_family("MLP (784-256-128-10)", mlp_model(), _fashion(args), args, lr=1e-3)
+
+
+def mnist_cnn(args):
+    """The gallery's MNIST CNN on MNIST (the full set when present, else the bundled one)."""
+    from akida_workflows.datasets import load_mnist
+
+    return _image_family("MNIST CNN (gallery)", mnist_cnn_model(), load_mnist(), args, lr=1e-3)
+
+
 #: family name -> function(args) -> (rows, data description)
-FAMILIES = {"1d": one_d_cnn}
+FAMILIES = {"1d": one_d_cnn, "dscnn": dscnn, "resnet8": resnet8, "mlp": mlp,
+            "mnist_cnn": mnist_cnn}
 
 
 def main(argv=None) -> int:
@@ -149,6 +347,13 @@ def main(argv=None) -> int:
     parser.add_argument("--series", default="ECG5000",
                         help="UCR set of the 1-D family (offline: the bundled fallback)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--train-images", type=int, default=0,
+                        help="training images of the image families (0: all)")
+    parser.add_argument("--image-epochs", type=int, default=15)
+    parser.add_argument("--image-fine-tune-epochs", type=int, default=3)
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the rows of the families not run from the existing "
+                             "<out>/model_zoo.json (their command and date go to the notes)")
     args = parser.parse_args(argv)
     import torch
 
@@ -160,9 +365,24 @@ def main(argv=None) -> int:
         data.append(description)
     for r in rows:
         print({k: r.get(k) for k in COLUMNS})
-    path = write_result(args.out / "model_zoo.json", rows, benchmark="model_zoo",
+    notes = [f"Measured with torch on {args.threads} thread(s) on a shared 2-core machine; "
+             "'seconds' are wall times under load."]
+    target = args.out / "model_zoo.json"
+    if args.keep and target.exists():
+        from results_io import read_result
+
+        earlier = read_result(target)
+        ran = {r["family"] for r in rows}
+        kept = [r for r in earlier["rows"] if r.get("family") not in ran]
+        if kept:
+            families = sorted({r["family"] for r in kept})
+            notes.insert(0, f"Rows of {', '.join(families)} kept from the run of "
+                            f"{earlier['date']} ({earlier['command']}; data: {earlier['data']}; "
+                            f"notes: {earlier.get('notes', '')}).")
+            rows = kept + rows
+    path = write_result(target, rows, benchmark="model_zoo",
                         title="Model zoo: float vs Akida 2.0 8-bit vs Akida 1.0 4-bit",
-                        columns=COLUMNS, data="; ".join(data),
+                        columns=COLUMNS, data="; ".join(data), notes=" ".join(notes),
                         command="python benchmarks/model_zoo.py " + " ".join(argv or sys.argv[1:]))
     print(f"wrote {path}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -88,6 +89,8 @@ def test_convert_onnx_then_info(files):
     assert info.returncode == 0, info.stderr
     assert "fits entirely" in info.stdout and "yes" in info.stdout
     assert "images/s" in info.stdout
+    assert "program size (mapped)" in info.stdout and ".fbz file size" in info.stdout
+    assert "program" in result.stdout.split("Akida 2.0 8-bit (.fbz)")[0]  # report column
 
 
 def test_convert_unbounded_relu_to_akida1_is_incompatible(files):
@@ -114,6 +117,10 @@ def test_convert_state_dict_to_akida1(files):
     assert out.read_bytes() != b"an earlier conversion"  # replaced by the complete new file
     info = run("info", out, "--device", "AKD1000")
     assert info.returncode == 0 and "Akida 1.0" in info.stdout
+    program = re.search(r"program size \(mapped\)\s*\|?\s*([\d.]+) KiB", info.stdout)
+    fbz = re.search(r"\.fbz file size\s*\|?\s*([\d.]+) KiB", info.stdout)
+    assert program and fbz, info.stdout
+    assert 0 < float(program.group(1)) < float(fbz.group(1))  # 4-bit weights packed
 
 
 def test_trust_pickle_loads_the_pickled_module(files):

@@ -131,6 +131,14 @@ def test_resnet8_maps_entirely_on_akida2_adds_included():
     assert {r.status for r in report.rows} == {"ok"}
 
 
+@pytest.mark.slow
+def test_final_softmax_runs_on_the_host_for_akida1():
+    # The Akida model returns the logits (same argmax); the softmax runs on the host.
+    report = check_compatibility(ZOO["softmax_head"], SHAPE, "akida1", samples=SAMPLES)
+    assert report.ok, report
+    assert {r.module: r.status for r in report.rows}["7"] == "ok"
+
+
 def test_bn_fix_depends_on_foldability():
     report = check_compatibility(ZOO["bn_after_activation"], SHAPE, "akida2", samples=SAMPLES)
     fix = next(r.fix for r in report.issues if r.kind == "BatchNorm2d")

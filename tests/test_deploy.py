@@ -150,3 +150,42 @@ def test_partial_residual_model_has_reasons_without_single_layer_mapping():
     report = map_report(akida_model, "SixNodesIPv2")
     assert not report.fully_mapped and 0 < report.hw_fraction < 1
     assert any("padding" in layer.reason for layer in report.software_layers), report
+
+
+def test_summary_reports_program_beside_fbz(good, tmp_path):
+    summary = deploy.summarize(good, "SixNodesIPv2", batch_size=4, repeat=1)
+    assert summary.fits
+    assert summary.fbz_bytes == save(good, tmp_path / "m.fbz").stat().st_size
+    mapped = map_report(good, "SixNodesIPv2").model
+    assert summary.program_bytes == sum(len(s.program) for s in mapped.sequences) > 0
+    text = str(summary)
+    assert "program size (mapped)" in text and ".fbz file size" in text
+    assert f"{summary.fbz_bytes / 1024:.1f} KiB" in text
+
+
+def test_4bit_program_is_smaller_than_8bit_while_fbz_is_not():
+    """The .fbz stores a byte per weight; the mapped program packs 4-bit weights.
+
+    Same network, same Akida 2.0 device, 4-bit versus 8-bit weights (Keras path).
+    """
+    from akida_workflows.keras_bridge import convert_keras, quantize_4bit, to_keras, to_nhwc
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU6(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU6(), torch.nn.Flatten(),
+        torch.nn.Linear(32 * 8 * 8, 128), torch.nn.ReLU6(), torch.nn.Linear(128, 10)).eval()
+    keras_model = to_keras(model, (1, 16, 16))
+    x = to_nhwc(np.random.default_rng(0).uniform(0, 1, (16, 1, 16, 16)).astype(np.float32))
+    summaries = {
+        bits: deploy.summarize(
+            convert_keras(quantize_4bit(keras_model, x, akida_version="v2", weight_bits=bits,
+                                        activation_bits=bits)),
+            "SixNodesIPv2", batch_size=2, repeat=1)
+        for bits in (4, 8)
+    }
+    assert all(s.fits for s in summaries.values())
+    fbz = {bits: s.fbz_bytes for bits, s in summaries.items()}
+    program = {bits: s.program_bytes for bits, s in summaries.items()}
+    assert abs(fbz[4] - fbz[8]) < 0.05 * fbz[8], fbz
+    assert program[4] < 0.6 * program[8], program

@@ -122,3 +122,20 @@ def test_stage_report_table(tmp_path):
 def test_stage_report_rejects_percent_accuracy():
     with pytest.raises(AkidaWorkflowError, match="fraction"):
         StageReport().add("x", accuracy=97.5)
+
+
+def test_stage_report_program_column_only_when_given():
+    report = StageReport("sizes")
+    report.add("float (PyTorch)", accuracy=0.9, size_bytes=8192)
+    assert "program" not in report._columns()
+    report.add("Akida 1.0", accuracy=0.9, size_bytes=4096, program_bytes=2048, hw_fraction=1.0)
+    cols = report._columns()
+    assert cols[cols.index("size") + 1] == "program"
+    assert "program" in str(report).splitlines()[1]
+    records = report.records()
+    assert records[0]["program"] == "-"  # the float stage has no program
+    assert (records[1]["size"], records[1]["program"]) == ("4.0 KiB", "2.0 KiB")
+    assert "<th>program</th>" in compare_reports(report)._repr_html_()
+    for bad in (-1, 1.5, True):
+        with pytest.raises(AkidaWorkflowError, match="program_bytes"):
+            report.add("x", program_bytes=bad)

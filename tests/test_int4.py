@@ -100,6 +100,61 @@ def test_per_channel_properties(w, method, data):
         assert err <= float(((dequantize(qm, s_m, axis) - w) ** 2).sum(dtype=np.float64)) * (1 + 1e-5) + 1e-9
 
 
+@settings(max_examples=150, deadline=None)
+@given(w=hnp.arrays(np.float32, hnp.array_shapes(min_dims=2, max_dims=4, max_side=6),
+                    elements=finite),
+       method=st.sampled_from(METHODS), bits=st.sampled_from([2, 3, 4, 8]), data=st.data())
+def test_narrow_range_is_quantizeml_convention(w, method, bits, data):
+    axis = data.draw(st.integers(-w.ndim, w.ndim - 1))
+    qmax = 2 ** (bits - 1) - 1
+    q, scales = quantize_per_channel(w, axis, bits, method, narrow_range=True)
+    assert q.min(initial=0) >= -qmax and q.max(initial=0) <= qmax
+    flat_q = np.moveaxis(q, axis, 0).reshape(len(scales), -1)
+    flat_w = np.moveaxis(w, axis, 0).reshape(len(scales), -1)
+    maxabs = np.abs(flat_w).max(axis=1)
+    # Each channel's range is at most its max-abs, and its largest weight takes the
+    # largest code: QuantizeML's max-abs of the dequantized channel gives the scale back.
+    assert np.all(scales <= maxabs / np.float32(qmax) * (1 + 1e-6))
+    live = scales > 0
+    assert np.all(np.abs(flat_q[live]).max(axis=1) == qmax)
+    if method == "maxabs":  # max-abs never reaches -2**(bits-1): both conventions agree
+        q_full, s_full = quantize_per_channel(w, axis, bits, "maxabs")
+        np.testing.assert_array_equal(q, q_full)
+        np.testing.assert_array_equal(scales, s_full)
+    if method == "mse":
+        qm, sm = quantize_per_channel(w, axis, bits, "maxabs", narrow_range=True)
+        err = float(((dequantize(q, scales, axis) - w) ** 2).sum(dtype=np.float64))
+        err_max = float(((dequantize(qm, sm, axis) - w) ** 2).sum(dtype=np.float64))
+        assert err <= err_max * (1 + 1e-5) + 1e-9
+
+
+@pytest.mark.slow
+def test_maxabs_codes_are_quantizemls_bit_for_bit():
+    """Same float32 division and half-to-even rounding as QuantizeML's WeightQuantizer."""
+    from akida_workflows._quiet import import_toolchain
+
+    import_toolchain()
+    from quantizeml.layers import WeightQuantizer
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((3, 3, 16, 64)).astype(np.float32)
+    # Rounding ties: weights on exact half steps of their channel's scale.
+    scale = np.abs(w).max(axis=(0, 1, 2)) / np.float32(7)
+    w[0, 0, :8] = (np.float32(2.5) * scale).astype(np.float32)
+    w[0, 1, :8] = (np.float32(-0.5) * scale).astype(np.float32)
+    for bits in (2, 4, 8):
+        quantizer = WeightQuantizer(bitwidth=bits, axis=-1)
+        codes = quantizer(w).fp.values.numpy()
+        q, _ = quantize_per_channel(w, axis=-1, bits=bits, narrow_range=True)
+        np.testing.assert_array_equal(codes, q)
+
+
+def test_percentile_is_checked():
+    for bad in (0, -1, 100.5, "99", True):
+        with pytest.raises(QuantizationError, match="percentile"):
+            quantize_per_channel(np.ones((2, 3)), method="percentile", percentile=bad)
+
+
 def test_mse_calibrator_beats_maxabs_on_heavy_tails():
     rng = np.random.default_rng(0)
     w = rng.standard_t(3, size=(32, 256)).astype(np.float32)

@@ -158,6 +158,12 @@ def test_clamp_that_is_not_a_relu_is_refused():
         to_keras(Net(), (1, 4, 4))
 
 
+def test_torchscript_is_refused_with_the_fix():
+    model = torch.jit.script(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU6()).eval())
+    with pytest.raises(IncompatibleModelError, match="TorchScript.*state_dict.*ONNX path"):
+        to_keras(model, (1, 8, 8))
+
+
 def test_bad_input_shape():
     with pytest.raises(IncompatibleModelError, match="channel-first"):
         to_keras(nn.Sequential(nn.Flatten()), (28, 28))

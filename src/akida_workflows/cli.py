@@ -331,6 +331,7 @@ def _convert(args, work: Path) -> int:
     path = save(akida_model, args.output, check_inputs=x[:32])
     report.add(f"Akida {'2.0 8-bit' if args.target == 'akida2' else '1.0 4-bit'} (.fbz)",
                path=path, seconds=convert_seconds, hw_fraction=mapping.hw_fraction,
+               program_bytes=mapping.program_bytes,
                **_measure(akida_model, x, labels))
     print(mapping)
     print(report)

@@ -122,6 +122,15 @@ class MapReport:
     def software_layers(self) -> list[LayerMapping]:
         return [layer for layer in self.compute_layers if layer.backend != "hardware"]
 
+    @property
+    def program_bytes(self) -> int:
+        """Size of the mapped program (what the device stores): the sum of
+        ``len(sequence.program)`` over the mapped model's sequences (0 when unmapped)."""
+        if self.model is None:
+            return 0
+        return int(sum(len(seq.program) for seq in self.model.sequences
+                       if getattr(seq, "program", None) is not None))
+
     def records(self) -> list[dict[str, str]]:
         return [
             {
@@ -308,7 +317,23 @@ def map_report(akida_model, device="SixNodesIPv2") -> MapReport:
 
 @dataclass
 class DeploymentSummary:
-    """Result of :func:`summarize`: how a model sits on a device, and how fast it runs."""
+    """Result of :func:`summarize`: how a model sits on a device, and how fast it runs.
+
+    Attributes
+    ----------
+    program_bytes : int
+        Size of the mapped program, what the device stores: the sum of
+        ``len(sequence.program)`` over the model's sequences after ``map``.
+        It reflects the weights' bit-width (4-bit weights are packed).
+    external_bytes : int
+        Part of the program the device keeps in external memory (the mapper's
+        ``external_memory_size``; e.g. the weights of large fully-connected layers
+        on the AKD1000).
+    fbz_bytes : int or None
+        Size of the saved ``.fbz`` file. The file stores every weight in a byte
+        whatever its bit-width, so a 4-bit and an 8-bit model of one network
+        have nearly the same ``.fbz`` size; compare programs instead.
+    """
 
     device: str
     ip_version: str
@@ -318,6 +343,8 @@ class DeploymentSummary:
     program_bytes: int
     images_per_second: float
     batch_size: int
+    external_bytes: int = 0
+    fbz_bytes: int | None = None
 
     @property
     def fits(self) -> bool:
@@ -335,7 +362,13 @@ class DeploymentSummary:
                       f"/{len(self.mapping.compute_layers)}"},
             {"item": "NPs used", "value": nps},
             {"item": "fits entirely", "value": "yes" if self.fits else "no"},
-            {"item": "program size", "value": f"{self.program_bytes / 1024:.1f} KiB"},
+            {"item": "program size (mapped)",
+             "value": f"{self.program_bytes / 1024:.1f} KiB"
+                      + (f", of which {self.external_bytes / 1024:.1f} KiB in external memory"
+                         if self.external_bytes else "")},
+            {"item": ".fbz file size",
+             "value": "-" if self.fbz_bytes is None else
+                      f"{self.fbz_bytes / 1024:.1f} KiB (weights stored one per byte)"},
             {"item": "software backend throughput",
              "value": f"{self.images_per_second:,.0f} images/s (batch {self.batch_size}, CPU)"},
         ]
@@ -372,15 +405,21 @@ def summarize(akida_model, device="AKD1000", *, batch_size: int = 64, repeat: in
     Returns
     -------
     DeploymentSummary
-        Layers, NPs used, whether it fits, the mapped program's size, and the
-        measured images/s of the CPU software backend (a real chip is faster;
-        no hardware is needed for this figure).
+        Layers, NPs used, whether it fits, the mapped program's size (what the
+        device stores, and how much of it sits in external memory) beside the
+        ``.fbz`` file's size, and the measured images/s of the CPU software
+        backend (a real chip is faster; no hardware is needed for this figure).
     """
+    import tempfile
     import time
 
     mapping = map_report(akida_model, device)
-    program = sum(len(seq.program) for seq in mapping.model.sequences
-                  if getattr(seq, "program", None) is not None)
+    program = mapping.program_bytes
+    external = int(getattr(mapping.model, "external_memory_size", 0) or 0)
+    with tempfile.TemporaryDirectory() as tmp:
+        fbz = Path(tmp) / "model.fbz"
+        akida_model.save(str(fbz))
+        fbz_bytes = fbz.stat().st_size
     shape = tuple(int(d) for d in akida_model.input_shape)
     x = np.random.default_rng(seed).uniform(-1, 1, (batch_size, *shape)).astype(np.float32)
     akida_model.predict(x[:1])  # warm-up
@@ -394,7 +433,7 @@ def summarize(akida_model, device="AKD1000", *, batch_size: int = 64, repeat: in
         ip_version={"v1": "1.0", "v2": "2.0"}.get(str(akida_model.ip_version).split(".")[-1], "?"),
         input_shape=shape, output_shape=tuple(int(d) for d in akida_model.output_shape),
         mapping=mapping, program_bytes=int(program), images_per_second=batch_size / best,
-        batch_size=batch_size,
+        batch_size=batch_size, external_bytes=external, fbz_bytes=int(fbz_bytes),
     )
 
 

@@ -276,6 +276,7 @@ class StageResult:
     hw_fraction: float | None = None
     status: str = "ok"
     eval_seconds: float | None = None
+    program_bytes: int | None = None
 
 
 def _fmt_seconds(s: float | None) -> str:
@@ -326,6 +327,7 @@ class StageReport:
         status: str = "ok",
         eval_seconds: float | None = None,
         metrics: Metrics | None = None,
+        program_bytes: int | None = None,
     ) -> StageResult:
         """Append a stage.
 
@@ -350,6 +352,10 @@ class StageReport:
             Time of the evaluation; taken from ``metrics`` when not given.
         metrics : Metrics, optional
             Result of :func:`evaluate` on this stage.
+        program_bytes : int, optional
+            For an Akida stage, the size of the mapped program (what the device
+            stores; see :func:`akida_workflows.deploy.summarize`). Shown in a
+            ``program`` column next to the file size when any stage has one.
         """
         if metrics is not None:
             accuracy = metrics.accuracy if accuracy is None else accuracy
@@ -358,7 +364,13 @@ class StageReport:
             size_bytes = Path(path).stat().st_size
         if accuracy is not None and not 0.0 <= accuracy <= 1.0:
             raise AkidaWorkflowError(f"accuracy must be a fraction in [0, 1], got {accuracy}")
-        row = StageResult(stage, accuracy, size_bytes, seconds, hw_fraction, status, eval_seconds)
+        if program_bytes is not None and (isinstance(program_bytes, bool)
+                                          or not isinstance(program_bytes, (int, np.integer))
+                                          or program_bytes < 0):
+            raise AkidaWorkflowError(
+                f"program_bytes must be a non-negative integer, got {program_bytes!r}")
+        row = StageResult(stage, accuracy, size_bytes, seconds, hw_fraction, status, eval_seconds,
+                          None if program_bytes is None else int(program_bytes))
         self.rows.append(row)
         return row
 
@@ -383,6 +395,7 @@ class StageReport:
                 "accuracy": (self.missing if r.accuracy is None and r.status == "ok" else
                              "-" if r.accuracy is None else f"{100 * r.accuracy:.2f} %"),
                 "size": _fmt_size(r.size_bytes),
+                "program": _fmt_size(r.program_bytes),
                 "compression": (
                     f"{ref / r.size_bytes:.1f}x" if ref and r.size_bytes else "-"
                 ),
@@ -394,15 +407,13 @@ class StageReport:
             })
         return out
 
-    #: Columns of the table (a ``status`` column is added when a stage failed).
+    #: Columns of the table (a ``program`` column is added after ``size`` when a stage
+    #: has a mapped program size, a ``status`` column when a stage failed).
     COLUMNS = ("stage", "accuracy", "size", "compression", "build time", "eval time",
                "on hardware")
 
     def _columns(self) -> list[str]:
-        cols = list(self.COLUMNS)
-        if any(r.status != "ok" for r in self.rows):
-            cols.append("status")
-        return cols
+        return _stage_columns([self])
 
     def __str__(self) -> str:
         return _text_table(self.records(), self._columns(), self.title)
@@ -476,7 +487,14 @@ def compare_reports(*reports: StageReport):
     Returns a :class:`Table`: it prints as text and renders as HTML in notebooks.
     """
     records = [{"model": rep.title, **rec} for rep in reports for rec in rep.records()]
-    columns = ["model", *StageReport.COLUMNS]
-    if any(r.status != "ok" for rep in reports for r in rep.rows):
-        columns.append("status")
-    return Table(records, columns)
+    return Table(records, ["model", *_stage_columns(reports)])
+
+
+def _stage_columns(reports) -> list[str]:
+    cols = list(StageReport.COLUMNS)
+    rows = [r for rep in reports for r in rep.rows]
+    if any(r.program_bytes is not None for r in rows):
+        cols.insert(cols.index("size") + 1, "program")
+    if any(r.status != "ok" for r in rows):
+        cols.append("status")
+    return cols

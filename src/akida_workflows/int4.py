@@ -9,7 +9,13 @@ error report.
 Conventions
 -----------
 - Symmetric, zero-point 0: ``q = clip(round(w / scale), -2**(bits-1), 2**(bits-1) - 1)``,
-  so int4 values are in ``[-8, 7]``; ``w ≈ q * scale``.
+  so int4 values are in ``[-8, 7]``; ``w ≈ q * scale``. ``round`` is half-to-even and
+  ``w / scale`` a float32 division, as in QuantizeML.
+- ``narrow_range=True`` is the convention of QuantizeML's ``WeightQuantizer``, hence of
+  the weights an Akida model carries: codes in ``[-(2**(bits-1) - 1), 2**(bits-1) - 1]``
+  (``[-7, 7]`` for int4) and each channel's range (the value mapped to the largest
+  code) at most its own max-abs. :func:`akida_workflows.keras_bridge.quantize_4bit`
+  writes these codes into the quantized model.
 - ``scale = 0`` for an all-zero tensor or channel (its ``q`` is all zeros):
   no division by zero, and dequantization gives zeros back.
 - Packing: two's-complement nibbles, **low nibble first**, no header;
@@ -26,6 +32,7 @@ from .errors import QuantizationError
 __all__ = [
     "QuantizationError",
     "METHODS",
+    "MSE_GRID",
     "quantize_per_tensor",
     "quantize_per_channel",
     "dequantize",
@@ -38,13 +45,15 @@ __all__ = [
 
 #: Calibrators of :func:`quantize_per_channel`.
 METHODS = ("maxabs", "mse", "percentile")
-_MSE_GRID = np.linspace(0.5, 1.0, 26, dtype=np.float32)
+#: Clipping ratios (of each channel's max-abs) the MSE calibrator tries.
+MSE_GRID = np.linspace(0.2, 1.0, 81, dtype=np.float32)
 
 
-def _qrange(bits: int) -> tuple[int, int]:
+def _qrange(bits: int, narrow_range: bool = False) -> tuple[int, int]:
     if not isinstance(bits, (int, np.integer)) or not 2 <= bits <= 8:
         raise QuantizationError(f"bits must be an integer in 2..8, got {bits!r}")
-    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    qmax = (1 << (bits - 1)) - 1
+    return (-qmax if narrow_range else -qmax - 1), qmax
 
 
 def _as_finite_float(w, what: str = "weights") -> np.ndarray:
@@ -68,10 +77,13 @@ def _flush(scale):
 
 
 def _quantize_with_scale(w: np.ndarray, scale: np.ndarray, qmin: int, qmax: int) -> np.ndarray:
-    """round(w / scale) clipped, as int8; scale 0 gives 0. ``scale`` broadcasts to ``w``."""
+    """round(w / scale) clipped, as int8; scale 0 gives 0. ``scale`` broadcasts to ``w``.
+
+    A float32 division then half-to-even rounding: bit for bit what QuantizeML's
+    ``QFloat.quantize`` computes, so codes agree at rounding ties too.
+    """
     safe = np.where(scale > 0, scale, np.float32(1.0)).astype(np.float32)
-    inv = np.float32(1.0) / safe
-    tmp = np.multiply(w, inv, dtype=np.float32)
+    tmp = np.divide(w, safe, dtype=np.float32)
     np.rint(tmp, out=tmp)
     np.clip(tmp, qmin, qmax, out=tmp)
     if np.any(scale == 0):
@@ -120,21 +132,23 @@ def _channels_first(w: np.ndarray, axis: int) -> np.ndarray:
 
 
 def _channel_scales(flat: np.ndarray, method: str, qmin: int, qmax: int,
-                    percentile: float) -> np.ndarray:
+                    percentile: float, narrow_range: bool) -> np.ndarray:
     maxabs = np.abs(flat).max(axis=1) if flat.shape[1] else np.zeros(len(flat), np.float32)
+    # A scale is always range / qmax with the range a float32 (as QuantizeML computes it).
     if method == "maxabs":
-        return (maxabs / qmax).astype(np.float32)
+        return maxabs / np.float32(qmax)
     if method == "percentile":
         clip = np.percentile(np.abs(flat), percentile, axis=1).astype(np.float32)
-        return (np.maximum(clip, 0) / qmax).astype(np.float32)
-    # "mse": per channel, the clipping of max-abs minimising the squared error. The
-    # per-tensor scale is a candidate too, so per-channel MSE is never worse than
-    # per-tensor max-abs, channel by channel.
-    best_scale = (maxabs / qmax).astype(np.float32)
+        return np.minimum(np.maximum(clip, 0), maxabs) / np.float32(qmax)
+    # "mse": per channel, the clipping of max-abs minimising the squared error. Outside
+    # the narrow (QuantizeML) convention the per-tensor scale is a candidate too, so
+    # per-channel MSE is never worse than per-tensor max-abs, channel by channel.
+    best_scale = maxabs / np.float32(qmax)
     best_err = np.full(len(flat), np.inf, dtype=np.float64)
-    tensor_max = float(maxabs.max()) if maxabs.size else 0.0
-    candidates = [_flush(maxabs * ratio / qmax) for ratio in _MSE_GRID]
-    candidates.append(_flush(np.full_like(maxabs, tensor_max / qmax)))
+    candidates = [_flush((maxabs * ratio) / np.float32(qmax)) for ratio in MSE_GRID]
+    if not narrow_range:
+        tensor_max = np.float32(maxabs.max()) if maxabs.size else np.float32(0.0)
+        candidates.append(_flush(np.full_like(maxabs, tensor_max / np.float32(qmax))))
     for scale in candidates:
         q = _quantize_with_scale(flat, scale[:, None], qmin, qmax)
         err = ((q.astype(np.float32) * scale[:, None] - flat) ** 2).sum(axis=1, dtype=np.float64)
@@ -144,8 +158,15 @@ def _channel_scales(flat: np.ndarray, method: str, qmin: int, qmax: int,
     return best_scale
 
 
+def _check_percentile(percentile) -> None:
+    if (isinstance(percentile, bool) or not isinstance(percentile, (int, float, np.number))
+            or not 0 < percentile <= 100):
+        raise QuantizationError(f"percentile must be a number in (0, 100], got {percentile!r}")
+
+
 def quantize_per_channel(w, axis: int = 0, bits: int = 4, method: str = "maxabs", *,
-                         percentile: float = 99.9) -> tuple[np.ndarray, np.ndarray]:
+                         percentile: float = 99.9,
+                         narrow_range: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """One symmetric scale per slice along ``axis`` (the output channels).
 
     Parameters
@@ -159,10 +180,16 @@ def quantize_per_channel(w, axis: int = 0, bits: int = 4, method: str = "maxabs"
         ``"maxabs"`` maps each channel's largest magnitude to the largest
         code (error at most half a step per weight); ``"mse"`` searches, per
         channel, the scale minimising the squared error among clippings of
-        that range and the per-tensor scale, so it is never worse than either
-        max-abs or per-tensor quantization; ``"percentile"`` clips at the
-        ``percentile``-th percentile of ``|w|``.
+        that range (:data:`MSE_GRID`) and the per-tensor scale, so it is never
+        worse than either max-abs or per-tensor quantization; ``"percentile"``
+        clips at the ``percentile``-th percentile of ``|w|``.
     percentile : float, default 99.9
+        In ``(0, 100]``; used by ``method="percentile"``.
+    narrow_range : bool, default False
+        QuantizeML's (and so Akida's) convention: codes in ``[-qmax, qmax]``
+        (``[-7, 7]`` for int4) and each channel's range at most its max-abs
+        (the MSE search then leaves out the per-tensor candidate). The codes
+        :func:`~akida_workflows.keras_bridge.quantize_4bit` deploys.
 
     Returns
     -------
@@ -175,12 +202,13 @@ def quantize_per_channel(w, axis: int = 0, bits: int = 4, method: str = "maxabs"
     QuantizationError
         NaN/inf weights, an out-of-range ``axis``, an unknown ``method`` or ``bits``.
     """
-    qmin, qmax = _qrange(bits)
+    qmin, qmax = _qrange(bits, narrow_range)
     if method not in METHODS:
         raise QuantizationError(f"unknown method {method!r}; choose one of {METHODS}")
+    _check_percentile(percentile)
     w = _as_finite_float(w)
     flat = _channels_first(w, axis)
-    scales = _flush(_channel_scales(flat, method, qmin, qmax, percentile))
+    scales = _flush(_channel_scales(flat, method, qmin, qmax, percentile, narrow_range))
     q = _quantize_with_scale(flat, scales[:, None], qmin, qmax)
     moved = list(np.moveaxis(w, axis, 0).shape)
     q = np.moveaxis(q.reshape(moved), 0, axis)
@@ -308,11 +336,22 @@ def _weighted_layers(model):
 
 
 def fake_quantize_weights(model, bits: int = 4, per_channel: bool = True,
-                          method: str = "maxabs"):
+                          method: str = "maxabs", *, percentile: float = 99.9,
+                          narrow_range: bool = False):
     """A copy of a PyTorch model whose Conv/Linear weights are quantized then dequantized.
 
     Activations and biases stay in float: this isolates the effect of weight
     quantization on accuracy ("weights-only" fake quantization).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    bits : int, default 4
+    per_channel : bool, default True
+        One scale per output channel (with ``method``), else one max-abs scale per tensor.
+    method, percentile, narrow_range
+        As in :func:`quantize_per_channel` (``narrow_range=True``: the codes an
+        Akida model carries).
 
     Returns
     -------
@@ -328,7 +367,9 @@ def fake_quantize_weights(model, bits: int = 4, per_channel: bool = True,
             w = module.weight.detach().cpu().numpy()
             try:
                 if per_channel:
-                    q, scales = quantize_per_channel(w, axis=0, bits=bits, method=method)
+                    q, scales = quantize_per_channel(w, axis=0, bits=bits, method=method,
+                                                     percentile=percentile,
+                                                     narrow_range=narrow_range)
                     w_hat = dequantize(q, scales, axis=0)
                 else:
                     q, scale = quantize_per_tensor(w, bits=bits)
@@ -339,7 +380,8 @@ def fake_quantize_weights(model, bits: int = 4, per_channel: bool = True,
     return out
 
 
-def quantization_error_report(model, bits: int = 4, method: str = "maxabs"):
+def quantization_error_report(model, bits: int = 4, method: str = "maxabs", *,
+                              percentile: float = 99.9, narrow_range: bool = False):
     """Per layer: per-tensor vs per-channel SQNR (dB) and max abs error of the weights.
 
     Parameters
@@ -349,6 +391,8 @@ def quantization_error_report(model, bits: int = 4, method: str = "maxabs"):
     bits : int, default 4
     method : str, default "maxabs"
         Calibrator of the per-channel column (see :func:`quantize_per_channel`).
+    percentile, narrow_range
+        As in :func:`quantize_per_channel`, for the per-channel column.
 
     Returns
     -------
@@ -362,7 +406,8 @@ def quantization_error_report(model, bits: int = 4, method: str = "maxabs"):
         w = module.weight.detach().cpu().numpy()
         try:
             qt, st = quantize_per_tensor(w, bits)
-            qc, sc = quantize_per_channel(w, 0, bits, method)
+            qc, sc = quantize_per_channel(w, 0, bits, method, percentile=percentile,
+                                          narrow_range=narrow_range)
         except QuantizationError as exc:
             raise QuantizationError(f"{name}: {exc}") from exc
         wt, wc = dequantize(qt, st), dequantize(qc, sc, axis=0)

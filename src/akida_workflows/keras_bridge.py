@@ -59,6 +59,7 @@ __all__ = [
     "to_nhwc",
     "input_flip",
     "unbounded_relus",
+    "separable_blocks",
     "converter",
 ]
 
@@ -276,6 +277,12 @@ def _sequence(model, input_shape=None):
     from torch import nn
     from torch.fx.passes.shape_prop import ShapeProp
 
+    if isinstance(model, torch.jit.ScriptModule):
+        raise IncompatibleModelError(
+            "a TorchScript model cannot take the Akida 1.0 (Keras) path: to_keras rebuilds the "
+            "network from its Python modules, and a TorchScript file holds compiled code "
+            "instead. Load the Python model (model class + state_dict) for Akida 1.0, or use "
+            "the Akida 2.0 ONNX path (akida_workflows.export), which takes TorchScript.")
     try:
         gm = torch.fx.symbolic_trace(model)
     except Exception as exc:
@@ -978,6 +985,98 @@ def unbounded_relus(keras_model) -> list[str]:
             if isinstance(layer, keras.layers.ReLU) and layer.max_value is None]
 
 
+def _chain(keras_model) -> bool:
+    """Whether every layer of a Keras model reads exactly the layer before it."""
+    layers = keras_model.layers
+    for previous, layer in zip(layers, layers[1:]):
+        nodes = layer._inbound_nodes
+        if len(nodes) != 1:
+            return False
+        inbound = nodes[0].inbound_layers
+        inbound = inbound if isinstance(inbound, (list, tuple)) else [inbound]
+        if len(inbound) != 1 or inbound[0] is not previous or len(previous._outbound_nodes) != 1:
+            return False
+    return True
+
+
+def _is_separable_pair(dw, pw) -> bool:
+    keras = _keras()
+    return (type(dw) is keras.layers.DepthwiseConv2D and dw.depth_multiplier == 1
+            and dw.get_config()["activation"] == "linear"
+            and tuple(dw.dilation_rate) == (1, 1)
+            and type(pw) is keras.layers.Conv2D and tuple(pw.kernel_size) == (1, 1)
+            and tuple(pw.strides) == (1, 1) and tuple(pw.dilation_rate) == (1, 1)
+            and pw.groups == 1)
+
+
+def separable_blocks(keras_model):
+    """Merge each depthwise convolution that feeds a 1x1 convolution into one SeparableConv2D.
+
+    Akida 1.0 (AKD1000/AKD1500) has no standalone depthwise layer: a depthwise
+    convolution runs only as the first half of a ``SeparableConvolutional``
+    layer. :func:`to_keras` emits PyTorch's depthwise (``groups=C``) and
+    pointwise (1x1) convolutions as two Keras layers, which QuantizeML
+    quantizes separately (an output quantizer between them) and CNN2SNN v1
+    then refuses. This rewrite is exact: the depthwise bias ``b_d`` moves into
+    the pointwise bias (``b_p + W_p b_d``).
+
+    Parameters
+    ----------
+    keras_model : tf_keras.Model
+        A chain-shaped float Keras model (e.g. from :func:`to_keras`).
+
+    Returns
+    -------
+    tf_keras.Model
+        The same model when there is nothing to merge (or the model is not a
+        chain); otherwise a new model with ``SeparableConv2D`` layers, whose
+        ``rewrites`` list the merges after those of ``keras_model``. A depthwise
+        convolution followed by an activation (published MobileNetV1:
+        depthwise → BN → ReLU → pointwise) is left alone: Akida 1.0 cannot run it.
+    """
+    keras = _keras()
+    layers = keras_model.layers
+    pairs = [i for i in range(len(layers) - 1) if _is_separable_pair(layers[i], layers[i + 1])]
+    if not pairs or not _chain(keras_model):
+        return keras_model
+    first = layers[0]
+    x = inputs = keras.Input(tuple(keras_model.input_shape[1:]), name=first.name)
+    assignments, merged = [], []
+    skip = set(i + 1 for i in pairs)
+    for i, layer in enumerate(layers[1:], start=1):
+        if i in skip:
+            continue
+        if i in pairs:
+            dw, pw = layer, layers[i + 1]
+            dw_kernel, *dw_bias = dw.get_weights()
+            pw_kernel, *pw_bias = pw.get_weights()
+            bias = (pw_bias[0].astype(np.float64) if pw_bias
+                    else np.zeros(pw.filters, np.float64))
+            if dw_bias:
+                bias = bias + np.einsum("c,cf->f", dw_bias[0].astype(np.float64),
+                                        pw_kernel[0, 0].astype(np.float64))
+            new = keras.layers.SeparableConv2D(
+                pw.filters, dw.kernel_size, strides=dw.strides, padding=dw.padding,
+                activation=pw.get_config()["activation"], use_bias=True,
+                name=f"sep_{dw.name}")
+            x = new(x)
+            assignments.append((new, [dw_kernel, pw_kernel, bias.astype(np.float32)]))
+            merged.append(f"{dw.name} + {pw.name}")
+            continue
+        new = type(layer).from_config(layer.get_config())
+        x = new(x)
+        assignments.append((new, layer.get_weights()))
+    model = keras.Model(inputs, x, name=keras_model.name)
+    for layer, weights in assignments:
+        layer.set_weights(weights)
+    model.rewrites = tuple(getattr(keras_model, "rewrites", ())) + (
+        f"{', '.join(merged)}: depthwise convolution feeding a 1x1 convolution merged into one "
+        "SeparableConv2D (Akida 1.0 runs depthwise convolutions only in separable layers; the "
+        "depthwise bias moved into the pointwise bias; exact)",)
+    model.input_flip = input_flip(keras_model)
+    return model
+
+
 def _check_samples(keras_model, samples) -> np.ndarray:
     from .convert import _check_sample_dtype, _check_sample_values
 
@@ -1005,11 +1104,121 @@ def _version(akida_version: str):
     return AkidaVersion.v1 if akida_version == "v1" else AkidaVersion.v2
 
 
+#: (weight quantizer attribute, kernel attribute) of QuantizeML's quantized layers:
+#: Conv2D / Dense (``kernel``), DepthwiseConv2D (``depthwise_kernel``), SeparableConv2D.
+_WEIGHT_KERNELS = (
+    ("weight_quantizer", "kernel"),
+    ("weight_quantizer", "depthwise_kernel"),
+    ("dw_weight_quantizer", "depthwise_kernel"),
+    ("pw_weight_quantizer", "pointwise_kernel"),
+)
+#: QuantizeML's WeightQuantizer never uses a scale below this (tf.maximum(scales, 1e-6)).
+_QUANTIZEML_MIN_SCALE = 1e-6
+#: Layer types whose weight quantizer sees the kernel as stored (not transposed).
+_CALIBRATED_LAYER_TYPES = ("QuantizedConv2D", "QuantizedDense", "QuantizedDepthwiseConv2D",
+                           "QuantizedSeparableConv2D")
+
+
+def _weight_kernels(quantized):
+    """(layer, kernel attribute, quantizer, kernel variable) of each quantized weight."""
+    from quantizeml.layers import WeightQuantizer
+
+    out = []
+    for layer in quantized.layers:
+        for qattr, kattr in _WEIGHT_KERNELS:
+            quantizer, kernel = getattr(layer, qattr, None), getattr(layer, kattr, None)
+            if isinstance(quantizer, WeightQuantizer) and kernel is not None:
+                out.append((layer, kattr, quantizer, kernel))
+    return out
+
+
+def _quantizer_output(quantizer, kernel) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes (what CNN2SNN writes into Akida) and float values QuantizeML gives."""
+    qfloat = quantizer(kernel)
+    return qfloat.fp.values.numpy(), qfloat.to_float().numpy()
+
+
+def _calibrate_weights(quantized, method: str, percentile: float):
+    """Write the per-channel codes of :mod:`akida_workflows.int4` into a quantized model.
+
+    QuantizeML's ``WeightQuantizer`` maps each channel's max-abs to the largest
+    code. Setting each kernel to ``dequantize(q, scales)`` of
+    ``quantize_per_channel(kernel, method=..., narrow_range=True)`` makes that
+    max-abs the calibrated range, so QuantizeML, and CNN2SNN after it, derive
+    exactly the codes ``q``; this is checked here, layer by layer. Channels whose
+    scale would fall under QuantizeML's floor (1e-6) keep QuantizeML's own codes.
+
+    Returns
+    -------
+    list of dict
+        Per kernel: layer, kernel, bits, channels, clipped channels, kept channels,
+        weight SQNR (dB) with max-abs and with ``method``.
+    """
+    from .int4 import dequantize, quantize_per_channel, sqnr_db
+
+    rows = []
+    for layer, kattr, quantizer, kernel in _weight_kernels(quantized):
+        label = f"{layer.name} ({type(layer).__name__}.{kattr})"
+        if method != "maxabs" and type(layer).__name__ not in _CALIBRATED_LAYER_TYPES:
+            raise IncompatibleModelError(
+                f"{label}: weight_calibration={method!r} is not implemented for this layer "
+                "type; use weight_calibration='maxabs' (QuantizeML's own)", nodes=[layer.name])
+        w = kernel.numpy()
+        bits = int(quantizer.bitwidth)
+        # Channels first, whatever the quantizer's axis (None: one range for the tensor).
+        flat = (w.reshape(1, -1) if quantizer.axis is None
+                else np.moveaxis(w, quantizer.axis, 0).reshape(w.shape[quantizer.axis], -1))
+        q_max, s_max = quantize_per_channel(flat, 0, bits, "maxabs", narrow_range=True)
+        q, scales = quantize_per_channel(flat, 0, bits, method, percentile=percentile,
+                                         narrow_range=True)
+        keep = (scales < _QUANTIZEML_MIN_SCALE) & (s_max > 0)
+        if method != "maxabs":  # max-abs is QuantizeML's own: nothing to write
+            w_hat = np.where(keep[:, None], flat, dequantize(q, scales, 0))
+            if quantizer.axis is None:
+                kernel.assign(w_hat.reshape(w.shape))
+            else:
+                moved = np.moveaxis(w, quantizer.axis, 0).shape
+                kernel.assign(np.moveaxis(w_hat.reshape(moved), 0, quantizer.axis))
+        codes, deployed = (
+            a.reshape(1, -1) if quantizer.axis is None
+            else np.moveaxis(a, quantizer.axis, 0).reshape(len(flat), -1)
+            for a in _quantizer_output(quantizer, kernel))
+        if method != "maxabs" and not np.array_equal(codes[~keep], q[~keep]):
+            raise IncompatibleModelError(
+                f"{label}: QuantizeML did not keep the {method!r} codes written into the "
+                "kernel; report this with the model, or use weight_calibration='maxabs'",
+                nodes=[layer.name])
+        rows.append({
+            "layer": layer.name, "kernel": kattr, "bits": bits,
+            "channels": len(scales), "clipped": int(np.sum(scales < s_max)),
+            "kept": int(keep.sum()),
+            "sqnr_maxabs_db": sqnr_db(flat, dequantize(q_max, s_max, 0)),
+            "sqnr_db": sqnr_db(flat, deployed),
+        })
+    return rows
+
+
 def quantize_4bit(keras_model, samples, akida_version: str = "v1", weight_bits: int = 4,
                   activation_bits: int = 4, input_weight_bits: int = 8,
-                  per_channel: bool = True, *, num_samples: int | None = None,
-                  batch_size: int | None = None):
+                  per_channel: bool = True, *, weight_calibration: str = "maxabs",
+                  weight_percentile: float = 99.9, num_samples: int | None = None,
+                  batch_size: int | None = None, calibration_epochs: int = 1):
     """Quantize a tf-keras model with QuantizeML's Keras quantizer, calibrating on samples.
+
+    **Weights** get one scale per output channel. ``weight_calibration`` picks
+    each channel's range with :func:`akida_workflows.int4.quantize_per_channel`
+    (``narrow_range=True``, QuantizeML's convention) and writes the resulting
+    codes into the quantized model, so the Akida model that
+    :func:`convert_keras` builds carries exactly those codes (checked per layer).
+    The first layer's weights use ``input_weight_bits``, the others ``weight_bits``.
+
+    **Activations** are calibrated by QuantizeML: the float model runs on the
+    samples and each quantized activation's range is an exponential moving
+    average (momentum 0.9) of the largest ``|activation|`` of each batch.
+    QuantizeML offers no percentile for activations; what can be chosen is how
+    many samples, in which batch size, and how many passes
+    (``num_samples``, ``batch_size``, ``calibration_epochs``). Larger batches give
+    larger (max-like) ranges, batches of one a running mean of per-image maxima.
 
     Parameters
     ----------
@@ -1026,26 +1235,68 @@ def quantize_4bit(keras_model, samples, akida_version: str = "v1", weight_bits: 
     per_channel : bool, default True
         One weight scale per output channel (QuantizeML's default); ``False``
         uses one scale per layer.
-    num_samples, batch_size : int, optional
-        Calibration size (default: all samples) and batch size.
+    weight_calibration : {"maxabs", "mse", "percentile"}, default "maxabs"
+        Per-channel weight calibrator (see :func:`akida_workflows.int4.quantize_per_channel`):
+        ``"maxabs"`` is QuantizeML's own (each channel's largest weight maps to the
+        largest code); ``"mse"`` clips each channel where the squared error of its
+        codes is least; ``"percentile"`` clips at ``weight_percentile`` of ``|w|``.
+    weight_percentile : float, default 99.9
+        In ``(0, 100]``, for ``weight_calibration="percentile"``.
+    num_samples : int, optional
+        Calibrate on the first ``num_samples`` samples (default: all).
+    batch_size : int, optional
+        Calibration batch size. The default, ``None``, is QuantizeML's: one sample
+        per batch.
+    calibration_epochs : int, default 1
+        Passes over the calibration samples.
 
     Returns
     -------
     tf_keras.Model
-        The quantized model; its ``akida_version`` attribute records the target.
+        The quantized model. Its ``akida_version`` attribute records the target,
+        ``weight_calibration`` the calibrator, and ``weight_calibration_report``
+        one dict per weight tensor (layer, bits, channels, clipped channels,
+        weight SQNR with max-abs and as deployed).
 
     Raises
     ------
     IncompatibleModelError
-        Bad samples, an unbounded ReLU for Akida 1.0 (named, with the fix), or a
-        QuantizeML failure.
+        Bad samples or calibration options, an unbounded ReLU for Akida 1.0
+        (named, with the fix), or a QuantizeML failure.
     """
     import_toolchain()
     from cnn2snn import set_akida_version
     from quantizeml.models import QuantizationParams, dump_config, quantize
 
+    from .int4 import METHODS
+
     version = _version(akida_version)
     x = _check_samples(keras_model, samples)
+    if weight_calibration not in METHODS:
+        raise IncompatibleModelError(
+            f"weight_calibration must be one of {METHODS}, got {weight_calibration!r}")
+    if (isinstance(weight_percentile, bool) or not isinstance(weight_percentile, (int, float))
+            or not 0 < weight_percentile <= 100):
+        raise IncompatibleModelError(
+            f"weight_percentile must be a number in (0, 100], got {weight_percentile!r}")
+    for name, value in (("num_samples", num_samples), ("batch_size", batch_size),
+                        ("calibration_epochs", calibration_epochs)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise IncompatibleModelError(f"{name} must be a positive integer, got {value!r}")
+    if akida_version == "v1" and weight_bits not in (1, 2, 4):
+        raise IncompatibleModelError(
+            f"weight_bits={weight_bits!r}: Akida 1.0 layers hold 1, 2 or 4-bit weights "
+            "(and input_weight_bits up to 8 for the input layer)")
+    if weight_calibration != "maxabs" and min(weight_bits, input_weight_bits) < 2:
+        raise IncompatibleModelError(
+            f"weight_calibration={weight_calibration!r} needs weights of 2 bits or more "
+            "(1-bit weights have no range to clip); use weight_calibration='maxabs'")
+    if num_samples is not None:
+        if num_samples > len(x):
+            raise IncompatibleModelError(
+                f"num_samples={num_samples} but only {len(x)} calibration samples were given")
+        x = x[:num_samples]
     if akida_version == "v1" and not per_channel:
         raise IncompatibleModelError(
             "per_channel=False cannot reach Akida 1.0: CNN2SNN 2.19 needs one activation step "
@@ -1059,12 +1310,14 @@ def quantize_4bit(keras_model, samples, akida_version: str = "v1", weight_bits: 
                 "have no maximum. In PyTorch use nn.ReLU6() or a clamp "
                 "(nn.Hardtanh(0, max_value)) instead of nn.ReLU(), retrain or fine-tune, and "
                 "convert again.", nodes=loose)
+    if akida_version == "v1":
+        keras_model = separable_blocks(keras_model)
     qparams = QuantizationParams(
         weight_bits=weight_bits, activation_bits=activation_bits,
         input_weight_bits=input_weight_bits,
         per_tensor_activations=(akida_version == "v1"),
     )
-    kwargs = {"samples": x, "num_samples": num_samples or len(x)}
+    kwargs = {"samples": x, "num_samples": len(x), "epochs": calibration_epochs}
     if batch_size is not None:
         kwargs["batch_size"] = batch_size
     try:
@@ -1083,7 +1336,11 @@ def quantize_4bit(keras_model, samples, akida_version: str = "v1", weight_bits: 
         raise
     except Exception as exc:
         raise IncompatibleModelError(f"QuantizeML could not quantize the Keras model: {exc}") from exc
+    report = _calibrate_weights(quantized, weight_calibration, weight_percentile)
     quantized.akida_version = akida_version
+    quantized.rewrites = tuple(getattr(keras_model, "rewrites", ()))
+    quantized.weight_calibration = weight_calibration
+    quantized.weight_calibration_report = report
     return quantized
 
 
@@ -1156,6 +1413,13 @@ _CNN2SNN_FIXES = (
      "followed by dense is not valid'). Fix: end the network with average pooling → "
      "(Flatten) → Linear, which to_keras converts exactly into one Dense on the unpooled "
      "map; or pool before the activation (Conv2d → AdaptiveAvgPool2d(1) → ReLU6)."),
+    (r"Invalid block found during conversion:\s*QuantizedDepthwiseConv2D \((\S+)\)",
+     "Akida 1.0 runs a depthwise convolution only inside a separable layer: the depthwise "
+     "Conv2d (groups=C) must feed its 1x1 pointwise Conv2d directly, with BatchNorm, ReLU6 "
+     "and pooling after the pointwise (AkidaNet-style blocks). Published MobileNetV1 blocks "
+     "(depthwise → BN → ReLU → pointwise) cannot run on Akida 1.0: remove the activation "
+     "after {0} (a BatchNorm there folds away), retrain or fine-tune, convert again; or "
+     "target Akida 2.0, which runs standalone depthwise layers."),
     (r"The layer (\S+) followed by (\S+) is not valid",
      "on Akida 1.0 every layer that feeds another must end with a bounded ReLU (its output "
      "quantizer): put nn.ReLU6() (or a clamp) after {0}, retrain or fine-tune, convert again."),
