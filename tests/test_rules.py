@@ -219,20 +219,14 @@ def _wide(width):
                shape=(1, 8, width))
 
 
-def _params(toolchain=False):
+def _params():
     out, seen = [], {}
     for case in CASES:
         for target in case.targets:
-            marks = []
-            if toolchain and case.rule == "depthwise-separable":
-                marks.append(pytest.mark.xfail(
-                    reason="needs keras_bridge to build SeparableConv2D from depthwise → 1x1 "
-                           "(CNN2SNN v1 refuses 'dwconv followed by conv'; not on main yet)",
-                    strict=False))
             name = f"{case.rule}-{target}"
             seen[name] = seen.get(name, 0) + 1
             ident = name if seen[name] == 1 else f"{name}-{seen[name]}"
-            out.append(pytest.param(case, target, id=ident, marks=marks))
+            out.append(pytest.param(case, target, id=ident))
     return out
 
 
@@ -265,7 +259,7 @@ def test_fixed_model_violates_no_rule(case, target):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case, target", _params(toolchain=True))
+@pytest.mark.parametrize("case, target", PARAMS)
 def test_toolchain_refuses_violation_and_accepts_fix(case, target):
     bad, bad_shape = case.bad()
     ok, why = real_toolchain(bad, bad_shape, target)
