@@ -10,6 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "docs" / "_ext"))  # akida_site: pages made from files
 
 # Quiet TensorFlow's start-up chatter in example outputs; headless plotting.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -30,6 +31,7 @@ extensions = [
     "sphinx.ext.viewcode",
     "sphinx.ext.mathjax",
     "sphinx_gallery.gen_gallery",
+    "akida_site",
 ]
 
 templates_path = []
@@ -53,9 +55,20 @@ html_theme_options = {
     "show_toc_level": 2,
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
-    "secondary_sidebar_items": ["page-toc", "sourcelink"],
+    # The landing and Results pages give their tables the full width.
+    "secondary_sidebar_items": {"**": ["page-toc", "sourcelink"], "index": [], "results": []},
 }
-html_sidebars = {"index": [], "getting_started": [], "guide": []}
+# No left sidebar on the landing, narrative and example pages: figures get the width.
+html_sidebars = {"index": [], "getting_started": [], "guide": [], "results": [],
+                 "auto_examples/*": []}
+
+# akida_site (docs/_ext/akida_site.py): the Results page renders docs/results/*.json, the
+# landing page the key numbers the examples write while they run, and the site offers the
+# wheel and the lock. `nox -s gallery` builds build/dist/<wheel> first; set
+# akida_require_downloads (-D akida_require_downloads=1) to make their absence an error.
+akida_results_dir = str(ROOT / "docs" / "results")
+akida_wheel_dir = str(ROOT / "build" / "dist")
+akida_lock_file = str(ROOT / "requirements" / "lock.txt")
 
 sphinx_gallery_conf = {
     # Paths are relative to the source folder (docs/).

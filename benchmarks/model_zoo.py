@@ -285,14 +285,16 @@ def _image_family(family, model, data, args, *, lr=3e-3):
                             time.perf_counter() - start, "AKD1000", mapping,
                             note=f"rewrites: {rewrites}" if rewrites else ""))
             start = time.perf_counter()
-            fine_tune(quantized, train_nhwc, y_train, epochs=args.image_fine_tune_epochs,
-                      lr=args.fine_tune_lr, batch_size=128, seed=0)
+            n_tune = min(args.fine_tune_images or n_train, n_train)
+            fine_tune(quantized, train_nhwc[:n_tune], y_train[:n_tune],
+                      epochs=args.image_fine_tune_epochs, lr=args.fine_tune_lr, batch_size=128,
+                      seed=0)
             akida_v1 = convert_keras(quantized)
             mapping = map_report(akida_v1, "AKD1000")
             rows.append(row("Akida 1.0 4-bit fine-tuned", evaluate(akida_v1, x_test, y_test),
                             time.perf_counter() - start, "AKD1000", mapping,
-                            note=f"{args.image_fine_tune_epochs} epochs at lr "
-                                 f"{args.fine_tune_lr:g}"))
+                            note=f"{args.image_fine_tune_epochs} epoch(s) on {n_tune} "
+                                 f"images at lr {args.fine_tune_lr:g}"))
     for r in rows:
         if r["accuracy"] is not None:
             r["float - stage (pt)"] = round(100 * (rows[0]["accuracy"] - r["accuracy"]), 2)
@@ -351,6 +353,9 @@ def main(argv=None) -> int:
                         help="training images of the image families (0: all)")
     parser.add_argument("--image-epochs", type=int, default=15)
     parser.add_argument("--image-fine-tune-epochs", type=int, default=3)
+    parser.add_argument("--fine-tune-images", type=int, default=0,
+                        help="training images of the image families' 4-bit fine-tuning "
+                             "(0: all training images)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the rows of the families not run from the existing "
                              "<out>/model_zoo.json (their command and date go to the notes)")

@@ -255,7 +255,19 @@ ready_map = map_report(ready_akida, "SixNodesIPv2")
 print(ready_map)
 
 # %%
-# Every compute layer now runs on an NP. These checks guard the example: if a
+# Every compute layer now runs on an NP. Side by side, each box a layer along
+# the data flow, green on an NP of the device (with the NPs it takes: the HRC
+# for the input convolution, CNPs for convolutions, FNPs for dense layers),
+# orange in software with the mapper's reason:
+from akida_workflows.plots import mapping_figure
+
+mapping_figure({"BrainChip's CNN": brainchip_map, "Akida-ready CNN": ready_map},
+               title="The same pipeline, two models, on a virtual Akida 2.0 device")
+plt.show()
+# sphinx_gallery_thumbnail_number = 2
+
+# %%
+# These checks guard the example: if a
 # change in the toolchain or in this code breaks them, the documentation
 # build fails. The variant must match BrainChip's model on Akida within half a
 # point (the spread between training seeds), lose at most one point to
@@ -275,6 +287,18 @@ assert ready_map.fully_mapped, ready_map
 assert ready_on_akida >= ready_float - 0.01
 assert ready_on_akida >= brainchip_on_akida - 0.005
 assert ready_on_akida >= min_accuracy
+# sphinx_gallery_start_ignore
+# Key numbers for the site's landing page (a no-op outside the site build).
+from akida_workflows._site import record
+
+_ = record("plot_0_mnist_pytorch_to_akida", data, [
+    {"model": "BrainChip's CNN (their PyTorch example)",
+     "float": results["float (PyTorch)"].accuracy, "akida2_8bit": brainchip_on_akida,
+     "mappings": [brainchip_map]},
+    {"model": "Akida-ready CNN (MNIST example)", "float": ready_float,
+     "akida2_8bit": ready_on_akida, "mappings": [ready_map]},
+])
+# sphinx_gallery_end_ignore
 
 # %%
 # One prediction

@@ -71,6 +71,34 @@ print(after.summary_line())
 assert not before.ok and after.ok
 
 # %%
+# The same verdict as a picture. Mapping needs no training either: convert
+# both models with random calibration data, map them on the virtual Akida 2.0
+# device the check used, and draw where each layer runs (orange boxes carry
+# the mapper's reason, green ones the neural processors they take).
+import tempfile
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from akida_workflows.convert import quantize_onnx, to_akida
+from akida_workflows.deploy import map_report
+from akida_workflows.export import export_onnx
+from akida_workflows.plots import mapping_figure
+
+workdir = Path(tempfile.mkdtemp(prefix="akida-compat-"))
+samples = np.random.default_rng(0).uniform(-1, 1, (64, 1, 28, 28)).astype(np.float32)
+maps = {}
+for name, model in [("Before: valid padding, 2304-wide Dense", brainchip_like),
+                    ("After the fixes the report names", fixed)]:
+    exported = export_onnx(model.eval(), torch.from_numpy(samples[:1]), workdir / "model.onnx")
+    maps[name] = map_report(to_akida(quantize_onnx(exported, samples)), before.device)
+mapping_figure(maps)
+plt.show()
+assert not maps["Before: valid padding, 2304-wide Dense"].fully_mapped
+assert maps["After the fixes the report names"].fully_mapped
+
+# %%
 # 2. BatchNorm after the activation
 # ---------------------------------
 #

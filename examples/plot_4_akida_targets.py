@@ -132,10 +132,33 @@ print(f"float: {100 * float_accuracy:.2f} % on {data.source}")
 Table(rows, title="The same CNN on two Akida targets")
 
 # %%
+# Where each layer runs, device by device: the same five compute layers take a
+# different number of neural processors on each device, and all of them run on
+# the chip.
+import matplotlib.pyplot as plt
+
+from akida_workflows.plots import mapping_figure
+
+mapping_figure({name: summary.mapping for name, summary in summaries.items()},
+               title="One CNN on three virtual Akida devices")
+plt.show()
+
+# %%
 # Both fit their devices entirely and stay within a point of the float model:
 assert all(summary.fits for summary in summaries.values())
 assert accuracy["v2"] >= float_accuracy - 0.01
 assert accuracy["v1"] >= float_accuracy - 0.01
+# sphinx_gallery_start_ignore
+# Key numbers for the site's landing page (a no-op outside the site build).
+from akida_workflows._site import record
+
+_ = record("plot_4_akida_targets", data, [
+    {"model": "Two-target CNN (targets example)", "float": float_accuracy,
+     "akida2_8bit": accuracy["v2"], "akida1_4bit": accuracy["v1"],
+     "mappings": [summaries["Akida 2.0 8-bit on SixNodesIPv2"].mapping,
+                  summaries["Akida 1.0 4-bit on AKD1000"].mapping]},
+])
+# sphinx_gallery_end_ignore
 
 # %%
 # The same from the shell

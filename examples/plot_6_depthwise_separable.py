@@ -1,7 +1,7 @@
 """
-=====================================================
+======================================================
 Depthwise-separable networks (DS-CNN, MobileNet-style)
-=====================================================
+======================================================
 
 Keyword-spotting DS-CNNs and MobileNets are built from depthwise-separable
 blocks, downsample with stride-2 ``padding=1`` convolutions and end with global
@@ -218,6 +218,17 @@ assert float_accuracy >= 0.85
 assert accuracy["Akida 2.0 8-bit"] >= float_accuracy - 0.01
 assert accuracy["Akida 1.0 4-bit, fine-tuned"] >= accuracy["Akida 1.0 4-bit"] - 0.005
 assert accuracy["Akida 1.0 4-bit, fine-tuned"] >= float_accuracy - 0.03
+# sphinx_gallery_start_ignore
+# Key numbers for the site's landing page (a no-op outside the site build).
+from akida_workflows._site import record
+
+_ = record("plot_6_depthwise_separable", data, [
+    {"model": "DS-CNN (depthwise-separable example)", "float": float_accuracy,
+     "akida2_8bit": accuracy["Akida 2.0 8-bit"],
+     "akida1_4bit": accuracy["Akida 1.0 4-bit, fine-tuned"],
+     "mappings": [mapping_v2, mapping_v1]},
+])
+# sphinx_gallery_end_ignore
 
 # %%
 # The published MobileNetV1 block on Akida 1.0

@@ -22,7 +22,6 @@ from akida_workflows.keras_bridge import (
     convert_keras,
     quantize_4bit,
     to_keras,
-    to_nhwc,
 )
 
 pytestmark = pytest.mark.slow

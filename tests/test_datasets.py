@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -338,3 +340,33 @@ def test_to_torch_loaders_shapes_and_determinism():
 def test_to_torch_loaders_rejects_bad_batch_size():
     with pytest.raises(ValueError, match="batch_size"):
         to_torch_loaders(_tiny_dataset(), batch_size=0)
+
+
+def test_pages_name_data_without_machine_paths(tmp_path, monkeypatch):
+    """Descriptions and the warning's location name data relatively (they land on pages)."""
+    _forbid_network(monkeypatch)
+    monkeypatch.setenv("AKIDA_WORKFLOWS_DATA", str(tmp_path))
+    write_fake_mnist(tmp_path / "mnist", n_test=25, parts=("test_images", "test_labels"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = load_mnist(download=False)
+    assert "from $AKIDA_WORKFLOWS_DATA/mnist for testing" in data.description
+    assert str(tmp_path) not in data.description
+    (warning,) = [w for w in caught if issubclass(w.category, OfflineDataWarning)]
+    assert str(tmp_path) not in str(warning.message)
+    # The warning points at this test, named relative to the working directory.
+    assert not Path(warning.filename).is_absolute()
+    assert warning.filename.endswith("test_datasets.py")
+
+    write_fake_mnist(tmp_path / "mnist")
+    assert load_mnist(download=False).description.endswith(
+        "read from IDX files in $AKIDA_WORKFLOWS_DATA/mnist")
+
+
+def test_display_of_paths_outside_known_places(tmp_path, monkeypatch):
+    monkeypatch.delenv("AKIDA_WORKFLOWS_DATA", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(Path, "home", classmethod(lambda cls: tmp_path / "home"))
+    assert datasets._display(tmp_path / "home" / ".cache" / "x") == "~/.cache/x"
+    monkeypatch.chdir(tmp_path)
+    assert datasets._display(tmp_path / "data" / "mnist") == "./data/mnist"

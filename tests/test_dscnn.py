@@ -154,3 +154,13 @@ def test_residual_adds_run_in_hardware_on_akida2(tmp_path):
     # the judge: the whole model maps with hw_only=True
     akida_model.map(akida.SixNodesIPv2(), hw_only=True)
     assert all(seq.backend == akida.BackendType.Hardware for seq in akida_model.sequences)
+
+
+def test_residual_network_is_refused_for_akida1_as_a_branch_with_the_fix():
+    model = _randomize(nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU6(), _Residual(8, 8, 1),
+        nn.Flatten(), nn.Linear(8 * 8 * 8, 10)))
+    with pytest.raises(IncompatibleModelError, match="branches") as info:
+        to_keras(model, (1, 8, 8))
+    message = str(info.value)
+    assert "residual" in message and "Akida 2.0" in message and "ONNX path" in message

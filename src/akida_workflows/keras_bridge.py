@@ -342,6 +342,11 @@ def _sequence(model, input_shape=None):
                  else getattr(node.target, "__name__", str(node.target)))
         tensors = [a for a in node.all_input_nodes if not shaped or _is_tensor(a)]
         tensors = [a for a in tensors if a.op != "get_attr"]
+        if len(tensors) == 1 and tensors[0] is not prev:
+            raise IncompatibleModelError(
+                f"{node.name}: the model branches: {fname} reads {tensors[0].name}, not the "
+                f"op before it ({prev.name}), as a residual shortcut does. "
+                + _fix_for_function("add"), nodes=[node.name])
         if tensors != [prev] or node.args[0] is not prev:
             raise IncompatibleModelError(
                 f"{node.name}: to_keras supports only chain-shaped models (each op feeds the "
@@ -957,7 +962,7 @@ def to_nhwc(x, flip=False) -> np.ndarray:
     ----------
     x : array-like
         ``(N, C, H, W)``, or ``(N, H, W)`` for one channel.
-    flip : bool or model, default False
+    flip : bool, tf_keras.Model or akida.Model, default False
         Flip H and W, as a model built in flipped coordinates expects. Pass
         the Keras or Akida model itself to read it from the model
         (:func:`input_flip`): ``to_nhwc(x, flip=model)`` is always right.

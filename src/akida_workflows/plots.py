@@ -571,11 +571,10 @@ def signals_per_class(signals, labels, classes=None, *, per_class: int = 6,
             ax.plot(members.mean(axis=0), color="C3", linewidth=1.8, label="class mean")
         label = f"class {names[k]}" if str(names[k]).isdigit() else str(names[k])
         ax.set_title(f"{label} ({len(members)} signals)", fontsize=9)
-        if k % cols == 0:
-            ax.set_ylabel(ylabel)
         if k >= (rows - 1) * cols:
             ax.set_xlabel("sample")
     axes.flat[0].legend(fontsize=7, loc="upper right")
     fig.suptitle(title)
+    fig.supylabel(ylabel, fontsize=10)  # once: per-row labels of long text overlap
     fig.tight_layout()
     return fig
