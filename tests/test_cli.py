@@ -15,6 +15,7 @@ import torch
 from models import mappable, samples, valid_padding
 from zoo import zoo
 
+from akida_workflows.errors import IncompatibleModelError
 from akida_workflows.export import export_onnx
 from akida_workflows.loading import PICKLE_RISK
 
@@ -276,3 +277,193 @@ def test_interrupted_convert_leaves_no_fbz(files, tmp_path):
         proc.kill()
     assert proc.returncode == 130
     assert list(tmp_path.iterdir()) == []  # neither out.fbz nor a temporary file
+
+# ------------------------------------------------ reports that stay true on user models
+
+def _write_model(tmp_path, model, name="m.pt"):
+    path = tmp_path / name
+    torch.save(model, path)
+    return path
+
+
+def test_check_reports_crashing_models_with_exit_3(tmp_path):
+    dilated = torch.nn.Sequential(torch.nn.Conv1d(4, 8, 3, dilation=2, padding="same"),
+                                  torch.nn.ReLU(), torch.nn.Flatten(),
+                                  torch.nn.Linear(8 * 64, 2)).eval()
+    result = run("check", _write_model(tmp_path, dilated), "--trust-pickle",
+                 "--input-shape", "4,64")
+    assert result.returncode == 3, result.stderr
+    # lowered to 2-D (5 rows), its Flatten → Linear exceeds the Dense input limit
+    assert "Dense input 2560 > 2048" in result.stderr and "Fix:" in result.stderr
+    noise = ("onnxruntime", "graph(%", "Torch IR graph", "Traceback")
+    assert not any(n in result.stderr + result.stdout for n in noise), result.stderr
+
+
+def test_check_and_convert_two_input_model_exit_3(tmp_path):
+    from zoo import two_inputs
+
+    path = _write_model(tmp_path, two_inputs())
+    result = run("check", path, "--trust-pickle", "--input-shape", "1,16,16")
+    assert result.returncode == 3, result.stderr
+    assert "takes 2 inputs" in result.stdout
+    np.save(tmp_path / "x.npy", samples(4))
+    result = run("convert", path, "--trust-pickle", "--samples", tmp_path / "x.npy",
+                 "-o", tmp_path / "x.fbz")
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr and "takes 2 inputs" in result.stdout
+
+
+def test_check_wrong_input_shape_is_a_usage_error(files):
+    result = run("check", files / "good_ts.pt", "--input-shape", "3,16,16")
+    assert result.returncode == 2
+    assert "does not run on an input of shape" in result.stderr and "--input-shape" in result.stderr
+
+
+def test_convert_mlp_names_the_quantizer_assertion(tmp_path):
+    from zoo import zoo as build_zoo
+
+    export_onnx(build_zoo()["mlp"], torch.from_numpy(samples(1)), tmp_path / "mlp.onnx")
+    np.save(tmp_path / "x.npy", samples(8))
+    result = run("convert", tmp_path / "mlp.onnx", "--samples", tmp_path / "x.npy",
+                 "-o", tmp_path / "mlp.fbz")
+    assert result.returncode == 3, result.stderr
+    assert "AssertionError at" in result.stderr and "Conv2d" in result.stderr
+    assert "quantize the model: (" not in result.stderr
+
+
+def test_convert_says_not_measured_and_measures_with_labels(files):
+    result = run("convert", files / "good.onnx", "--samples", files / "calib.npy",
+                 "-o", files / "nm.fbz")
+    assert result.returncode == 0, result.stderr
+    table = result.stdout.split("wrote")[0]
+    assert "not measured" in table
+    np.save(files / "labels.npy", np.arange(32) % 10)
+    result = run("convert", files / "good.onnx", "--samples", files / "calib.npy",
+                 "--labels", files / "labels.npy", "-o", files / "lab.fbz")
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if "quantized ONNX (8-bit)" in line
+            or "Akida 2.0 8-bit (.fbz)" in line]
+    assert rows and all(" %" in line for line in rows), result.stdout
+
+
+def test_labels_must_match_the_samples(files):
+    np.save(files / "labels_bad.npy", np.arange(5))
+    result = run("convert", files / "good.onnx", "--samples", files / "calib.npy",
+                 "--labels", files / "labels_bad.npy", "-o", files / "x.fbz")
+    assert result.returncode == 2 and "5 labels for 32 samples" in result.stderr
+
+
+def test_stage_report_missing_figures():
+    from akida_workflows.evaluate import StageReport
+
+    report = StageReport("m", missing="not measured")
+    report.add("float", size_bytes=100, seconds=1.0)
+    report.add("Akida", status="failed: boom")
+    (ok, failed) = report.records()
+    assert ok["accuracy"] == ok["eval time"] == "not measured" and ok["build time"] == "1.00 s"
+    assert failed["accuracy"] == "-"  # a failed stage has no figures, it is not "not measured"
+    assert StageReport("m").records() == []
+
+
+ZOO_NAMES = sorted(zoo())
+_AGREEMENT: list = []  # one record per zoo model and target (AW_ZOO_RECORD=path dumps them)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _record_zoo_agreement():
+    yield
+    path = os.environ.get("AW_ZOO_RECORD")
+    if path and _AGREEMENT:
+        import json
+
+        Path(path).write_text(json.dumps(_AGREEMENT, indent=1))
+
+
+def _mapper_share(akida_model, target) -> tuple[int, int]:
+    """Compute layers in hardware sequences / all, read from ``map(device)`` directly."""
+    import akida
+    from zoo import DEVICES
+
+    from akida_workflows.deploy import NON_COMPUTE_TYPES
+
+    mapped = akida.Model(layers=list(akida_model.layers))
+    mapped.map(getattr(akida, DEVICES[target])(), hw_only=False)
+    in_hw = {layer.name for seq in mapped.sequences if "Hardware" in str(seq.backend)
+             for p in seq.passes for layer in p.layers}
+    compute = [layer.name for layer in mapped.layers
+               if str(layer.parameters.layer_type).split(".")[-1] not in NON_COMPUTE_TYPES]
+    return sum(n in in_hw for n in compute), len(compute)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["akida2", "akida1"])
+@pytest.mark.parametrize("name", ZOO_NAMES)
+def test_check_convert_info_agree_with_hw_only_mapping(name, target, tmp_path, capsys,
+                                                       monkeypatch):
+    """check, convert and info on every zoo model agree with map(device, hw_only=True).
+
+    One conversion per model and target for the whole session (``zoo_cli_convert``: the
+    CLI's own ``convert``, whose .fbz the judge maps), one check (``zoo_report``).
+    """
+    import re
+    import time
+
+    from zoo import REPORT_SECONDS, hw_only, input_shape, zoo_cli_convert, zoo_report
+
+    from akida_workflows import compat
+    from akida_workflows.cli import main
+
+    start = time.perf_counter()
+    run = zoo_cli_convert(name, target)
+    akida_model = run.akida_model
+    judge = akida_model is not None and hw_only(akida_model, target)[0]
+    record = {"model": name, "target": target, "convert_exit": run.code,
+              "convert_seconds": round(run.seconds, 1), "hw_only": judge}
+    # check: exit 0 exactly when map(hw_only=True) succeeds; the report says the same.
+    try:
+        report = zoo_report(name, target)
+    except IncompatibleModelError as exc:  # refused up front (e.g. a lowered 1-D model's limits)
+        report, refusal = None, str(exc)
+    record["check_seconds"] = round(REPORT_SECONDS[name, target], 1)
+    library_noise = capsys.readouterr()  # what check_compatibility printed (library use)
+    assert "Traceback" not in library_noise.err + library_noise.out, library_noise.err[-2000:]
+    monkeypatch.setattr(compat, "check_compatibility", lambda *a, **k: zoo_report(name, target))
+    path = _write_model(tmp_path, zoo()[name])
+    code = main(["check", str(path), "--trust-pickle", "--input-shape",
+                 ",".join(map(str, input_shape(name))), "--target", target])
+    out = capsys.readouterr()
+    assert code == (0 if judge else 3), out.out + out.err
+    assert "Traceback" not in out.err
+    if report is None:
+        assert not judge and "Fix:" in refusal and "Fix:" in out.err
+        record.update(check="refused", complete=True, check_share=None)
+    else:
+        assert report.ok == judge, report
+        if judge:
+            assert report.hw_fraction == 1.0 and report.complete, report
+        record.update(check="ok" if report.ok else "issues", complete=report.complete,
+                      check_share=report.hw_fraction,
+                      issues=len(report.issues), not_reached=sum(
+                          r.status == "not reached" for r in report.rows))
+    # convert: exit 3 with the report (or 2 with the reason) when it cannot convert.
+    noise = ("Traceback", "onnxruntime", "graph(%", "Torch IR graph")
+    assert not any(n in run.err + run.out for n in noise), run.err
+    if akida_model is None:
+        assert run.code in (2, 3) and not judge, run.err
+        record["elapsed"] = round(time.perf_counter() - start, 1)
+        _AGREEMENT.append(record)
+        return
+    assert run.code == 0, run.err
+    # The printed share is the mapper's own: layers in its hardware sequences.
+    hw, total = map(int, re.search(r"(\d+)/(\d+) compute layers in hardware", run.out).groups())
+    assert (hw, total) == _mapper_share(akida_model, target), run.out
+    assert (hw == total) == judge, run.out
+    assert ("map(hw_only=True) fails" in run.err) == (not judge)
+    code = main(["info", str(run.fbz)])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    fits = re.search(r"fits entirely\s+(yes|no)", out.out).group(1)
+    assert (fits == "yes") == judge, out.out
+    assert re.search(rf"compute layers in hardware\s+{hw}/{total}\b", out.out), out.out
+    record.update(share=f"{hw}/{total}", elapsed=round(time.perf_counter() - start, 1))
+    _AGREEMENT.append(record)

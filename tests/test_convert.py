@@ -135,7 +135,7 @@ def test_to_nchw_layouts():
 
 
 def test_empty_toolchain_assertion_is_described(tmp_path, monkeypatch):
-    from akida_workflows.convert import describe_exception
+    from akida_workflows.errors import describe_exception
 
     # A module outside the tests (pytest rewrites asserts only in test modules).
     (tmp_path / "toolchain_stub.py").write_text(
@@ -146,6 +146,6 @@ def test_empty_toolchain_assertion_is_described(tmp_path, monkeypatch):
     with pytest.raises(AssertionError) as info:
         toolchain_stub.check("float32")
     text = describe_exception(info.value)
-    assert text.startswith("AssertionError in check (")
+    assert text.startswith("AssertionError at ")
     assert text.endswith("assert dtype == 'int8'")
     assert describe_exception(ValueError("bad pads")) == "bad pads"

@@ -96,6 +96,62 @@ def test_reason_parser():
     }
 
 
+# ------------------------------------------------ agreement with map(hw_only=True) on the zoo
+
+from zoo import DEVICES, hw_only, zoo_conversion  # noqa: E402
+from zoo import zoo as _zoo  # noqa: E402
+
+ZOO_NAMES = sorted(_zoo())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["akida2", "akida1"])
+@pytest.mark.parametrize("name", ZOO_NAMES)
+def test_map_report_agrees_with_hw_only_mapping(name, target):
+    akida_model, why = zoo_conversion(name, target)
+    if akida_model is None:
+        pytest.skip(f"{name} does not convert for {target}: {why[:120]}")
+    report = map_report(akida_model, DEVICES[target])
+    judge, message = hw_only(akida_model, target)
+    assert report.fully_mapped == judge, (report, message)
+    assert (report.hw_fraction == 1.0) == judge, report
+    assert bool(report.hw_only_error) == (not judge)
+    if judge:
+        assert not report.software_layers
+        assert all(layer.backend == "hardware" and layer.sequence is not None
+                   for layer in report.layers)
+    else:
+        assert report.software_layers and all(layer.reason for layer in report.software_layers)
+    # Layers without NPs of their own (Add, …) inside hardware sequences count as hardware.
+    for layer in report.compute_layers:
+        if layer.backend == "hardware":
+            assert layer.nps[:1].isdigit() or layer.nps == "none needed", layer
+    # No layer is ever mapped on its own to get a reason.
+    assert not any("inbound" in layer.reason for layer in report.layers), report
+
+
+@pytest.mark.slow
+def test_residual_adds_are_hardware_without_nps():
+    akida_model, why = zoo_conversion("resnet8", "akida2")
+    assert akida_model is not None, why
+    report = map_report(akida_model, "SixNodesIPv2")
+    adds = [layer for layer in report.layers if layer.layer_type == "Add"]
+    assert len(adds) == 3
+    assert all(a.backend == "hardware" and a.nps == "none needed" and a.compute for a in adds)
+    assert report.fully_mapped and report.hw_fraction == 1.0
+    assert f"{len(report.compute_layers)}/{len(report.compute_layers)} compute layers" in str(report)
+    assert len(report.sequences) == 1 and report.sequences[0][0] == "hardware"
+
+
+@pytest.mark.slow
+def test_partial_residual_model_has_reasons_without_single_layer_mapping():
+    akida_model, why = zoo_conversion("residual_partial", "akida2")
+    assert akida_model is not None, why
+    report = map_report(akida_model, "SixNodesIPv2")
+    assert not report.fully_mapped and 0 < report.hw_fraction < 1
+    assert any("padding" in layer.reason for layer in report.software_layers), report
+
+
 def test_summary_reports_program_beside_fbz(good, tmp_path):
     summary = deploy.summarize(good, "SixNodesIPv2", batch_size=4, repeat=1)
     assert summary.fits

@@ -1,11 +1,35 @@
-"""A zoo of small PyTorch models, compatible or not with Akida, for the compat tests."""
+"""A zoo of PyTorch models, compatible or not with Akida, for the report tests.
+
+Two kinds of entries:
+
+- small synthetic models that each show one pattern (``mappable``,
+  ``valid_padding``, ``residual_add``, …) on a 1x16x16 input;
+- models written the way public code writes them, the kinds users bring to
+  an edge chip: the MLPerf-Tiny keyword-spotting DS-CNN, MobileNetV1-0.25 for
+  visual wake words, the MLPerf-Tiny ResNet-8, a TEMPONet-style PPG heart-rate
+  net (dilated Conv1d), an ECG Conv1d classifier, M5 on raw audio (PyTorch's
+  speech-command tutorial), LeNet-5, an MLP, an LSTM and a keyword transformer,
+  at small input sizes. They keep the public code's habits: functional
+  ``F.relu``/``torch.add``, reused modules, ``x.view``/``torch.squeeze``,
+  ``x.shape[-1]``, ``log_softmax`` heads, Kaiming init.
+
+:func:`zoo` builds them all (eval mode, random BatchNorm statistics so folding
+mistakes show); :data:`SHAPES` gives each one's input shape (default
+:data:`SHAPE`).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 SHAPE = (1, 16, 16)
+
+
+# --------------------------------------------------------------- synthetic patterns
 
 
 class _LSTMNet(nn.Module):
@@ -36,6 +60,25 @@ class _Residual(nn.Module):
         return self.fc(self.flatten(self.pool(x)))
 
 
+class _ResidualPartial(nn.Module):
+    """Converts for Akida 2.0 but does not map entirely: a residual block, then a valid conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.act = nn.Conv2d(1, 8, 3, padding=1), nn.ReLU6()
+        self.conv, self.act2 = nn.Conv2d(8, 8, 3, padding=1), nn.ReLU6()
+        self.merge, self.act3 = nn.Conv2d(8, 8, 3, padding=1), nn.ReLU6()
+        self.pool = nn.MaxPool2d(2)
+        self.valid, self.act4 = nn.Conv2d(8, 8, 3), nn.ReLU6()
+        self.fc = nn.Linear(8 * 6 * 6, 10)
+
+    def forward(self, x):
+        x = self.act(self.stem(x))
+        x = x + self.act2(self.conv(x))
+        x = self.pool(self.act3(self.merge(x)))
+        return self.fc(torch.flatten(self.act4(self.valid(x)), 1))
+
+
 class _Attention(nn.Module):
     def __init__(self):
         super().__init__()
@@ -46,6 +89,18 @@ class _Attention(nn.Module):
         seq = x[:, 0]
         out, _ = self.attn(seq, seq, seq)
         return self.fc(out.mean(1))
+
+
+class _TwoInputs(nn.Module):
+    """A model with two inputs (image + side information)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3, padding=1)
+        self.fc = nn.Linear(8 * 16 * 16 + 4, 10)
+
+    def forward(self, x, extra):
+        return self.fc(torch.cat([torch.flatten(F.relu(self.conv(x)), 1), extra], 1))
 
 
 def _cnn(act=nn.ReLU6, mid=None, head=None, second_padding=1, pool_last=False, dense_in=None,
@@ -80,6 +135,317 @@ def _depthwise():
                          nn.Conv2d(8, 16, 1), nn.ReLU6(), nn.Flatten(), nn.Linear(16 * 64, 10))
 
 
+# ------------------------------------------------------------- models users bring
+
+
+class DSCNN(nn.Module):
+    """MLPerf-Tiny keyword spotting DS-CNN (Hello Edge), on 49x10 MFCC frames.
+
+    Input conv (10x4, stride 2) → 4 x [depthwise 3x3 → BN → ReLU → pointwise →
+    BN → ReLU] → average pool over the map → Linear, as in the reference
+    implementation (fewer filters here).
+    """
+
+    def __init__(self, filters: int = 16, num_classes: int = 12):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, filters, kernel_size=(10, 4), stride=(2, 2), padding=(5, 1))
+        self.bn1 = nn.BatchNorm2d(filters)
+        self.relu = nn.ReLU()
+        self.dropout1 = nn.Dropout(0.2)
+        blocks = []
+        for _ in range(4):
+            blocks += [
+                nn.Conv2d(filters, filters, 3, padding=1, groups=filters, bias=False),
+                nn.BatchNorm2d(filters), nn.ReLU(),
+                nn.Conv2d(filters, filters, 1, bias=False),
+                nn.BatchNorm2d(filters), nn.ReLU(),
+            ]
+        self.blocks = nn.Sequential(*blocks)
+        self.dropout2 = nn.Dropout(0.4)
+        self.avgpool = nn.AvgPool2d((25, 5))
+        self.fc = nn.Linear(filters, num_classes)
+
+    def forward(self, x):
+        x = self.dropout1(self.relu(self.bn1(self.conv1(x))))
+        x = self.blocks(x)
+        x = self.avgpool(self.dropout2(x))
+        x = torch.squeeze(x)
+        return self.fc(x)
+
+
+class _ConvBNReLU(nn.Module):
+    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, groups=1):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
+                              padding=kernel_size // 2, groups=groups, bias=False)
+        nn.init.kaiming_normal_(self.conv.weight)
+        self.bn = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.bn(self.conv(x)))
+
+
+class MobileNetV1(nn.Module):
+    """MobileNetV1 (width 0.25) for visual wake words (person / no person).
+
+    The MLPerf-Tiny VWW layout (depthwise → BN → ReLU → pointwise → BN → ReLU,
+    stride-2 depthwise down-sampling, average pool, Linear) on 3x64x64 images
+    with the later 128-channel stage shortened.
+    """
+
+    def __init__(self, alpha: float = 0.25, num_classes: int = 2):
+        super().__init__()
+
+        def c(n):
+            return max(8, int(n * alpha))
+
+        plan = [(32, 64, 1), (64, 128, 2), (128, 128, 1), (128, 256, 2), (256, 256, 1),
+                (256, 512, 2), (512, 512, 1), (512, 1024, 2)]
+        layers = [_ConvBNReLU(3, c(32), 3, stride=2)]
+        for cin, cout, stride in plan:
+            layers += [_ConvBNReLU(c(cin), c(cin), 3, stride=stride, groups=c(cin)),
+                       _ConvBNReLU(c(cin), c(cout), 1)]
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AvgPool2d(2)
+        self.classifier = nn.Linear(c(1024), num_classes)
+
+    def forward(self, x):
+        x = self.avgpool(self.features(x))
+        x = torch.flatten(x, 1)
+        return self.classifier(x)
+
+
+class ResNet8(nn.Module):
+    """MLPerf-Tiny ResNet-8 for CIFAR-10 (3x32x32), functional ``torch.add`` shortcuts."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.inputblock = _ConvBNReLU(3, 16, 3)
+        self.convblock1 = _ConvBNReLU(16, 16, 3)
+        self.conv1 = nn.Conv2d(16, 16, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.relu = nn.ReLU()
+        self.convblock2 = _ConvBNReLU(16, 32, 3, stride=2)
+        self.conv2y = nn.Conv2d(32, 32, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(32)
+        self.conv2x = nn.Conv2d(16, 32, 1, stride=2)
+        self.convblock3 = _ConvBNReLU(32, 64, 3, stride=2)
+        self.conv3y = nn.Conv2d(64, 64, 3, padding=1)
+        self.bn3 = nn.BatchNorm2d(64)
+        self.conv3x = nn.Conv2d(32, 64, 1, stride=2)
+        self.avgpool = nn.AvgPool2d(8)
+        self.out = nn.Linear(64, num_classes)
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight)
+
+    def forward(self, x):
+        x = self.inputblock(x)
+        y = self.bn1(self.conv1(self.convblock1(x)))
+        x = self.relu(torch.add(x, y))
+        y = self.bn2(self.conv2y(self.convblock2(x)))
+        x = self.relu(torch.add(self.conv2x(x), y))
+        y = self.bn3(self.conv3y(self.convblock3(x)))
+        x = self.relu(torch.add(self.conv3x(x), y))
+        x = torch.flatten(self.avgpool(x), 1)
+        return self.out(x)
+
+
+class TEMPONet(nn.Module):
+    """TEMPONet-style PPG heart-rate regressor (4 channels: PPG + 3-axis accelerometer).
+
+    Dilated Conv1d blocks (conv → ReLU → BN), conv → average pool → BN → ReLU
+    blocks, and Linear → ReLU → BN regressors, on 4x64 windows (fewer channels).
+    """
+
+    def __init__(self):
+        super().__init__()
+
+        def temporal(cin, cout, k, dilation):
+            return nn.Sequential(nn.Conv1d(cin, cout, k, dilation=dilation, padding="same"),
+                                 nn.ReLU(), nn.BatchNorm1d(cout))
+
+        def block(cin, cout, k):
+            return nn.Sequential(nn.Conv1d(cin, cout, k, padding=k // 2), nn.AvgPool1d(2),
+                                 nn.BatchNorm1d(cout), nn.ReLU())
+
+        self.tcb0 = temporal(4, 16, 3, 2)
+        self.cb0 = block(16, 16, 5)
+        self.tcb1 = temporal(16, 32, 3, 4)
+        self.cb1 = block(32, 32, 5)
+        self.regr = nn.Sequential(nn.Linear(32 * 16, 32), nn.ReLU(), nn.BatchNorm1d(32))
+        self.out_neuron = nn.Linear(32, 1)
+
+    def forward(self, x):
+        x = self.cb1(self.tcb1(self.cb0(self.tcb0(x))))
+        x = x.flatten(1)
+        return self.out_neuron(self.regr(x))
+
+
+class ECGNet(nn.Module):
+    """1-D CNN heartbeat classifier (MIT-BIH style, 1x128 beats), one activation module reused."""
+
+    def __init__(self, num_classes: int = 5):
+        super().__init__()
+        self.conv1 = nn.Conv1d(1, 16, 7, padding=3)
+        self.bn1 = nn.BatchNorm1d(16)
+        self.conv2 = nn.Conv1d(16, 32, 5, padding=2)
+        self.bn2 = nn.BatchNorm1d(32)
+        self.conv3 = nn.Conv1d(32, 32, 3, padding=1)
+        self.bn3 = nn.BatchNorm1d(32)
+        self.acc = nn.ReLU()
+        self.pool = nn.MaxPool1d(2)
+        self.gap = nn.AdaptiveAvgPool1d(1)
+        self.fc = nn.Linear(32, num_classes)
+
+    def forward(self, x):
+        x = self.pool(self.acc(self.bn1(self.conv1(x))))
+        x = self.pool(self.acc(self.bn2(self.conv2(x))))
+        x = self.acc(self.bn3(self.conv3(x)))
+        x = self.gap(x).view(x.size(0), -1)
+        return self.fc(x)
+
+
+class M5(nn.Module):
+    """M5 raw-audio network of PyTorch's speech-command tutorial (8 kHz, 1 s)."""
+
+    def __init__(self, n_input=1, n_output=35, stride=16, n_channel=8):
+        super().__init__()
+        self.conv1 = nn.Conv1d(n_input, n_channel, kernel_size=80, stride=stride)
+        self.bn1 = nn.BatchNorm1d(n_channel)
+        self.pool1 = nn.MaxPool1d(4)
+        self.conv2 = nn.Conv1d(n_channel, n_channel, kernel_size=3)
+        self.bn2 = nn.BatchNorm1d(n_channel)
+        self.pool2 = nn.MaxPool1d(4)
+        self.conv3 = nn.Conv1d(n_channel, 2 * n_channel, kernel_size=3)
+        self.bn3 = nn.BatchNorm1d(2 * n_channel)
+        self.pool3 = nn.MaxPool1d(4)
+        self.conv4 = nn.Conv1d(2 * n_channel, 2 * n_channel, kernel_size=3)
+        self.bn4 = nn.BatchNorm1d(2 * n_channel)
+        self.pool4 = nn.MaxPool1d(4)
+        self.fc1 = nn.Linear(2 * n_channel, n_output)
+
+    def forward(self, x):
+        x = self.pool1(F.relu(self.bn1(self.conv1(x))))
+        x = self.pool2(F.relu(self.bn2(self.conv2(x))))
+        x = self.pool3(F.relu(self.bn3(self.conv3(x))))
+        x = self.pool4(F.relu(self.bn4(self.conv4(x))))
+        x = F.avg_pool1d(x, x.shape[-1])
+        x = x.permute(0, 2, 1)
+        x = self.fc1(x)
+        return F.log_softmax(x, dim=2)
+
+
+class LeNet5(nn.Module):
+    """LeNet-5 as in PyTorch's classifier tutorial: one pooling module used twice."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.conv1(x)))
+        x = self.pool(F.relu(self.conv2(x)))
+        x = x.view(-1, 16 * 5 * 5)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+class MLP(nn.Module):
+    """Multi-layer perceptron on flattened 16x16 images."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Flatten(), nn.Linear(256, 64), nn.ReLU(), nn.Dropout(0.2),
+                                    nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+class LSTMKWS(nn.Module):
+    """LSTM keyword spotter over 49 MFCC frames (10 coefficients each)."""
+
+    def __init__(self, hidden=32, num_classes=12):
+        super().__init__()
+        self.lstm = nn.LSTM(input_size=10, hidden_size=hidden, num_layers=1, batch_first=True)
+        self.fc = nn.Linear(hidden, num_classes)
+
+    def forward(self, x):
+        x = x.squeeze(1)  # (N, 49, 10): time-major sequence of frames
+        out, (h, c) = self.lstm(x)
+        return self.fc(out[:, -1, :])
+
+
+class _KWTAttention(nn.Module):
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.heads, self.scale = heads, (dim // heads) ** -0.5
+        self.to_qkv = nn.Linear(dim, dim * 3, bias=False)
+        self.to_out = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, n, d = x.shape
+        q, k, v = self.to_qkv(x).chunk(3, dim=-1)
+        q, k, v = (t.reshape(b, n, self.heads, -1).transpose(1, 2) for t in (q, k, v))
+        attn = torch.matmul(q, k.transpose(-1, -2)).mul(self.scale).softmax(dim=-1)
+        out = torch.matmul(attn, v).transpose(1, 2).reshape(b, n, d)
+        return self.to_out(out)
+
+
+class KWT(nn.Module):
+    """Keyword Transformer (Berg et al.), one encoder layer, on 49x10 MFCC frames."""
+
+    def __init__(self, dim=16, heads=2, mlp_dim=32, num_classes=12, frames=49, mfcc=10):
+        super().__init__()
+        self.to_patch_embedding = nn.Linear(mfcc, dim)
+        self.cls_token = nn.Parameter(torch.randn(1, 1, dim))
+        self.pos_embedding = nn.Parameter(torch.randn(1, frames + 1, dim))
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = _KWTAttention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.ff = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), nn.Linear(mlp_dim, dim))
+        self.mlp_head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, num_classes))
+
+    def forward(self, x):
+        x = self.to_patch_embedding(x.squeeze(1))
+        cls = self.cls_token.expand(x.shape[0], -1, -1)
+        x = torch.cat((cls, x), dim=1) + self.pos_embedding
+        x = x + self.attn(self.norm1(x))
+        x = x + self.ff(self.norm2(x))
+        return self.mlp_head(x[:, 0])
+
+
+#: Input shape (channels first, no batch) of each model that does not take SHAPE.
+SHAPES = {
+    "kws_dscnn": (1, 49, 10),
+    "mobilenet_v1_vww": (3, 64, 64),
+    "resnet8": (3, 32, 32),
+    "ppg_temponet": (4, 64),
+    "ecg_conv1d": (1, 128),
+    "m5_raw_audio": (1, 8000),
+    "lenet5": (1, 32, 32),
+    "lstm_kws": (1, 49, 10),
+    "keyword_transformer": (1, 49, 10),
+}
+
+#: The models written as public code writes them (the others are one-pattern probes).
+USER_MODELS = ("kws_dscnn", "mobilenet_v1_vww", "resnet8", "ppg_temponet", "ecg_conv1d",
+               "m5_raw_audio", "lenet5", "mlp", "lstm_kws", "keyword_transformer")
+
+
+def input_shape(name: str) -> tuple[int, ...]:
+    """Input shape of zoo model ``name`` (channels first, no batch axis)."""
+    return SHAPES.get(name, SHAPE)
+
+
 def zoo() -> dict:
     torch.manual_seed(0)
     models = {
@@ -95,15 +461,220 @@ def zoo() -> dict:
         "softmax_head": _cnn(head=nn.Softmax(dim=1)),
         "depthwise_separable": _depthwise(),
         "residual_add": _Residual(),
+        "residual_partial": _ResidualPartial(),
         "lstm": _LSTMNet(),
         "attention": _Attention(),
         "tanh_inside": _cnn(mid=nn.Tanh()),
+        "kws_dscnn": DSCNN(),
+        "mobilenet_v1_vww": MobileNetV1(),
+        "resnet8": ResNet8(),
+        "ppg_temponet": TEMPONet(),
+        "ecg_conv1d": ECGNet(),
+        "m5_raw_audio": M5(),
+        "lenet5": LeNet5(),
+        "mlp": MLP(),
+        "lstm_kws": LSTMKWS(),
+        "keyword_transformer": KWT(),
     }
     for model in models.values():
         for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
                 with torch.no_grad():
                     m.running_mean.uniform_(-0.3, 0.3)
                     m.running_var.uniform_(0.5, 2.0)
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.uniform_(-0.2, 0.2)
         model.eval()
     return models
+
+
+def two_inputs() -> nn.Module:
+    """A model whose forward takes two tensors (not in :func:`zoo`: Akida takes one input)."""
+    torch.manual_seed(0)
+    return _TwoInputs().eval()
+
+
+def convert_model(model, input_shape, target, *, samples=None, n: int = 16):
+    """The toolchain, strictly (no stand-ins): ``(akida_model, "")`` or ``(None, why)``.
+
+    Akida 2.0: export → quantize_onnx → to_akida. Akida 1.0: fold_batchnorm(strict) →
+    to_keras → quantize_4bit → convert_keras. A 1-D model is lowered first to its exact
+    2-D form (``lowering.prepare``, as the CLI does); a refusal there is the verdict.
+    """
+    import contextlib
+    import io
+    import tempfile
+    import warnings
+    from pathlib import Path
+
+    import numpy as np
+
+    from akida_workflows._quiet import quiet_toolchain_logs
+
+    if samples is None:
+        samples = np.random.default_rng(0).uniform(-1, 1, (n, *input_shape)).astype(np.float32)
+    try:
+        with quiet_toolchain_logs(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            from akida_workflows.lowering import prepare, prepare_samples
+
+            model, input_shape = prepare(model, input_shape, target)
+            samples = prepare_samples(samples, input_shape)
+            if target == "akida2":
+                from akida_workflows.convert import quantize_onnx, to_akida
+                from akida_workflows.export import export_onnx
+
+                with tempfile.TemporaryDirectory() as tmp:
+                    exported = export_onnx(model, torch.from_numpy(samples[:1]),
+                                           Path(tmp) / "m.onnx")
+                    return to_akida(quantize_onnx(exported, samples)), ""
+            from akida_workflows.folding import fold_batchnorm
+            from akida_workflows.keras_bridge import (
+                convert_keras,
+                quantize_4bit,
+                to_keras,
+                to_nhwc,
+            )
+
+            folded = fold_batchnorm(model, strict=True)
+            keras_model = to_keras(folded, input_shape)
+            return convert_keras(quantize_4bit(keras_model,
+                                               to_nhwc(samples, flip=keras_model))), ""
+    except Exception as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+DEVICES = {"akida2": "SixNodesIPv2", "akida1": "AKD1000"}
+
+
+def hw_only(akida_model, target) -> tuple[bool, str]:
+    """``map(device, hw_only=True)`` on a copy: the judge."""
+    import akida
+
+    try:
+        akida.Model(layers=list(akida_model.layers)).map(getattr(akida, DEVICES[target])(),
+                                                        hw_only=True)
+        return True, ""
+    except Exception as exc:
+        return False, str(exc)
+
+
+def real_toolchain(model, input_shape, target, *, samples=None, n: int = 16):
+    """``(True, "")`` when the model converts and maps entirely in hardware, else ``(False, why)``."""
+    akida_model, why = convert_model(model, input_shape, target, samples=samples, n=n)
+    if akida_model is None:
+        return False, why
+    return hw_only(akida_model, target)
+
+
+@dataclass
+class CliRun:
+    """``akida-workflows convert`` of one zoo model, in process: what it printed and wrote."""
+
+    code: int
+    out: str
+    err: str
+    fbz: object  # pathlib.Path of the written .fbz, or None
+    seconds: float
+
+    @property
+    def akida_model(self):
+        import akida
+
+        return akida.Model(str(self.fbz)) if self.fbz is not None else None
+
+
+_CLI_RUNS: dict = {}
+_CLI_DIR: list = []
+
+
+def zoo_cli_convert(name: str, target: str, n: int = 16) -> CliRun:
+    """``akida-workflows convert`` of zoo model ``name``, once per test session.
+
+    The one conversion of each zoo model that the report tests share
+    (:func:`zoo_conversion` loads its .fbz). ``n`` random samples in [-1, 1]
+    (``(N, C, L)`` for 1-D models). When the conversion fails, the CLI prints the
+    compatibility report: the session's :func:`zoo_report` stands in for
+    ``check_compatibility`` so the check is not run twice.
+    """
+    import contextlib
+    import io
+    import tempfile
+    import time
+    from pathlib import Path
+    from unittest import mock
+
+    import numpy as np
+
+    from akida_workflows import compat
+    from akida_workflows.cli import main
+
+    key = (name, target)
+    if key in _CLI_RUNS:
+        return _CLI_RUNS[key]
+    if not _CLI_DIR:
+        _CLI_DIR.append(tempfile.TemporaryDirectory(prefix="zoo_cli_"))
+    work = Path(_CLI_DIR[0].name)
+    model_path = work / f"{name}.pt"
+    if not model_path.exists():
+        torch.save(zoo()[name], model_path)
+    x = np.random.default_rng(0).uniform(-1, 1, (n, *input_shape(name))).astype(np.float32)
+    np.save(work / f"{name}.npy", x)
+    fbz = work / f"{name}_{target}.fbz"
+
+    try:  # the report first: the CLI prints it when the conversion fails
+        zoo_report(name, target)
+    except Exception:
+        pass
+
+    def cached_report(*args, **kwargs):
+        return zoo_report(name, target)
+
+    out, err = io.StringIO(), io.StringIO()
+    start = time.perf_counter()
+    with mock.patch.object(compat, "check_compatibility", cached_report), \
+            contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["convert", str(model_path), "--trust-pickle", "--samples",
+                     str(work / f"{name}.npy"), "--target", target, "-o", str(fbz)])
+    _CLI_RUNS[key] = CliRun(code, out.getvalue(), err.getvalue(),
+                            fbz if code == 0 and fbz.exists() else None,
+                            time.perf_counter() - start)
+    return _CLI_RUNS[key]
+
+
+def zoo_conversion(name: str, target: str):
+    """``(akida_model, "")`` or ``(None, why)`` for zoo model ``name``, once per session.
+
+    The model the CLI's ``convert`` wrote (:func:`zoo_cli_convert`): the real
+    toolchain without stand-ins (1-D models lowered first, as the CLI does).
+    """
+    run = zoo_cli_convert(name, target)
+    if run.fbz is None:
+        return None, f"exit {run.code}: {run.err.strip()[-2000:]}"
+    return run.akida_model, ""
+
+
+_REPORTS: dict = {}
+REPORT_SECONDS: dict = {}  # (name, target): seconds check_compatibility took
+
+
+def zoo_report(name: str, target: str):
+    """check_compatibility of zoo model ``name`` (16 random samples), once per test session."""
+    import numpy as np
+
+    from akida_workflows.compat import check_compatibility
+
+    if (name, target) not in _REPORTS:
+        x = np.random.default_rng(0).uniform(-1, 1, (16, *input_shape(name))).astype(np.float32)
+        import time
+
+        start = time.perf_counter()
+        try:
+            _REPORTS[name, target] = check_compatibility(zoo()[name], input_shape(name), target,
+                                                         samples=x)
+        except Exception as exc:  # e.g. a 1-D model past the target's limits once lowered
+            _REPORTS[name, target] = exc
+        REPORT_SECONDS[name, target] = time.perf_counter() - start
+    if isinstance(_REPORTS[name, target], Exception):
+        raise _REPORTS[name, target]
+    return _REPORTS[name, target]

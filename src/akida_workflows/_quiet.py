@@ -13,8 +13,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import warnings
 
-__all__ = ["import_toolchain"]
+__all__ = ["import_toolchain", "quiet_toolchain_logs"]
 
 
 @contextlib.contextmanager
@@ -41,3 +42,24 @@ def import_toolchain() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with _stderr_fd_silenced():
         import tensorflow  # noqa: F401
+
+
+@contextlib.contextmanager
+def quiet_toolchain_logs():
+    """Run toolchain steps without their log lines on the terminal.
+
+    ONNX Runtime logs warnings from C++ (its default logger is set to errors
+    only, severity 3), the TorchScript exporter and TensorFlow write to file
+    descriptor 2 (pointed at ``/dev/null`` for the duration), and Python
+    warnings are ignored. Exceptions propagate unchanged: what went wrong is
+    reported from them, not from the logs.
+    """
+    try:
+        import onnxruntime
+
+        onnxruntime.set_default_logger_severity(3)
+    except Exception:  # pragma: no cover - onnxruntime is a dependency
+        pass
+    with _stderr_fd_silenced(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield

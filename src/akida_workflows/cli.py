@@ -13,7 +13,6 @@ import argparse
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 from .loading import PICKLE_RISK
@@ -117,25 +116,62 @@ def load_samples(path: Path):
 # ----------------------------------------------------------------------- commands
 
 
-def _failed(report, stage: str, exc: Exception) -> None:
+def _failed(report, stage: str, exc: Exception, seconds: float | None = None) -> None:
     """Record a failed stage (never a copy of another) and print the report so far."""
-    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    report.add(stage, status=f"failed: {first_line[:80]}")
+    from .errors import describe_exception
+
+    report.add(stage, status=f"failed: {describe_exception(exc, limit=80)}", seconds=seconds)
     print(report)
+
+
+def _import_toolchain() -> None:
+    """Import the toolchain before the long steps start, quietly and in one place.
+
+    An interruption (Ctrl-C) then never lands in the middle of an import, which
+    would leave a half-initialised module behind and turn the interruption into
+    a confusing import error instead of exit code 130.
+    """
+    from ._quiet import import_toolchain, quiet_toolchain_logs
+
+    import_toolchain()
+    with quiet_toolchain_logs():
+        import cnn2snn  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import quantizeml.models  # noqa: F401
+
+
+def _quiet():
+    """Toolchain calls without ONNX Runtime / TensorFlow / TorchScript log lines."""
+    from ._quiet import quiet_toolchain_logs
+
+    return quiet_toolchain_logs()
 
 
 def cmd_check(args) -> int:
     from .compat import check_compatibility
+    from .errors import AkidaWorkflowError
 
     kind, model = _load_model_args(args)
     if kind != "torch":
         raise UsageError("check reports in PyTorch module names: give the PyTorch model "
                          "(TorchScript, or --model-class with --weights), not ONNX")
     _progress(f"checking {args.model.name} against {args.target} (runs the toolchain)...")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    try:
         report = check_compatibility(model, args.input_shape, args.target)
+    except AkidaWorkflowError as exc:
+        if "does not run on an input of shape" in str(exc):
+            raise UsageError(f"{exc} (check --input-shape)") from None
+        raise
     print(report)
+    if report.mapping is not None:
+        # map(device, hw_only=True) on the converted model (or on its working copy).
+        if report.stand_ins:
+            which = (", ".join(report.stand_ins) if len(report.stand_ins) <= 4
+                     else f"the {len(report.stand_ins)} modules above")
+            print(f"once {which} are fixed (checked with stand-ins): "
+                  f"{report.mapping.summary_line()}")
+        else:
+            print(report.mapping.summary_line())
     return EXIT_OK if report.ok else EXIT_INCOMPATIBLE
 
 
@@ -145,6 +181,35 @@ def cmd_convert(args) -> int:
     # Intermediate ONNX files live only as long as the command.
     with tempfile.TemporaryDirectory(prefix="akida-workflows-") as tmp:
         return _convert(args, Path(tmp))
+
+
+def _load_labels(path: Path | None, n: int):
+    import numpy as np
+
+    if path is None:
+        return None
+    if not path.is_file():
+        raise UsageError(f"labels file not found: {path}")
+    try:
+        labels = np.load(str(path), allow_pickle=False)
+    except Exception as exc:
+        raise UsageError(f"{path} is not a .npy array: {exc}") from None
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise UsageError(f"{path}: labels must be a 1-D integer array, got {labels.dtype} "
+                         f"{labels.shape}")
+    if len(labels) != n:
+        raise UsageError(f"{path}: {len(labels)} labels for {n} samples")
+    return labels
+
+
+def _measure(model, samples, labels):
+    """StageReport.add arguments: the metrics on the given samples (nothing without labels)."""
+    if labels is None:
+        return {}
+    from .evaluate import evaluate
+
+    metrics = evaluate(model, samples, labels)
+    return {"metrics": metrics}
 
 
 def _convert(args, work: Path) -> int:
@@ -165,86 +230,115 @@ def _convert(args, work: Path) -> int:
         raise UsageError(f"--output must end in .fbz, got {args.output}")
     kind, model = _load_model_args(args)
     samples = load_samples(args.samples)
+    labels = _load_labels(getattr(args, "labels", None), len(samples))
+    _import_toolchain()
+    title = args.model.name
+    if labels is not None:
+        title += f" (accuracy on the {len(labels)} given samples)"
+    report = StageReport(title, missing="not measured")
+    report.add(f"input ({kind})", size_bytes=args.model.stat().st_size,
+               **(_measure(model, samples, labels) if kind == "torch" else {}))
     # 1-D models (akida_workflows.lowering): lowered to their exact 2-D form, samples lifted.
-    signals = samples
+    original, signals = model, samples
     if samples.ndim == 3:
         if kind != "torch" or not lowering.is_1d(model):
             raise UsageError(f"{args.samples}: samples must be a 4-D NCHW batch for this model, "
                              f"got shape {samples.shape}; (N, C, L) signals go with a 1-D "
                              "PyTorch model (Conv1d layers), not ONNX")
-        model, shape = lowering.prepare(model, samples.shape[1:], args.target)
+        with _quiet():
+            model, shape = lowering.prepare(model, samples.shape[1:], args.target)
         samples = lowering.prepare_samples(samples, shape)
-    report = StageReport(args.model.name)
-    report.add(f"input ({kind})", size_bytes=args.model.stat().st_size)
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if args.target == "akida2":
-            from .convert import quantize_onnx, to_akida
-            from .export import export_onnx
 
-            if kind == "torch":
-                _progress("exporting to ONNX...")
-                try:
+    def incompatible(target, stage, exc):
+        """Print the compatibility report; the failure becomes an incompatibility (exit 3)."""
+        from .errors import AkidaWorkflowError, IncompatibleModelError, describe_exception
+
+        if kind == "torch":
+            _progress("checking every module to explain the failure...")
+            try:
+                print(check_compatibility(original, signals.shape[1:], target,
+                                          samples=signals[:64]))
+            except AkidaWorkflowError as check_exc:
+                _progress(f"(no compatibility report: {check_exc})")
+        if isinstance(exc, (IncompatibleModelError, UsageError)):
+            return exc
+        return IncompatibleModelError(f"{stage} failed: {describe_exception(exc)}")
+
+    if args.target == "akida2":
+        from .convert import quantize_onnx, to_akida
+        from .export import export_onnx
+
+        if kind == "torch":
+            _progress("exporting to ONNX...")
+            start = time.perf_counter()
+            try:
+                with _quiet():
                     exported = export_onnx(model, torch.from_numpy(samples[:1]),
                                            work / f"{args.output.stem}.onnx")
-                except Exception as exc:
-                    _failed(report, "float ONNX", exc)
-                    raise
-                report.add("float ONNX", path=exported.path, seconds=time.perf_counter() - start)
-                model = exported.model
-            _progress(f"quantizing to 8 bits with QuantizeML on {len(samples)} samples...")
-            try:
+            except Exception as exc:
+                _failed(report, "float ONNX", exc, time.perf_counter() - start)
+                raise incompatible("akida2", "export", exc) from exc
+            report.add("float ONNX", path=exported.path, seconds=time.perf_counter() - start,
+                       **_measure(exported, samples, labels))
+            model = exported.model
+        _progress(f"quantizing to 8 bits with QuantizeML on {len(samples)} samples...")
+        start = time.perf_counter()
+        try:
+            with _quiet():
                 quantized = quantize_onnx(model, samples)
-            except Exception as exc:
-                _failed(report, "quantized ONNX (8-bit)", exc)
-                if kind == "torch":
-                    print(check_compatibility(_load_model_args(args)[1], signals.shape[1:],
-                                              "akida2", samples=signals[:64]))
-                raise
-            q_path = work / f"{args.output.stem}_q8.onnx"
-            onnx.save(quantized, str(q_path))
-            report.add("quantized ONNX (8-bit)", path=q_path,
-                       seconds=time.perf_counter() - start)
-            _progress("converting with CNN2SNN...")
-            akida_model = to_akida(quantized)
-            device = "SixNodesIPv2"
-        else:
-            from .keras_bridge import convert_keras, quantize_4bit, to_keras, to_nhwc
+        except Exception as exc:
+            _failed(report, "quantized ONNX (8-bit)", exc, time.perf_counter() - start)
+            raise incompatible("akida2", "quantization", exc) from exc
+        q_path = work / f"{args.output.stem}_q8.onnx"
+        onnx.save(quantized, str(q_path))
+        report.add("quantized ONNX (8-bit)", path=q_path, seconds=time.perf_counter() - start,
+                   **_measure(quantized, samples, labels))
+        _progress("converting with CNN2SNN...")
+        start = time.perf_counter()
+        try:
+            with _quiet():
+                akida_model = to_akida(quantized)
+        except Exception as exc:
+            _failed(report, "Akida 2.0 8-bit (.fbz)", exc, time.perf_counter() - start)
+            raise incompatible("akida2", "conversion", exc) from exc
+        device, x = "SixNodesIPv2", samples
+    else:
+        from .keras_bridge import convert_keras, quantize_4bit, to_keras, to_nhwc
 
-            if kind != "torch":
-                raise UsageError("the 4-bit Akida 1.0 path goes through tf-keras and needs the "
-                                 "PyTorch model (--model-class with --weights), not ONNX")
-            _progress("rebuilding the model in tf-keras...")
-            try:
+        if kind != "torch":
+            raise UsageError("the 4-bit Akida 1.0 path goes through tf-keras and needs the "
+                             "PyTorch model (--model-class with --weights), not ONNX")
+        _progress("rebuilding the model in tf-keras...")
+        start = time.perf_counter()
+        try:
+            with _quiet():
                 keras_model = to_keras(model, samples.shape[1:])
-                _progress(f"quantizing to 4 bits with QuantizeML on {len(samples)} samples...")
-                akida_model = convert_keras(quantize_4bit(keras_model,
-                                                          to_nhwc(samples, flip=keras_model)))
-            except Exception as exc:
-                _failed(report, "Akida 1.0 4-bit (.fbz)", exc)
-                print(check_compatibility(_load_model_args(args)[1], signals.shape[1:],
-                                          "akida1", samples=signals[:64]))
-                raise
-            device = "AKD1000"
+            _progress(f"quantizing to 4 bits with QuantizeML on {len(samples)} samples...")
+            with _quiet():
+                quantized = quantize_4bit(keras_model, to_nhwc(samples, flip=keras_model))
+            report.add("Keras, quantized (4-bit)", seconds=time.perf_counter() - start)
+            start = time.perf_counter()
+            with _quiet():
+                akida_model = convert_keras(quantized)
+        except Exception as exc:
+            _failed(report, "Akida 1.0 4-bit (.fbz)", exc, time.perf_counter() - start)
+            raise incompatible("akida1", "conversion", exc) from exc
+        # flipped if the model takes it so (stride-2 padding=1 route)
+        device, x = "AKD1000", np.ascontiguousarray(to_nhwc(samples, flip=akida_model))
     convert_seconds = time.perf_counter() - start
     _progress(f"mapping on a virtual {device}...")
     mapping = map_report(akida_model, device)
-    if args.target == "akida2":
-        x = samples[:32]
-    else:
-        from .keras_bridge import to_nhwc
-
-        x = to_nhwc(samples[:32], flip=akida_model)  # flipped if the model takes it so
-    path = save(akida_model, args.output, check_inputs=np.ascontiguousarray(x))
+    path = save(akida_model, args.output, check_inputs=x[:32])
     report.add(f"Akida {'2.0 8-bit' if args.target == 'akida2' else '1.0 4-bit'} (.fbz)",
                path=path, seconds=convert_seconds, hw_fraction=mapping.hw_fraction,
-               program_bytes=mapping.program_bytes)
+               program_bytes=mapping.program_bytes,
+               **_measure(akida_model, x, labels))
     print(mapping)
     print(report)
     print(f"wrote {path}")
     if not mapping.fully_mapped:
-        _progress(f"warning: {len(mapping.software_layers)} layer(s) stay in software on {device}")
+        _progress(f"warning: {len(mapping.software_layers)} layer(s) stay in software on {device}: "
+                  "map(hw_only=True) fails")
     return EXIT_OK
 
 
@@ -259,7 +353,10 @@ def cmd_info(args) -> int:
         raise UsageError(str(exc)) from None
     device = args.device or ("AKD1000" if str(model.ip_version).endswith("v1") else "SixNodesIPv2")
     _progress(f"mapping on {device} and measuring throughput...")
-    print(summarize(model, device))
+    summary = summarize(model, device)
+    print(summary)
+    if not summary.fits:
+        print(summary.mapping)
     return EXIT_OK
 
 
@@ -345,6 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bits", type=int, choices=[8, 4], default=None,
                    help="8 for akida2 (default), 4 for akida1 (default)")
     p.add_argument("-o", "--output", type=Path, required=True, help="the .fbz to write")
+    p.add_argument("--labels", type=Path, default=None,
+                   help="integer labels of the samples (.npy): measure each stage's accuracy "
+                        "on them (otherwise accuracy is 'not measured')")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_convert)

@@ -1,13 +1,26 @@
 """Everything between a PyTorch model and an Akida target, in PyTorch terms, with fixes.
 
-:func:`check_compatibility` does not guess from a list of rules: it runs the
-real toolchain on a copy of the model — export, quantization, conversion and
-mapping with ``hw_only`` semantics on a virtual device of the target — and
-reports *every* module (by its PyTorch qualified name) as ``ok``, ``fixable``
-or ``unsupported``, with the toolchain's reason translated back from ONNX node
-or Akida layer names and the fix. Its verdict therefore agrees with the
-toolchain: a model reported ``ok`` converts and maps entirely, and every issue
-is something the toolchain actually refused, truncated or left in software.
+:func:`check_compatibility` diagnoses the whole model in one run, from two
+sources that it keeps apart:
+
+1. the rule table of :mod:`akida_workflows.rules` (Akida's measured limits)
+   reads every operation of the model — kernel shapes, pooling, padding,
+   bounded activations, residual additions, layer sequences — and reports every
+   violation at once, each with the fix that works;
+2. the real toolchain — export, quantization, conversion and mapping with
+   ``hw_only`` semantics on a virtual device of the target — runs on a *working
+   copy* in which each reported operation is replaced by a shape-preserving
+   stand-in where one exists (an unbounded ReLU by ReLU6, an unfoldable
+   BatchNorm by an identity, …), so that it gets past them and judges the rest.
+
+Every module (by its PyTorch qualified name) and every functional operation
+with an issue gets a status: ``ok`` only when the toolchain converted and
+mapped the model entirely; ``fixable`` or ``unsupported`` from a rule or from
+the toolchain; ``not reached`` when a failure that has no stand-in (an LSTM, a
+Conv1d) stopped the toolchain before it could judge the module — never ``ok``
+by default. A report with no issue therefore means the model converts and
+maps entirely, as :func:`~akida_workflows.deploy.map_report` and
+``map(device, hw_only=True)`` would say.
 
 Targets:
 
@@ -33,72 +46,78 @@ import numpy as np
 
 from .errors import AkidaWorkflowError, IncompatibleModelError
 
-__all__ = ["TARGETS", "CompatibilityIssue", "CompatibilityReport", "check_compatibility"]
+__all__ = ["TARGETS", "STATUSES", "CompatibilityIssue", "CompatibilityReport",
+           "check_compatibility"]
 
 #: target -> (description, virtual device used for mapping)
 TARGETS = {
     "akida2": ("Akida 2.0, 8-bit (QuantizeML ONNX path)", "SixNodesIPv2"),
     "akida1": ("Akida 1.0, 4-bit weights and activations (AKD1000/AKD1500)", "AKD1000"),
 }
+#: Status of a report row.
+STATUSES = ("ok", "fixable", "unsupported", "not reached")
+_NOT_REACHED = "not reached"
 
 _RECURRENT = ("LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell")
 _ATTENTION = ("MultiheadAttention", "Transformer", "TransformerEncoder", "TransformerDecoder",
               "TransformerEncoderLayer", "TransformerDecoderLayer")
-_NON_LINEAR_LUT = ("LeakyReLU", "GELU", "SiLU", "Hardswish", "Mish", "ELU", "PReLU", "Softplus")
+_ACTIVATIONS = ("ReLU", "ReLU6", "Hardtanh", "LeakyReLU", "GELU", "SiLU", "Hardswish", "Mish",
+                "ELU", "PReLU", "Softplus", "Sigmoid", "Tanh", "SELU", "CELU")
+
+#: Fixes for toolchain refusals that no rule of the table covers, by op/module type.
+_OP_FIXES = {
+    "LayerNorm": "remove it, or use a BatchNorm right after a Conv2d/Linear (it folds away)",
+    "LayerNormalization": "remove it, or use a BatchNorm right after a Conv2d/Linear",
+    "Concat": "concatenate only the outputs of quantized convolutions (Akida 2.0), or use one "
+              "wider convolution",
+    "cat": "concatenate only the outputs of quantized convolutions (Akida 2.0), or use one "
+           "wider convolution",
+    "Pad": "use the Conv2d's own padding (padding=k//2) instead of a separate pad",
+    "ConstantPad1d": "use the convolution's own padding (padding=k//2) instead of a separate pad",
+    "ConstantPad2d": "use the convolution's own padding (padding=k//2) instead of a separate pad",
+    "ZeroPad2d": "use the convolution's own padding (padding=k//2) instead of a separate pad",
+    "Transpose": "keep the channel axis where it is: Akida has no transpose layer",
+    "permute": "keep the channel axis where it is: Akida has no transpose layer",
+    "transpose": "keep the channel axis where it is: Akida has no transpose layer",
+    "Embedding": "Akida has no embedding layer: feed numeric features (e.g. a one-hot image)",
+    **{k: "use torch.flatten(x, 1) (or an nn.Flatten() module) for this reshape to "
+          "(batch, features)" for k in ("view", "reshape", "squeeze")},
+    "add": "add a learned constant in the bias of the layer before instead",
+    "mul": "fold the scaling into the weights of the layer before",
+}
+_GENERIC_FIX = ("no Akida layer computes this operation: remove it or rewrite it with "
+                "Conv2d, depthwise Conv2d, Linear, ReLU6, MaxPool2d(2) and "
+                "AdaptiveAvgPool2d(1)")
 
 
 @dataclass
 class CompatibilityIssue:
-    """One row of a :class:`CompatibilityReport`."""
+    """One row of a :class:`CompatibilityReport`.
+
+    Attributes
+    ----------
+    module : str
+        PyTorch qualified name (or the torch.fx name of a functional operation).
+    kind : str
+        Module class or function name.
+    status : str
+        ``"ok"``, ``"fixable"``, ``"unsupported"`` or ``"not reached"``.
+    stage : str
+        Where the toolchain refuses it: ``"export"``, ``"quantization"``,
+        ``"conversion"`` or ``"mapping"``.
+    reason, fix : str
+    rule : str
+        Id of the :mod:`~akida_workflows.rules` rule, "" when only the
+        toolchain reported it.
+    """
 
     module: str
     kind: str
-    status: str  # "ok", "fixable" or "unsupported"
-    stage: str = ""  # "export", "quantization", "conversion", "mapping"
+    status: str
+    stage: str = ""
     reason: str = ""
     fix: str = ""
-
-
-def _fix_for(reason: str, kind: str, target: str) -> tuple[str, str]:
-    """(status, fix) for a toolchain reason about a module of type ``kind``."""
-    r = reason.lower()
-    if kind in _RECURRENT:
-        return "unsupported", "no recurrence on Akida: use temporal (1-D) convolutions"
-    if kind in _ATTENTION or "matmul" in r:
-        return "unsupported", "attention has no Akida equivalent: use convolutions"
-    if kind.startswith("BatchNorm") or "batchnormalization" in r:
-        return "fixable", "call akida_workflows.folding.fold_batchnorm(model) before export"
-    if "bounded" in r or ("relu" in r and "maximum" in r):
-        return "fixable", "use nn.ReLU6() or a clamp (nn.Hardtanh(0, m)) instead of nn.ReLU()"
-    if "padding 'same'" in r or "padding" in r and "same" in r:
-        return "fixable", "use padding=kernel_size // 2 with stride 1 (down-sample with MaxPool2d)"
-    if "max pooling cannot be the last layer" in r or "must be followed by" in r:
-        return "fixable", (
-            "a max-pooled convolution must be followed by another convolution in hardware: "
-            "add an unpooled Conv2d after it, or drop that pooling")
-    if "too large to fit in a fnp" in r or "2048" in r:
-        return "fixable", (
-            "keep Linear inputs <= 2048 features: fewer channels or more down-sampling before "
-            "Flatten")
-    if "activations are enabled" in r or "followed by" in r and "not valid" in r:
-        return "fixable", "follow this convolution with ReLU6 (Akida needs its activation)"
-    if "same padding as" in r:
-        return "fixable", "give the MaxPool2d the same padding as the convolution before it"
-    if kind in ("Softmax", "LogSoftmax") and target == "akida1":
-        return "fixable", ("drop the final Softmax: Akida outputs the logits (same argmax); "
-                           "apply softmax on the host if you need probabilities")
-    if kind in ("Sigmoid", "Tanh", "Softmax"):
-        return "unsupported", f"{kind} is supported only as the model's last op; use ReLU6 inside"
-    if kind in _NON_LINEAR_LUT:
-        if target == "akida1":
-            return "fixable", f"{kind} is not supported on Akida 1.0: use ReLU6"
-        return "unsupported", f"{kind} is not supported here: use ReLU6"
-    if "residual" in r or kind == "add":
-        return ("unsupported" if target == "akida1" else "fixable",
-                "residual additions are not supported on Akida 1.0" if target == "akida1"
-                else "make both branches end with quantizable Conv → ReLU patterns")
-    return "unsupported", "replace it with a supported layer (Conv2d, depthwise Conv2d, Linear, " \
-                          "ReLU6, MaxPool2d, global average pooling)"
+    rule: str = ""
 
 
 @dataclass
@@ -111,25 +130,47 @@ class CompatibilityReport:
     device : str
         Virtual device the model was mapped on.
     rows : list of CompatibilityIssue
-        One per module (leaf modules and functional ops), in model order.
+        One per module (leaf modules) and per functional operation with an
+        issue, in model order.
     hw_fraction : float or None
-        Fraction of Akida compute layers in hardware, when conversion succeeded.
+        Fraction of Akida compute layers in hardware in the mapping below,
+        when the toolchain got as far as mapping the whole model.
+    mapping : MapReport or None
+        The mapping of the converted working copy, when it got that far. When
+        ``stand_ins`` is not empty it is the mapping of the model *with those
+        modules replaced*: what the model would give once they are fixed.
+    rewrites : list of str
+        Exact rewrites applied before checking (e.g. 1-D → 2-D lowering).
+    toolchain : str
+        How far the toolchain got: ``"mapped"`` or where it stopped.
+    stand_ins : list of str
+        Reported modules replaced by a shape-preserving stand-in in the
+        working copy so that the toolchain could check the rest.
     """
 
     target: str
     device: str
     rows: list[CompatibilityIssue] = field(default_factory=list)
     hw_fraction: float | None = None
+    mapping: object = None
+    rewrites: list = field(default_factory=list)
+    toolchain: str = ""
+    stand_ins: list = field(default_factory=list)
 
     @property
     def issues(self) -> list[CompatibilityIssue]:
-        """Rows that are not ``ok``."""
+        """Rows that are not ``ok`` (``not reached`` included)."""
         return [r for r in self.rows if r.status != "ok"]
 
     @property
     def ok(self) -> bool:
         """True when the model converts and maps entirely on the target."""
-        return not self.issues
+        return bool(self.rows) and not self.issues
+
+    @property
+    def complete(self) -> bool:
+        """True when every module got a verdict (none ``not reached``)."""
+        return not any(r.status == _NOT_REACHED for r in self.rows)
 
     def raise_for_status(self) -> None:
         """Raise :class:`IncompatibleModelError` listing the issues, if any."""
@@ -144,9 +185,15 @@ class CompatibilityReport:
         desc = TARGETS[self.target][0]
         if self.ok:
             return f"{desc}: compatible; every layer maps onto {self.device}"
-        n_fix = sum(r.status == "fixable" for r in self.issues)
-        n_uns = len(self.issues) - n_fix
-        return f"{desc}: {n_fix} fixable, {n_uns} unsupported module(s) (checked on {self.device})"
+        counts = {s: sum(r.status == s for r in self.issues) for s in STATUSES[1:]}
+        line = (f"{desc}: {counts['fixable']} fixable, {counts['unsupported']} unsupported "
+                f"module(s)")
+        if counts[_NOT_REACHED]:
+            line += f", {counts[_NOT_REACHED]} not reached"
+        line += f" (checked on {self.device})"
+        if self.rewrites:
+            line += "; rewritten first: " + ", ".join(self.rewrites)
+        return line
 
     def __str__(self) -> str:
         from .evaluate import Table
@@ -156,7 +203,8 @@ class CompatibilityReport:
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        colors = {"ok": "#e6f4ea", "fixable": "#fff4e5", "unsupported": "#fdecea"}
+        colors = {"ok": "#e6f4ea", "fixable": "#fff4e5", "unsupported": "#fdecea",
+                  _NOT_REACHED: "#eeeeee"}
         head = "".join(f"<th>{c}</th>" for c in ("module", "type", "status", "stage",
                                                    "reason", "fix"))
         body = "".join(
@@ -171,10 +219,15 @@ class CompatibilityReport:
 # ------------------------------------------------------------------------- helpers
 
 
+def _type_name(module) -> str:
+    """The module's class name (a TorchScript module keeps it as ``original_name``)."""
+    return getattr(module, "original_name", None) or type(module).__name__
+
+
 def _leaf_modules(model):
     """Leaf modules, with recurrent/attention blocks reported as one unit."""
     units = [n for n, m in model.named_modules()
-             if n and type(m).__name__ in _RECURRENT + _ATTENTION]
+             if n and _type_name(m) in _RECURRENT + _ATTENTION]
     out = []
     for n, m in model.named_modules():
         if not n or any(n.startswith(u + ".") for u in units):
@@ -184,7 +237,11 @@ def _leaf_modules(model):
     return out
 
 
-def _module_for_name(name: str, module_names: set[str]) -> str | None:
+def _sanitize(name: str) -> str:
+    return re.sub(r"[^0-9A-Za-z_]", "_", name)
+
+
+def _module_for_name(name: str, module_names) -> str | None:
     """PyTorch module of an ONNX node ('/stem/stem.0/Conv') or layer ('conv_stem_0')."""
     if name in module_names:
         return name
@@ -195,11 +252,14 @@ def _module_for_name(name: str, module_names: set[str]) -> str | None:
             candidate = ".".join(scopes[i:])
             if candidate in module_names:
                 return candidate
+        for scope in reversed(scopes):  # '/features/features.0/conv' style: last full scope
+            if scope in module_names:
+                return scope
     match = re.match(r"^[a-z0-9]+_(.+)$", name)  # keras_bridge names: kind_torchname
     if match:
         wanted = match.group(1)
         for candidate in module_names:
-            if re.sub(r"[^0-9A-Za-z_]", "_", candidate) == wanted:
+            if _sanitize(candidate) == wanted:
                 return candidate
     return None
 
@@ -208,50 +268,170 @@ def _op_of(name: str) -> str:
     return name.rstrip("/").split("/")[-1] if "/" in name else name
 
 
+def _describe_exception(exc: BaseException) -> str:
+    from .errors import describe_exception
+
+    return describe_exception(exc)
+
+
 class _Collector:
-    def __init__(self, model, target):
+    """Rows of the report: rule findings, toolchain verdicts, and what was not reached."""
+
+    def __init__(self, model, graph, target):
         self.target = target
+        self.graph = graph
         self.modules = dict(_leaf_modules(model))
         self.order = list(self.modules)
         self.names = set(self.modules)
+        self.site_names = {s.name for s in graph.sites} if graph is not None else set()
         self.found: dict[str, CompatibilityIssue] = {}
-        self.unfoldable = _unfoldable_batchnorms(model)
+        self.patched: set[str] = set()
+        self.tried: set[tuple[str, str]] = set()  # (key, stand-in) pairs applied or attempted
+        self.removed: dict[str, str] = {}  # modules taken out of the working copy -> why
+        self.stopped: tuple[str, str] | None = None  # (where, stage) of an unpatchable failure
+        self.aliases: dict[str, str] = {}  # working-copy module -> the model's module
+        self.contradicted: list[CompatibilityIssue] = []  # rule findings the mapper disproved
+        self.mapped = False
 
-    _OP_TYPES = {"BatchNormalization": ("BatchNorm1d", "BatchNorm2d"), "Conv": ("Conv2d", "Conv1d"),
-                 "Gemm": ("Linear",), "MatMul": ("Linear",), "MaxPool": ("MaxPool2d",),
-                 "Relu": ("ReLU",), "Clip": ("ReLU6", "Hardtanh"), "Sigmoid": ("Sigmoid",),
-                 "Tanh": ("Tanh",), "Flatten": ("Flatten",), "AveragePool": ("AvgPool2d",),
-                 "Softmax": ("Softmax",)}
+    # ------------------------------------------------------------ naming
+    def _kind(self, key: str) -> str:
+        if key in self.modules:
+            return _type_name(self.modules[key])
+        sites = self.graph.named(key) if self.graph is not None else []
+        return sites[0].kind if sites else _op_of(key)
 
-    def _by_op_index(self, name: str) -> str | None:
-        """Nodes renamed by graph rewrites ('node_BatchNormalization_0'): k-th module of that type."""
-        match = re.match(r"^node_([A-Za-z]+)_(\d+)$", name)
-        if not match or match.group(1) not in self._OP_TYPES:
+    def resolve(self, name: str) -> str:
+        """Report key (module or functional op name) of a toolchain name."""
+        module = _module_for_name(name, self.names | set(self.aliases))
+        if module:
+            return self.aliases.get(module, module)
+        if name in self.site_names:
+            return name
+        op = _op_of(name)
+        by_onnx = self._functional_by_onnx(name)
+        if by_onnx:
+            return by_onnx
+        for site_name in self.site_names:  # keras names of functional ops: kind_nodename
+            if re.match(rf"^[a-z0-9]+_{re.escape(_sanitize(site_name))}$", name):
+                return site_name
+        return op
+
+    _ONNX_FUNCTIONS = {"Add": ("add",), "Mul": ("mul",), "Relu": ("relu", "relu_"),
+                       "Clip": ("relu6", "clamp", "hardtanh", "clip"), "MatMul": ("matmul", "bmm"),
+                       "Concat": ("cat",), "Softmax": ("softmax",), "LogSoftmax": ("log_softmax",),
+                       "Sigmoid": ("sigmoid",), "Tanh": ("tanh",),
+                       "MaxPool": ("max_pool2d", "max_pool1d"),
+                       "AveragePool": ("avg_pool2d", "avg_pool1d"),
+                       "Transpose": ("permute", "transpose"),
+                       "Reshape": ("view", "reshape"), "Squeeze": ("squeeze",)}
+
+    def _functional_by_onnx(self, name: str) -> str | None:
+        """'/Add_1' → the second functional add of the model (ONNX numbers them in order)."""
+        match = re.match(r"^/?([A-Za-z]+)(?:_(\d+))?$", name.strip("/").split("/")[-1])
+        if not match or "/" in name.strip("/") or self.graph is None:
             return None
-        kinds = self._OP_TYPES[match.group(1)]
-        candidates = [n for n in self.order if type(self.modules[n]).__name__ in kinds]
-        index = int(match.group(2))
+        kinds = self._ONNX_FUNCTIONS.get(match.group(1))
+        if not kinds:
+            return None
+        candidates = [s.name for s in self.graph.sites if s.module is None and s.kind in kinds]
+        index = int(match.group(2) or 0)
         return candidates[index] if index < len(candidates) else None
 
-    def add(self, name: str, stage: str, reason: str, kind: str | None = None):
-        module = _module_for_name(name, self.names) or self._by_op_index(name)
-        key = module or name
-        if kind is None:
-            kind = type(self.modules[module]).__name__ if module else _op_of(name)
-        status, fix = _fix_for(reason, kind, self.target)
-        if kind.startswith("BatchNorm") and key in self.unfoldable:
-            fix = ("move the BatchNorm before the activation (Conv → BN → ReLU), where it "
-                   f"folds; fold_batchnorm cannot fold it here ({self.unfoldable[key]})")
-        if key not in self.found:
-            self.found[key] = CompatibilityIssue(key, kind, status, stage, reason, fix)
+    # ------------------------------------------------------------ rows
+    def add_finding(self, finding):
+        key = finding.site.name
+        issue = self.found.get(key)
+        if issue is None:
+            self.found[key] = CompatibilityIssue(
+                key, finding.site.kind, finding.status, finding.stage, finding.reason,
+                finding.fix, finding.rule.id)
+        elif finding.rule.id not in issue.rule.split("+"):
+            issue.reason += "; " + finding.reason
+            issue.fix += "; and " + finding.fix
+            issue.rule += "+" + finding.rule.id
+            if finding.status == "unsupported":
+                issue.status = "unsupported"
 
-    def report(self, device, hw_fraction):
+    def add_toolchain(self, name: str, stage: str, reason: str, *, kind: str | None = None,
+                      fix: str | None = None, status: str | None = None) -> str:
+        """Record a toolchain verdict on ``name``; returns the report key."""
+        from .rules import rule_for_message
+
+        key = self.resolve(name)
+        rule = rule_for_message(reason, self.target)
+        if key in self.found:
+            issue = self.found[key]
+            same = rule is not None and rule.id in issue.rule.split("+")
+            if not same and reason not in issue.reason and fix is not None:
+                issue.reason += f"; {reason}"  # a second, independent refusal of this module
+                issue.fix += f"; and {fix}"
+            return key
+        kind = kind or self._kind(key)
+        sites = self.graph.named(key) if self.graph is not None else []
+        if fix is None:
+            fix = _OP_FIXES.get(kind) or _OP_FIXES.get(_op_of(name))
+            if kind in ("view", "reshape", "squeeze") and not (
+                    sites and _to_features(sites[0], self.graph)):
+                fix = None
+            elif kind == "squeeze":
+                fix += " (torch.squeeze(x) also drops the batch axis of a one-sample batch)"
+            if rule is not None and sites:
+                try:
+                    fix = rule.fix(sites[0], self.graph, self.target)
+                except Exception:  # the rule's fix reads geometry this op does not have
+                    fix = fix or f"meet the limit: {rule.limit}"
+            elif rule is not None:
+                fix = fix or f"meet the limit: {rule.limit}"
+            fix = fix or _GENERIC_FIX
+        if status is None:
+            status = rule.status if rule is not None else (
+                "unsupported" if fix == _GENERIC_FIX else "fixable")
+        self.found[key] = CompatibilityIssue(key, kind, status, stage, reason, fix,
+                                             rule.id if rule is not None else "")
+        return key
+
+    def drop_contradicted(self) -> None:
+        """The working copy mapped entirely: a rule that saw the original op was wrong there.
+
+        Rules are measured limits, so this should not happen; if a rule
+        over-reaches on some model, the toolchain's verdict wins.
+        """
+        for key in [k for k, issue in self.found.items()
+                    if issue.rule and k not in self.patched and k not in self.removed]:
+            self.contradicted.append(self.found.pop(key))
+
+    def report(self, device, mapping, rewrites) -> CompatibilityReport:
         rows = []
         for name in self.order:
             issue = self.found.get(name)
-            rows.append(issue or CompatibilityIssue(name, type(self.modules[name]).__name__, "ok"))
+            if issue is None:
+                issue = self._verdict(name)
+            rows.append(issue)
         rows += [issue for key, issue in self.found.items() if key not in self.modules]
-        return CompatibilityReport(self.target, device, rows, hw_fraction)
+        if self.graph is not None:
+            order = {s.name: s.index for s in reversed(self.graph.sites)}
+            rows.sort(key=lambda r: order.get(r.module, len(order)))
+        toolchain = "mapped" if self.mapped else (
+            f"stopped at {self.stopped[0]} ({self.stopped[1]})" if self.stopped else "not run")
+        hw = mapping.hw_fraction if mapping is not None else None
+        return CompatibilityReport(self.target, device, rows, hw, mapping, list(rewrites),
+                                   toolchain, sorted(self.patched & set(self.found)))
+
+    def _verdict(self, name: str) -> CompatibilityIssue:
+        kind = _type_name(self.modules[name])
+        if name in self.removed:
+            return CompatibilityIssue(name, kind, _NOT_REACHED, "", self.removed[name],
+                                      "fix the issues above and check again")
+        if self.mapped:
+            return CompatibilityIssue(name, kind, "ok")
+        if self.stopped:
+            where, stage = self.stopped
+            return CompatibilityIssue(
+                name, kind, _NOT_REACHED, "",
+                f"not judged: the toolchain stopped at {where} ({stage})",
+                f"fix {where} and check again")
+        return CompatibilityIssue(name, kind, _NOT_REACHED, "", "not judged",
+                                  "fix the issues above and check again")
 
 
 def _fold_quietly(model):
@@ -263,141 +443,497 @@ def _fold_quietly(model):
         return fold_batchnorm(model)
 
 
-def _unfoldable_batchnorms(model) -> dict[str, str]:
+def _fold_info(model, graph) -> None:
+    """Which BatchNorms fold_batchnorm can fold (and where), and which not (and why)."""
     try:
         folded = _fold_quietly(model)
     except AkidaWorkflowError:
-        return {}
-    return {u.name: u.reason for u in folded.folding_report.unfolded}
+        return
+    report = folded.folding_report
+    graph.unfoldable.update({u.name: u.reason for u in report.unfolded})
+    graph.foldable.update({f.name: (f.direction, f.into) for f in report.folded})
 
 
-def _patch(model, name: str, target: str, order=()) -> bool:
-    """Neutralise a reported module in the working copy so later stages can be checked.
+@dataclass
+class _Prepared:
+    """The model the checks run on: a copy, after exact rewrites (see :func:`_prepare`)."""
 
-    Shape-preserving modules only: an unbounded ReLU becomes ReLU6 (Akida 1.0),
-    activations and BatchNorms become Identity. Returns False when it cannot.
+    model: object
+    input_shape: tuple
+    rewrites: list = field(default_factory=list)
+
+
+def _prepare(model, input_shape, target: str | None = None) -> _Prepared:
+    """A copy of ``model`` in eval mode, after the exact rewrites the conversion applies.
+
+    This is the one place where model rewrites that keep the numerics (e.g.
+    lowering 1-D layers to their exact 2-D form) run before the rules and the
+    toolchain see the model; each rewrite that changed something is named in
+    ``rewrites`` and shown in the report. ``input_shape`` is returned as the
+    rewritten model takes it (a ``(C, L)`` signal becomes ``(C, rows, L)``).
+    A 1-D model without an exact 2-D form, or past ``target``'s limits once
+    lowered, raises :class:`~akida_workflows.errors.IncompatibleModelError`
+    with the fix (:func:`akida_workflows.lowering.prepare`).
     """
-    from torch import nn
+    from .lowering import is_1d, prepare
 
+    work = copy.deepcopy(model).eval()
+    shape = tuple(input_shape)
+    if not is_1d(work):
+        return _Prepared(work, shape, [])
+    with _quiet_logs():
+        lowered, shape = prepare(work, shape, target)
+    return _Prepared(lowered, tuple(shape),
+                     [f"1-D layers lowered to their exact 2-D form ({shape[1]} rows)"])
+
+
+# ------------------------------------------------------------------ working copy
+
+
+def _add_module(root, name: str, new) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    parent.add_module(child, new)
+
+
+def _set_module(root, name: str, new) -> bool:
     parent_name, _, child = name.rpartition(".")
     try:
-        parent = model.get_submodule(parent_name) if parent_name else model
-        module = getattr(parent, child)
+        parent = root.get_submodule(parent_name) if parent_name else root
+        getattr(parent, child)
     except AttributeError:
         return False
-    order = list(order)
-    previous = None
-    if name in order and order.index(name) > 0:
-        previous = model.get_submodule(order[order.index(name) - 1])
-    after_weights = isinstance(previous, (nn.Conv1d, nn.Conv2d, nn.Linear))
-    if isinstance(module, (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.SiLU, nn.LeakyReLU,
-                           nn.ELU, nn.Hardswish, nn.Mish, nn.PReLU, nn.Softplus)):
-        # Keep an activation where a Conv/Linear needs one; elsewhere drop it.
-        replacement = nn.ReLU6() if after_weights or isinstance(module, nn.ReLU) else nn.Identity()
-    elif isinstance(module, (nn.Softmax, nn.LogSoftmax)) and name == order[-1]:
-        replacement = nn.Identity()
-    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout)):
-        replacement = nn.Identity()
-    else:
-        return False
-    setattr(parent, child, replacement)
+    setattr(parent, child, new)
     return True
 
 
-def _static_checks(col: _Collector):
-    for name, m in col.modules.items():
-        kind = type(m).__name__
-        if kind in _RECURRENT:
-            col.add(name, "export", f"{kind}: recurrent layers have no Akida equivalent", kind)
-        elif kind in _ATTENTION:
-            col.add(name, "export", f"{kind}: attention has no Akida equivalent", kind)
+class _WorkingCopy:
+    """The model the toolchain runs on, with stand-ins for the reported operations."""
+
+    def __init__(self, model, graph):
+        self.model = model
+        self.graph = graph
+        self.gm = graph.gm if graph is not None and graph.traced else None
+        self.use_gm = False
+
+    @property
+    def current(self):
+        return self.gm if self.use_gm else self.model
+
+    def patch(self, site, action, col: _Collector) -> bool:
+        """Apply one stand-in; False when there is none for this operation."""
+        from torch import nn
+
+        if action is None:
+            return False
+        if isinstance(action, list):  # several operations at once (e.g. a conv and its BN)
+            done = [self.patch(other, act, col) for other, act in action]
+            return all(done)
+        if isinstance(action, tuple):  # a stand-in for another operation (e.g. the Flatten before)
+            other, action = action
+            return self.patch(other, action, col)
+        if isinstance(action, nn.Module):
+            return self._swap(site.name, action)
+        if action == "relu6":
+            if site.module is not None:
+                return self._swap(site.name, nn.ReLU6())
+            return self._retarget(site, "relu6")
+        if action == "identity":
+            if site.module is not None:
+                return self._swap(site.name, nn.Identity())
+            return self._bypass(site, col)
+        if action == "flatten":
+            if site.module is not None:
+                return self._swap(site.name, nn.Flatten())
+            return self._retarget(site, "flatten")
+        if action == "split-calls":
+            return self._split_calls(site.name, col)
+        if action == "drop-add":
+            return self._bypass(site, col, keep_last=True)
+        if action == "identity-next-activation":
+            done = False
+            for nxt in self.graph.next_ops(site, skip={"BatchNorm2d", "Dropout", "Identity"}):
+                if nxt.kind in ("ReLU", "ReLU6", "Hardtanh", "relu", "relu6", "hardtanh"):
+                    done = self.patch(nxt, "identity", col) or done
+            return done
+        return False
+
+    def _swap(self, name, new) -> bool:
+        ok = _set_module(self.model, name, new)
+        if self.gm is not None:
+            ok = _set_module(self.gm, name, copy.deepcopy(new)) or ok
+        return ok
+
+    def _retarget(self, site, function) -> bool:
+        import torch
+        import torch.nn.functional as F
+
+        node = site.node
+        if self.gm is None or node is None or node.op not in ("call_function", "call_method"):
+            return False
+        if function == "flatten":
+            node.op, node.target = "call_function", torch.flatten
+            node.args, node.kwargs = (node.args[0], 1), {}
+        else:
+            node.op, node.target = "call_function", getattr(F, function)
+            node.args, node.kwargs = node.args[:1], {}
+        self._recompile()
+        return True
+
+    def _bypass(self, site, col, keep_last=False) -> bool:
+        node = site.node
+        if self.gm is None or node is None:
+            return False
+        operands = [a for a in node.all_input_nodes if a.op != "get_attr"]
+        if not operands:
+            return False
+        keep = operands[-1] if keep_last else operands[0]
+        node.replace_all_uses_with(keep)
+        self.gm.graph.erase_node(node)
+        before = {n.target for n in self.gm.graph.nodes if n.op == "call_module"}
+        self.gm.graph.eliminate_dead_code()
+        after = {n.target for n in self.gm.graph.nodes if n.op == "call_module"}
+        for name in before - after:
+            col.removed[name] = (f"not judged: its branch was taken out with {site.name} so "
+                                 "that the rest could be checked")
+        self._recompile()
+        return True
+
+    def _split_calls(self, name, col) -> bool:
+        """One copy of a reused module per call (later calls get ``name_call2``, …)."""
+        if self.gm is None:
+            return False
+        calls = [n for n in self.gm.graph.nodes if n.op == "call_module" and n.target == name]
+        if len(calls) < 2:
+            return False
+        module = self.gm.get_submodule(name)
+        for i, node in enumerate(calls[1:], start=2):
+            alias = f"{name}_call{i}"
+            _add_module(self.gm, alias, copy.deepcopy(module))
+            node.target = alias
+            col.aliases[alias] = name
+        self._recompile()
+        return True
+
+    def _recompile(self):
+        self.gm.graph.lint()
+        self.gm.recompile()
+        self.use_gm = True
+
+
+_GENERIC_PATCHES = {
+    **{k: "relu6" for k in ("ReLU", "relu", "relu_", "LeakyReLU", "GELU", "SiLU", "ELU",
+                            "Hardswish", "Mish", "PReLU", "Softplus", "gelu", "silu",
+                            "leaky_relu")},
+    **{k: "identity" for k in ("Sigmoid", "Tanh", "sigmoid", "tanh", "BatchNorm1d",
+                               "BatchNorm2d", "Dropout", "Softmax", "LogSoftmax", "softmax",
+                               "log_softmax")},
+}
+
+
+def _to_features(site, graph) -> bool:
+    """A reshape whose result feeds a Linear as (batch, features): torch.flatten(x, 1)."""
+    if site.kind not in ("view", "reshape", "squeeze", "flatten", "Flatten", "Unflatten"):
+        return False
+    if site.out_shape is not None and len(site.out_shape) <= 1:
+        return True
+    nxt = graph.next_ops(site) if graph is not None else []
+    return bool(nxt) and all(n.kind == "Linear" for n in nxt)
+
+
+def _generic_patch(site, target, graph=None):
+    """A stand-in for an operation the toolchain refused but no rule reported."""
+    if _to_features(site, graph):
+        return "flatten"
+    if site.module is not None and graph is not None and len(graph.named(site.name)) > 1:
+        return "split-calls"
+    action = _GENERIC_PATCHES.get(site.kind)
+    if action == "relu6" and target == "akida2" and site.kind in ("ReLU", "relu", "relu_"):
+        return None
+    if site.kind in ("add",) and target == "akida1":
+        return "drop-add"
+    return action
+
+
+# ---------------------------------------------------------------- toolchain rounds
 
 
 def _check_akida2(model, col: _Collector, samples):
+    """One pass of the Akida 2.0 toolchain; the converted model, or None where it stopped.
+
+    Returns ``(akida_model, new_keys, stage)``.
+    """
     import torch
 
-    from .convert import _first_unquantized, quantize_onnx, to_akida, unquantized_nodes
+    from .convert import HEAD_OPS, _first_unquantized, quantize_onnx, to_akida, unquantized_nodes
     from .export import export_onnx
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
             exported = export_onnx(model, torch.from_numpy(samples[:1]), Path(tmp) / "m.onnx")
-        except AkidaWorkflowError as exc:
-            col.add(type(model).__name__, "export", str(exc), "model")
-            return None
+        except Exception as exc:  # the exporter and ONNX Runtime raise many types
+            return None, [_export_failure(col, exc)], "export"
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 quantized = quantize_onnx(exported, samples, allow_partial=True)
-        except IncompatibleModelError as exc:
-            col.add(type(model).__name__, "quantization", str(exc), "model")
-            return None
+        except Exception as exc:
+            return None, [_quantization_failure(col, exported, exc)], "quantization"
         left = unquantized_nodes(quantized)
         causes = _first_unquantized(quantized, left) if left else []
-        from .convert import HEAD_OPS
-
         blocking = [c for c in causes if c[1] not in HEAD_OPS]
-        for node, op in blocking:
-            module = _module_for_name(node, col.names)
-            if module in col.order and col.order.index(module) > 0:
-                prev = col.order[col.order.index(module) - 1]
-                prev_kind = type(col.modules[prev]).__name__
-                if prev_kind in _NON_LINEAR_LUT + ("Sigmoid", "Tanh"):
-                    col.add(prev, "quantization",
-                            f"{prev_kind} followed by {op}: no quantizable pattern; the "
-                            "toolchain stops here and drops the rest of the graph")
-                    continue
-            col.add(node, "quantization",
-                    f"{op}: no quantizable pattern; the toolchain stops here and drops the rest "
-                    "of the graph")
+        if blocking:
+            keys = []
+            for node, op in blocking:
+                keys.append(col.add_toolchain(
+                    node, "quantization",
+                    f"{op}: no quantizable pattern; QuantizeML stops here and CNN2SNN would drop "
+                    "the rest of the graph", kind=None))
+            return None, keys, "quantization"
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 akida_model = to_akida(quantized, allow_partial=True)
-        except IncompatibleModelError as exc:
-            for node in exc.nodes or [type(model).__name__]:
-                col.add(node, "conversion", str(exc))
-            return None
-    return akida_model
+        except Exception as exc:
+            message = _describe_exception(exc).replace("cnn2snn.convert failed: ", "")
+            nodes = getattr(exc, "nodes", None) or [_first_unpatched_finding(col) or "model"]
+            keys = [col.add_toolchain(node, "conversion", message) for node in nodes]
+            return None, keys, "conversion"
+    return akida_model, [], ""
+
+
+def _first_unpatched_finding(col) -> str | None:
+    """The first operation a rule reported that still stands in the working copy."""
+    for site in col.graph.sites if col.graph is not None else []:
+        issue = col.found.get(site.name)
+        if issue is not None and issue.rule and site.name not in col.patched:
+            return site.name
+    return None
+
+
+def _export_failure(col, exc) -> str:
+    culprit = _first_unpatched_finding(col)
+    if culprit is not None:  # the exporter stops on an operation the rules already reported
+        return culprit
+    return col.add_toolchain("model", "export", _describe_exception(exc), kind="model",
+                             fix="make forward() exportable with torch.onnx.export(dynamo=False) "
+                                 "on one input of this shape", status="unsupported")
+
+
+def _quantization_failure(col, exported, exc) -> str:
+    """QuantizeML raised (rather than leaving nodes in float): name the operation when possible."""
+    culprit = _first_unpatched_finding(col)
+    if culprit is not None:
+        return culprit
+    node = _first_quantizable(exported)
+    return col.add_toolchain(node or "model", "quantization", _describe_exception(exc),
+                             kind=None if node else "model")
+
+
+def _first_quantizable(exported) -> str | None:
+    model = getattr(exported, "model", exported)
+    for node in model.graph.node:
+        if node.op_type in ("Conv", "Gemm", "MatMul"):
+            return node.name or node.output[0]
+    return None
 
 
 def _check_akida1(model, input_shape, col: _Collector, samples):
     from .keras_bridge import convert_keras, quantize_4bit, to_keras, to_nhwc
 
-    work = _fold_quietly(model)
+    try:
+        work = _fold_quietly(model)
+    except Exception as exc:
+        return None, [col.add_toolchain("model", "conversion", _describe_exception(exc),
+                                        kind="model")], "conversion"
+    keys = []
     for entry in work.folding_report.unfolded:
-        col.add(entry.name, "conversion", f"BatchNorm cannot be folded: {entry.reason}")
-    if work.folding_report.unfolded:
-        return None
+        keys.append(col.add_toolchain(entry.name, "conversion",
+                                      f"BatchNorm cannot be folded: {entry.reason}"))
+    if keys:
+        return None, keys, "conversion"
     try:
         keras_model = to_keras(work, input_shape)
     except IncompatibleModelError as exc:
-        for node in exc.nodes or [type(model).__name__]:
-            col.add(node, "conversion", str(exc).split(": ", 1)[-1])
-        return None
+        reason = str(exc).split(": ", 1)[-1] if exc.nodes else str(exc)
+        keys = [col.add_toolchain(node, "conversion", reason)
+                for node in exc.nodes or [_first_unpatched_finding(col) or "model"]]
+        return None, keys, "conversion"
+    except Exception as exc:  # the bridge's tracer can raise anything on unusual models
+        message = _describe_exception(exc)
+        reused = re.search(r'name "([^"]+)" is used (\d+) times', message)
+        if reused and col.resolve(reused.group(1)) != _op_of(reused.group(1)):
+            key = col.add_toolchain(
+                reused.group(1), "conversion",
+                f"module called {reused.group(2)} times in forward(): the Akida 1.0 path "
+                "needs one module per call",
+                fix="give each call its own module (e.g. self.pool1 and self.pool2)")
+            return None, [key], "conversion"
+        return None, [_first_unpatched_finding(col) or col.add_toolchain(
+            "model", "conversion", message, kind="model", status="unsupported",
+            fix=_GENERIC_FIX)], "conversion"
     try:
         quantized = quantize_4bit(keras_model, to_nhwc(samples, flip=keras_model),
                                   akida_version="v1")
-    except IncompatibleModelError as exc:
-        for node in exc.nodes or [type(model).__name__]:
-            col.add(node, "quantization",
-                    "Akida 1.0 needs bounded activations; this ReLU has no maximum"
-                    if "bounded" in str(exc) else str(exc))
-        return None
+    except Exception as exc:
+        if not isinstance(exc, IncompatibleModelError):
+            return None, [_first_unpatched_finding(col) or col.add_toolchain(
+                "model", "quantization", _describe_exception(exc), kind="model")], "quantization"
+        keys = [col.add_toolchain(node, "quantization",
+                                  "Akida 1.0 needs bounded activations; this ReLU has no maximum"
+                                  if "bounded" in str(exc) else str(exc))
+                for node in exc.nodes or [_first_unpatched_finding(col) or "model"]]
+        return None, keys, "quantization"
     try:
-        return convert_keras(quantized)
-    except IncompatibleModelError as exc:
+        return convert_keras(quantized), [], ""
+    except Exception as exc:
         message = str(exc).split("failed for Akida v1: ", 1)[-1]
         names = [n for n in re.findall(r"\b([a-z0-9]+_[A-Za-z0-9_]+)\b", message)
-                 if _module_for_name(n, col.names)]
-        for node in names[:1] or [type(model).__name__]:
-            col.add(node, "conversion", message)
+                 if col.resolve(n) != _op_of(n)]
+        keys = [col.add_toolchain(node, "conversion", message)
+                for node in names[:1] or [_first_unpatched_finding(col) or "model"]]
+        return None, keys, "conversion"
+
+
+#: Mapper reasons that follow from another layer staying in software.
+_CONSEQUENCE = re.compile(r"max pooling cannot be the last layer|must be followed by|"
+                          r"requires an outbound that is mappable|^kept in software",
+                          re.IGNORECASE)
+
+
+def _record_mapping(col: _Collector, mapping) -> None:
+    """Software layers → rows; a pooled layer left last by another's refusal is a consequence."""
+    software = mapping.software_layers
+    roots = [layer for layer in software if layer.reason and not _CONSEQUENCE.search(layer.reason)]
+    for layer in software:
+        key = col.resolve(layer.name)
+        if key in col.found:
+            continue
+        if _CONSEQUENCE.search(layer.reason or ""):
+            cause = _pool_rule_after(col, key) or _cause_after(col, key) or next(
+                (col.resolve(r.name) for r in roots if col.resolve(r.name) != key), None)
+            if cause is not None:
+                reason = layer.reason
+                if reason.startswith("kept in software"):
+                    reason = "kept in software with the rest of its sequence"
+                col.add_toolchain(
+                    layer.name, "mapping", f"{reason} (because of {cause})",
+                    fix=f"nothing to change here: it maps once {cause} is fixed",
+                    status="fixable")
+                continue
+            if _CONSEQUENCE.search(layer.reason or ""):
+                col.add_toolchain(
+                    layer.name, "mapping", layer.reason,
+                    fix=("follow this max-pooled convolution with another, unpooled "
+                         "convolution (nn.Conv2d(C, C, 3, padding=1) → nn.ReLU6()), or drop "
+                         "the pooling"))
+                continue
+        col.add_toolchain(layer.name, "mapping", layer.reason or "stays in software")
+
+
+def _cause_after(col, key) -> str | None:
+    """The first module after ``key`` (in execution order) with a rule's finding."""
+    graph = col.graph
+    if graph is None:
         return None
+    sites = graph.named(key)
+    start = sites[0].index if sites else -1
+    for site in graph.sites[start + 1:]:
+        issue = col.found.get(site.name)
+        if issue is not None and issue.rule and site.name != key:
+            return site.name
+    return None
+
+
+def _pool_rule_after(col, key) -> str | None:
+    """The pooling reported by a rule right after convolution ``key`` (the mapper names the conv)."""
+    graph = col.graph
+    if graph is None:
+        return None
+    for site in graph.named(key):
+        for nxt in graph.next_ops(site, skip={"ReLU", "ReLU6", "Hardtanh", "relu", "relu6",
+                                               "BatchNorm2d", "Dropout", "Identity"}):
+            issue = col.found.get(nxt.name)
+            if issue is not None and issue.rule:
+                return nxt.name
+    return None
+
+
+def _action_id(action) -> str:
+    if isinstance(action, (list, tuple)):
+        return "+".join(_action_id(a[1] if isinstance(a, tuple) else a) for a in (
+            action if isinstance(action, list) else [action]))
+    return action if isinstance(action, str) else type(action).__name__
+
+
+def _next_patch(col, key, site, target):
+    """A stand-in for ``site`` not tried yet: its rule's, then a generic one."""
+    from .rules import RULES
+
+    issue = col.found.get(key)
+    candidates = []
+    for rule in RULES:
+        if issue and rule.id in issue.rule.split("+") and rule.patch is not None:
+            candidates.append(rule.patch(site, col.graph, target))
+    candidates.append(_generic_patch(site, target, col.graph))
+    for action in candidates:
+        if action is not None and (key, _action_id(action)) not in col.tried:
+            return action
+    return None
+
+
+def _run_toolchain(work: _WorkingCopy, shape, col: _Collector, samples, target, device):
+    from .deploy import map_report
+
+    for _ in range(12):  # each round gets past what the previous one refused
+        try:
+            if target == "akida2":
+                akida_model, keys, stage = _check_akida2(work.current, col, samples)
+            else:
+                akida_model, keys, stage = _check_akida1(work.current, shape, col, samples)
+        except Exception as exc:  # last resort: never crash, say what stopped the check
+            key = _first_unpatched_finding(col) or col.add_toolchain(
+                "model", "conversion", _describe_exception(exc), kind="model",
+                status="unsupported", fix=_GENERIC_FIX)
+            col.stopped = (key, "conversion")
+            return None
+        if akida_model is not None:
+            try:
+                mapping = map_report(akida_model, device)
+            except AkidaWorkflowError as exc:
+                col.add_toolchain("model", "mapping", str(exc), kind="model",
+                                  status="unsupported", fix=_GENERIC_FIX)
+                col.stopped = ("model", "mapping")
+                return None
+            _record_mapping(col, mapping)
+            col.mapped = True
+            if mapping.fully_mapped:
+                col.drop_contradicted()
+            return mapping
+        progressed = False
+        for key in keys:
+            for site in col.graph.named(key) if col.graph is not None else []:
+                action = _next_patch(col, key, site, target)
+                if action is None:
+                    continue
+                col.tried.add((key, _action_id(action)))
+                if work.patch(site, action, col):
+                    col.patched.add(key)
+                    progressed = True
+                    break
+        if not progressed:
+            col.stopped = (keys[0] if keys else "model", stage or "conversion")
+            return None
+    col.stopped = ("model", "conversion")
+    return None
+
+
+# ---------------------------------------------------------------------- the check
 
 
 def check_compatibility(model, input_shape, target: str = "akida2", *,
                         samples=None, seed: int = 0) -> CompatibilityReport:
-    """Check a PyTorch model against an Akida target by running the real toolchain.
+    """Diagnose a PyTorch model for an Akida target in one run: rules plus the real toolchain.
 
     Parameters
     ----------
@@ -417,64 +953,83 @@ def check_compatibility(model, input_shape, target: str = "akida2", *,
     Returns
     -------
     CompatibilityReport
-        Every leaf module with ``ok`` / ``fixable`` / ``unsupported``, the
-        stage (export, quantization, conversion, mapping), the reason and the fix.
+        Every leaf module (and functional operation with an issue) with
+        ``ok`` / ``fixable`` / ``unsupported`` / ``not reached``, the stage
+        (export, quantization, conversion, mapping), the reason, the fix and
+        the rule id.
 
     Raises
     ------
     AkidaWorkflowError
-        Unknown target or invalid ``input_shape``; a 1-D model that has no
-        exact 2-D form or exceeds the target's limits
+        Unknown target, invalid ``input_shape``, or a model that does not run
+        on an input of that shape (the message says why); a 1-D model that has
+        no exact 2-D form or exceeds the target's limits
         (:class:`~akida_workflows.errors.IncompatibleModelError`, with the fix).
     """
     import torch
 
+    from .rules import check_graph, trace_graph
+
     if target not in TARGETS:
         raise AkidaWorkflowError(f"target must be one of {sorted(TARGETS)}, got {target!r}")
-    # 1-D models (Conv1d …, input_shape (C, L)) are checked as their exact 2-D form.
-    from .lowering import prepare, prepare_samples
-
-    model, input_shape = prepare(model, input_shape, target)
-    if samples is not None:
-        samples = prepare_samples(samples, input_shape)
-    shape = tuple(int(s) for s in input_shape)
+    try:
+        shape = tuple(int(s) for s in input_shape)
+    except (TypeError, ValueError):
+        raise AkidaWorkflowError(f"invalid input_shape {input_shape!r}") from None
     if len(shape) < 1 or min(shape) < 1:
         raise AkidaWorkflowError(f"invalid input_shape {input_shape}")
     device = TARGETS[target][1]
-    work = copy.deepcopy(model).eval()
-    col = _Collector(work, target)
-    _static_checks(col)
+    prepared = _prepare(model, shape, target)
+    work, shape = prepared.model, prepared.input_shape
+    if samples is not None:
+        from .lowering import prepare_samples
+
+        samples = prepare_samples(samples, shape)
+    torch.manual_seed(seed)
+    try:
+        with _quiet_logs():
+            graph = trace_graph(work, shape)
+    except Exception as exc:
+        raise AkidaWorkflowError(
+            f"{type(model).__name__} does not run on an input of shape {shape}: "
+            f"{_describe_exception(exc)}") from exc
+    col = _Collector(work, graph, target)
+    if graph.n_inputs != 1:
+        col.add_toolchain("model", "export",
+                          f"forward() takes {graph.n_inputs} inputs; an Akida model takes one",
+                          kind="model", status="unsupported",
+                          fix="merge the inputs into one tensor before the model (e.g. extra "
+                              "features as channels), or run the other branch on the host")
+        col.stopped = ("model", "export")
+        return col.report(device, None, prepared.rewrites)
+    _fold_info(work, graph)
+    findings = check_graph(graph, target)
+    for finding in findings:
+        col.add_finding(finding)
+    working = _WorkingCopy(work, graph)
+    for finding in findings:
+        if finding.rule.patch is not None and finding.site.name not in col.patched:
+            action = finding.rule.patch(finding.site, graph, target)
+            if action is None:
+                continue
+            col.tried.add((finding.site.name, _action_id(action)))
+            if working.patch(finding.site, action, col):
+                col.patched.add(finding.site.name)
     if samples is None:
         samples = np.random.default_rng(seed).uniform(-1, 1, (64, *shape)).astype(np.float32)
     samples = np.ascontiguousarray(samples, dtype=np.float32)
-    torch.manual_seed(seed)
-    if col.found:  # recurrent/attention layers: the toolchain cannot get past them
-        return col.report(device, None)
-    hw_fraction = None
-    quiet = contextlib.redirect_stdout(io.StringIO())  # QuantizeML prints calibration progress
-    with quiet:
-        hw_fraction = _run_rounds(work, shape, col, samples, target, device)
-    return col.report(device, hw_fraction)
+    with _quiet_logs():
+        mapping = _run_toolchain(working, shape, col, samples, target, device)
+    return col.report(device, mapping, prepared.rewrites)
 
 
-def _run_rounds(work, shape, col, samples, target, device):
-    from .deploy import map_report
+@contextlib.contextmanager
+def _quiet_logs():
+    """Silence what the toolchain prints: QuantizeML's progress, ONNX Runtime, TorchScript, fx."""
+    from ._quiet import quiet_toolchain_logs
 
-    hw_fraction = None
-    for _ in range(8):  # each round patches what the previous one reported
-        before = set(col.found)
-        if target == "akida2":
-            akida_model = _check_akida2(work, col, samples)
-        else:
-            akida_model = _check_akida1(work, shape, col, samples)
-        new = [k for k in col.found if k not in before]
-        if akida_model is not None and not any(
-                col.found[k].stage == "quantization" for k in new):
-            mapping = map_report(akida_model, device)
-            hw_fraction = mapping.hw_fraction
-            for layer in mapping.software_layers:
-                col.add(layer.name, "mapping", layer.reason or "stays in software")
-            break
-        if not new or not all(_patch(work, k, target, col.order) for k in new):
-            break
-    return hw_fraction
+    # torch.fx's ShapeProp prints a traceback (traceback.print_exc) before it re-raises:
+    # Python-level stderr too, not only file descriptor 2 (captured streams, notebooks).
+    with quiet_toolchain_logs(), contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()):
+        yield

@@ -255,28 +255,6 @@ def _partial_message(quantized, nodes: list[tuple[str, str]], stage: str) -> str
     )
 
 
-def describe_exception(exc: BaseException) -> str:
-    """``str(exc)``, or where the toolchain raised it when it says nothing.
-
-    QuantizeML and CNN2SNN check many preconditions with bare ``assert``
-    statements, whose message is empty; the asserted source line is the cause
-    (e.g. that the first layer's input must be 8-bit).
-    """
-    import linecache
-    import traceback
-
-    text = str(exc).strip()
-    if text:
-        return text
-    frames = traceback.extract_tb(exc.__traceback__)
-    if not frames:
-        return type(exc).__name__
-    last = frames[-1]
-    line = (last.line or linecache.getline(last.filename, last.lineno)).strip()
-    where = f"{last.filename.rsplit('site-packages/', 1)[-1]}:{last.lineno}"
-    return f"{type(exc).__name__} in {last.name} ({where}): {line}"
-
-
 def quantize_onnx(
     onnx_model,
     samples,
@@ -335,16 +313,33 @@ def quantize_onnx(
             quantized = qmodels.quantize(model, **kwargs)
         except Exception as exc:
             raise IncompatibleModelError(
-                f"QuantizeML could not quantize the model: {describe_exception(exc)}. "
-                "QuantizeML's ONNX path supports only 8-bit (its default) parameters."
-                if "bitwidth" in str(exc) else
-                f"QuantizeML could not quantize the model: {describe_exception(exc)}"
+                f"QuantizeML could not quantize the model: {_quantize_failure(exc)}"
             ) from exc
     for w in caught:
         if "were not quantized" not in str(w.message):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     _check_complete(quantized, allow_partial, "quantize_onnx")
     return quantized
+
+
+#: Known causes of QuantizeML failures whose own message says little.
+_KNOWN_CAUSES = (
+    ("bitwidth", "QuantizeML's ONNX path supports only 8-bit (its default) parameters"),
+    ("dense.py", "the model's first layer is a Linear, whose input QuantizeML's ONNX path "
+                 "requires to be 8-bit already: start the model with a Conv2d (Akida's input "
+                 "layer is a convolution)"),
+)
+
+
+def _quantize_failure(exc: BaseException) -> str:
+    """QuantizeML's message, or the exception type and line when it has none, and the cause."""
+    from .errors import describe_exception
+
+    text = describe_exception(exc)
+    for marker, cause in _KNOWN_CAUSES:
+        if marker in text.lower():
+            return f"{text} ({cause})"
+    return text
 
 
 def _check_complete(quantized, allow_partial: bool, stage: str) -> list[tuple[str, str]]:

@@ -38,9 +38,6 @@ DEVICE_NAMES = (
     "AKD1000", "AKD1500", "AKD1500_v1", "PicoIP", "TwoNodesIP_v1", "TwoNodesIPv1",
     "TwoNodesIPv2", "FourNodesIPv2", "SixNodesIPv2", "TwelveNodesIPv2",
 )
-#: Akida 2.0 layers that use no NP (a ResNet's residual Add): inside a hardware sequence
-#: they run on the device, although their mapping lists no NP.
-NP_FREE_TYPES = frozenset({"Add", "Concatenate"})
 
 
 @dataclass
@@ -51,13 +48,20 @@ class LayerMapping:
     ----------
     name, layer_type : str
     backend : str
-        ``"hardware"`` or ``"software"``.
+        ``"hardware"`` or ``"software"``: the backend of the sequence the
+        mapper put the layer in.
     nps : str
-        NPs used, e.g. ``"16 CNP1"`` (empty in software).
+        NPs used, e.g. ``"16 CNP1"``; ``"none needed"`` for a layer that runs
+        in a hardware sequence without an NP of its own (``Add``, …); empty in
+        software.
     reason : str
         The mapper's reason why a compute layer stays in software ("" otherwise).
     compute : bool
         False for Quantizer / Dequantizer / InputData layers.
+    sequence : int or None
+        Index of the mapped sequence holding the layer (``None`` if in none).
+    pass_index : int or None
+        Index of the pass within that sequence.
     """
 
     name: str
@@ -66,6 +70,8 @@ class LayerMapping:
     nps: str
     reason: str
     compute: bool
+    sequence: int | None = None
+    pass_index: int | None = None
 
 
 @dataclass
@@ -81,12 +87,19 @@ class MapReport:
         The mapped copy (the caller's model is left unmapped).
     np_counts : dict
         NP type -> count used by the whole model.
+    hw_only_error : str
+        The mapper's message when ``map(device, hw_only=True)`` fails ("" when
+        it succeeds): the judge of :attr:`fully_mapped`.
+    sequences : list of tuple
+        ``(backend, number of passes, layer names)`` of each mapped sequence.
     """
 
     device: str
     layers: list[LayerMapping] = field(default_factory=list)
     model: object = None
     np_counts: dict = field(default_factory=dict)
+    hw_only_error: str = ""
+    sequences: list = field(default_factory=list)
 
     @property
     def compute_layers(self) -> list[LayerMapping]:
@@ -94,7 +107,7 @@ class MapReport:
 
     @property
     def hw_fraction(self) -> float:
-        """Fraction of compute layers mapped onto hardware NPs."""
+        """Fraction of compute layers in hardware sequences (with or without an NP)."""
         compute = self.compute_layers
         if not compute:
             return 0.0
@@ -102,8 +115,8 @@ class MapReport:
 
     @property
     def fully_mapped(self) -> bool:
-        """True when every compute layer runs on hardware."""
-        return bool(self.compute_layers) and self.hw_fraction == 1.0
+        """True when ``map(device, hw_only=True)`` succeeds: the whole model runs on the NPs."""
+        return bool(self.compute_layers) and not self.hw_only_error
 
     @property
     def software_layers(self) -> list[LayerMapping]:
@@ -133,10 +146,13 @@ class MapReport:
         compute = self.compute_layers
         hw = sum(layer.backend == "hardware" for layer in compute)
         nps = ", ".join(f"{n} {t}" for t, n in sorted(self.np_counts.items())) or "none"
-        return (
+        line = (
             f"{self.device}: {hw}/{len(compute)} compute layers in hardware "
             f"({100 * self.hw_fraction:.0f} %); NPs used: {nps}"
         )
+        if self.hw_only_error and hw == len(compute):
+            line += "; map(hw_only=True) still fails: " + " ".join(self.hw_only_error.split())
+        return line
 
     def __str__(self) -> str:
         recs = self.records()
@@ -204,13 +220,22 @@ def _copy(model):
     return akida.Model(layers=list(model.layers))
 
 
+def _layer_type(layer) -> str:
+    return str(layer.parameters.layer_type).split(".")[-1]
+
+
 def map_report(akida_model, device="SixNodesIPv2") -> MapReport:
     """Map a copy of ``akida_model`` on a virtual device and report each layer.
 
-    The model is mapped with ``hw_only=False`` (layers that do not fit fall back
-    to software) to see where each layer lands; the mapper's reasons come from
-    a ``hw_only=True`` attempt and, for layers it did not explain, from mapping
-    that layer alone.
+    The judge is the mapper itself: ``map(device, hw_only=True)`` on a copy.
+    When it succeeds, every layer runs in a hardware sequence and the report
+    reads that mapping. When it fails, a copy mapped with ``hw_only=False``
+    shows where each layer lands (the backend of its sequence), and the failed
+    attempt's message gives the reasons. Each layer's backend is that of the
+    sequence the mapper put it in, so a layer that needs no NP of its own
+    (``Add``, …) inside a hardware sequence counts as hardware ("none needed");
+    :attr:`MapReport.fully_mapped` is exactly "``hw_only=True`` succeeds". No
+    layer is ever mapped on its own (a lone ``Add`` cannot be mapped at all).
 
     Parameters
     ----------
@@ -237,53 +262,57 @@ def map_report(akida_model, device="SixNodesIPv2") -> MapReport:
         raise MappingError(f"expected an akida.Model, got {type(akida_model).__name__}")
     name, dev = resolve_device(device)
     mapped = _copy(akida_model)
+    hw_only_error = ""
     try:
-        mapped.map(dev, hw_only=False)
-    except Exception as exc:
-        raise MappingError(f"cannot map the model on {name}: {exc}") from exc
-
-    backends: dict[str, str] = {}
-    for seq in mapped.sequences:
-        backend = "hardware" if "Hardware" in str(seq.backend) else "software"
-        for p in seq.passes:
-            for layer in p.layers:
-                backends[layer.name] = backend
-
-    reasons: dict[str, str] = {}
-    try:
-        _copy(akida_model).map(dev, hw_only=True)
+        mapped.map(dev, hw_only=True)
     except Exception as exc:  # the mapper raises RuntimeError with its reasons
-        reasons.update(_parse_reasons(str(exc)))
+        hw_only_error = str(exc).strip() or type(exc).__name__
+        mapped = _copy(akida_model)
+        try:
+            mapped.map(dev, hw_only=False)
+        except Exception as exc2:
+            raise MappingError(f"cannot map the model on {name}: {exc2}") from exc2
+    reasons = _parse_reasons(hw_only_error)
+
+    where: dict[str, tuple[int, bool, int]] = {}
+    sequences = []
+    for s_index, seq in enumerate(mapped.sequences):
+        in_hw = "Hardware" in str(seq.backend)
+        names = []
+        for p_index, p in enumerate(seq.passes):
+            for layer in p.layers:
+                where[layer.name] = (s_index, in_hw, p_index)
+                names.append(layer.name)
+        sequences.append(("hardware" if in_hw else "software", len(seq.passes), names))
 
     rows, counts = [], Counter()
     for layer in mapped.layers:
-        layer_type = str(layer.parameters.layer_type).split(".")[-1]
+        layer_type = _layer_type(layer)
         compute = layer_type not in NON_COMPUTE_TYPES
         nps = list(layer.mapping.nps) if layer.mapping is not None else []
         per_type = Counter(str(np_.type).split(".")[-1] for np_ in nps)
         counts.update(per_type)
-        backend = backends.get(layer.name, "software")
-        if compute and not nps and layer_type not in NP_FREE_TYPES:
-            backend = "software"
+        s_index, in_hw, p_index = where.get(layer.name, (None, False, None))
+        backend = "hardware" if in_hw else "software"
+        np_text = ", ".join(f"{n} {t}" for t, n in sorted(per_type.items()))
+        if not np_text and in_hw and compute:
+            np_text = "none needed"
         reason = ""
         if compute and backend == "software":
             reason = reasons.get(layer.name, "")
             if not reason:
-                try:
-                    akida.Model(layers=[layer]).map(dev, hw_only=True)
-                    reason = (
-                        "fits on its own; kept in software with the rest of its sequence "
-                        "(see the other layers' reasons)"
-                    )
-                except Exception as exc:
-                    parsed = _parse_reasons(str(exc))
-                    reason = parsed.get(layer.name) or " ".join(str(exc).split())
+                named = [n for n in reasons if n != layer.name]
+                reason = (
+                    "kept in software with its sequence"
+                    + (f" (see {', '.join(named)})" if named else
+                       f": {' '.join(hw_only_error.split())}" if hw_only_error else "")
+                )
         rows.append(LayerMapping(
-            name=layer.name, layer_type=layer_type, backend=backend,
-            nps=", ".join(f"{n} {t}" for t, n in sorted(per_type.items())),
-            reason=reason, compute=compute,
+            name=layer.name, layer_type=layer_type, backend=backend, nps=np_text,
+            reason=reason, compute=compute, sequence=s_index, pass_index=p_index,
         ))
-    return MapReport(device=name, layers=rows, model=mapped, np_counts=dict(counts))
+    return MapReport(device=name, layers=rows, model=mapped, np_counts=dict(counts),
+                     hw_only_error=hw_only_error, sequences=sequences)
 
 
 @dataclass

@@ -18,6 +18,7 @@ __all__ = [
     "ModelFileError",
     "QuantizationError",
     "UnsafeModelFileError",
+    "describe_exception",
 ]
 
 
@@ -73,3 +74,28 @@ class UnsafeModelFileError(ModelFileError):
 
 class QuantizationError(AkidaWorkflowError):
     """Weights or codes cannot be quantized or packed (NaN/inf, range, shape, axis)."""
+
+
+def describe_exception(exc: BaseException, limit: int = 400) -> str:
+    """One line saying what went wrong, even when the exception's message is empty.
+
+    A bare ``assert`` in a library raises an ``AssertionError`` without a
+    message; this returns its type and the line that raised it instead (e.g.
+    ``AssertionError at quantizeml/.../dense.py:77: assert input_ts.dtype ==
+    np.int8``). Long multi-line messages (TorchScript graphs) are cut to their
+    first line.
+    """
+    import traceback
+
+    text = str(exc).strip()
+    if text:
+        first = text.splitlines()[0].strip()
+        return first if len(first) <= limit else first[: limit - 1] + "…"
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+    if not frames:
+        return type(exc).__name__
+    last = frames[-1]
+    parts = last.filename.replace("\\", "/").split("/")
+    where = "/".join(parts[-3:])
+    code = f": {last.line.strip()}" if last.line else ""
+    return f"{type(exc).__name__} at {where}:{last.lineno}{code}"

@@ -296,9 +296,11 @@ class StageReport:
     """Figures of each pipeline stage of one model, printed as a table.
 
     Columns: accuracy, file size, compression ratio versus the first stage
-    with a size (the float model), wall time to build the stage and to
-    evaluate it, and for Akida stages the fraction of compute layers mapped
-    onto hardware.
+    with a size (the float model), wall time to build the stage (that stage
+    alone, not the time since the start) and to evaluate it, and for Akida
+    stages the fraction of compute layers mapped onto hardware. Accuracy and
+    evaluation time that were not measured show ``missing`` (``"-"`` by
+    default; the command line says ``"not measured"``).
 
     Examples
     --------
@@ -310,6 +312,8 @@ class StageReport:
 
     title: str = ""
     rows: list[StageResult] = field(default_factory=list)
+    #: Shown for a figure that was not measured (e.g. ``"not measured"`` in the CLI).
+    missing: str = "-"
 
     def add(
         self,
@@ -388,14 +392,16 @@ class StageReport:
         for r in self.rows:
             out.append({
                 "stage": r.stage,
-                "accuracy": "-" if r.accuracy is None else f"{100 * r.accuracy:.2f} %",
+                "accuracy": (self.missing if r.accuracy is None and r.status == "ok" else
+                             "-" if r.accuracy is None else f"{100 * r.accuracy:.2f} %"),
                 "size": _fmt_size(r.size_bytes),
                 "program": _fmt_size(r.program_bytes),
                 "compression": (
                     f"{ref / r.size_bytes:.1f}x" if ref and r.size_bytes else "-"
                 ),
                 "build time": _fmt_seconds(r.seconds),
-                "eval time": _fmt_seconds(r.eval_seconds),
+                "eval time": (self.missing if r.eval_seconds is None and r.status == "ok" else
+                              _fmt_seconds(r.eval_seconds)),
                 "on hardware": "-" if r.hw_fraction is None else f"{100 * r.hw_fraction:.0f} %",
                 "status": r.status,
             })

@@ -1340,7 +1340,7 @@ def quantize_4bit(keras_model, samples, akida_version: str = "v1", weight_bits: 
     except IncompatibleModelError:
         raise
     except Exception as exc:
-        from .convert import describe_exception
+        from .errors import describe_exception
 
         raise IncompatibleModelError(
             f"QuantizeML could not quantize the Keras model: {describe_exception(exc)}") from exc

@@ -342,6 +342,8 @@ class _Context:
         self.report = report
         self.tolerance = tolerance
         self.modules = dict(gm.named_modules())
+        self.original = dict(self.modules)  # a module called twice is lowered once per call
+        self.lowered: set = set()
 
     def set_module(self, target: str, module) -> None:
         parent, _, child = target.rpartition(".")
@@ -685,7 +687,7 @@ def _lift(gm, shape, rows, report: LoweringReport, tolerance: float, seed: int):
             continue
         sig_in, flat_in = signal_inputs(node), flat_inputs(node)
         if node.op == "call_module":
-            m = ctx.modules[node.target]
+            m = ctx.original.get(node.target, ctx.modules[node.target])
             kind = type(m).__name__
             old_env[node] = m(*old(node.args), **old(node.kwargs))
             if sig_in:
@@ -708,7 +710,11 @@ def _lift(gm, shape, rows, report: LoweringReport, tolerance: float, seed: int):
                             "use ceil_mode=True in the pooling layers and retrain, or a signal "
                             "length that every pooling divides (window or resample it)")
                     lowered, into, note = converter(m, node.target, value, ctx)
-                    ctx.set_module(node.target, lowered)
+                    if node.target in ctx.lowered:  # second call: its own lowered copy
+                        node.target = ctx.add_module(node.target.replace(".", "_"), lowered)
+                    else:
+                        ctx.set_module(node.target, lowered)
+                        ctx.lowered.add(node.target)
                     new_env[node] = lowered(new_env[src])
                     valid = int(old_env[node].shape[-1])
                     info[node] = _Signal(valid)

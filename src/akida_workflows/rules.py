@@ -1,0 +1,1333 @@
+"""Akida's limits as one table of rules, each with the fix that works.
+
+Every limit a PyTorch model can hit on its way to Akida — square kernels, the
+kernel sizes and channels of the input layer, pooling, the Dense input size,
+bounded activations on Akida 1.0, residual additions, … — is one :class:`Rule`
+of :data:`RULES`: an id, the targets it applies to, the toolchain stage that
+refuses it, a ``check`` that reads one operation of the model (a module or a
+functional op, with its shapes and neighbours) and returns the reason or
+``None``, and the fix, in PyTorch terms, specific to that operation. A rule may
+also carry a ``patch``: the mechanical part of the fix, applied to a *working
+copy* by :func:`akida_workflows.compat.check_compatibility` so that the real
+toolchain can go on and check the rest of the model in the same run.
+
+The limits were measured on this stack (quantizeml 1.2.5, cnn2snn/akida
+2.19.3, virtual ``SixNodesIPv2`` for Akida 2.0 and ``AKD1000`` for Akida 1.0);
+each rule's test builds a model that violates only that rule, checks the real
+toolchain refuses it, applies the fix the rule prints and checks the toolchain
+then accepts it (``tests/test_rules.py``).
+
+Rules are checked in table order and every rule that applies to an operation
+is reported. Fixes are written so that applying all of them together does not
+trigger another rule: a pooling fix never suggests the strided convolution a
+padding fix removed, a kernel fix gives the padding that keeps the map size.
+
+>>> from akida_workflows.rules import rules_for
+>>> [rule.id for rule in rules_for("akida1")][:3]  # doctest: +SKIP
+['recurrent', 'attention', 'input-layer-dense']
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+__all__ = [
+    "Site",
+    "ModelGraph",
+    "Rule",
+    "Finding",
+    "RULES",
+    "rules_for",
+    "trace_graph",
+    "check_graph",
+    "rule_for_message",
+    "limits_table",
+]
+
+TARGETS = ("akida2", "akida1")
+
+#: Measured limits (quantizeml 1.2.5, cnn2snn/akida 2.19.3).
+LIMITS = {
+    "akida2": {
+        "input_kernels": (3, 5, 7),   # 4 only with stride 2 ("SameUpper")
+        "kernels": (1, 3, 5, 7),
+        "input_channels": (1, 3),
+        "max_width": 384,
+        "min_height": 5,
+        "min_width": 5,
+        "dense_inputs": 2048,
+        "gap_area": 144,
+        "strides": (1, 2),
+    },
+    "akida1": {
+        "input_kernels": (3, 5, 7),
+        "kernels": (1, 3, 5, 7),
+        "input_channels": (1, 3),
+        "max_width": 256,
+        "min_height": 5,
+        "min_width": 5,
+        "dense_inputs": None,
+        "gap_area": None,
+        "strides": (1, 2),
+    },
+}
+
+_RECURRENT = {"LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"}
+_ATTENTION = {"MultiheadAttention", "Transformer", "TransformerEncoder", "TransformerDecoder",
+              "TransformerEncoderLayer", "TransformerDecoderLayer"}
+_MATMUL_FUNCS = {"matmul", "bmm", "einsum", "baddbmm", "scaled_dot_product_attention"}
+_OTHER_ACTIVATIONS = {"LeakyReLU", "GELU", "SiLU", "Hardswish", "Mish", "ELU", "PReLU",
+                      "Softplus", "SELU", "CELU", "Hardsigmoid", "leaky_relu", "gelu", "silu",
+                      "hardswish", "mish", "elu", "softplus", "selu", "celu", "hardsigmoid"}
+_SQUASHING = {"Sigmoid", "Tanh", "sigmoid", "tanh"}
+_SOFTMAX = {"Softmax", "LogSoftmax", "softmax", "log_softmax"}
+_WEIGHTED = {"Conv1d", "Conv2d", "Linear"}
+#: Operations that move or relabel data without computing (skipped when looking
+#: for a layer's neighbours).
+_TRANSPARENT = {"Dropout", "Identity", "Flatten", "dropout", "flatten", "view", "reshape",
+                "squeeze", "unsqueeze", "contiguous", "size", "getattr", "getitem", "float",
+                "Dropout1d", "Dropout2d", "to", "clone", "detach"}
+
+
+# --------------------------------------------------------------------------- the graph
+
+
+@dataclass
+class Site:
+    """One operation of the model, as the rules see it.
+
+    Attributes
+    ----------
+    name : str
+        PyTorch qualified name of the module, or the torch.fx name of a
+        functional operation (``add``, ``relu_1``, …).
+    kind : str
+        Module class (``Conv2d``) or function/method name (``add``, ``view``).
+    module : torch.nn.Module or None
+    in_shapes : list of tuple
+        Shapes of the tensor inputs, without the batch axis.
+    out_shape : tuple or None
+        Output shape without the batch axis (``None`` for tuples/unknown).
+    inputs, users : list of int
+        Indices of producing / consuming sites (``-1`` is the model input).
+    params : dict
+        Arguments of a functional operation (``kernel_size``, ``min``, …).
+    has_constant_input : bool
+        A parameter or constant is one of the operands (e.g. ``x + pos_embedding``).
+    """
+
+    index: int
+    name: str
+    kind: str
+    module: object = None
+    in_shapes: list = field(default_factory=list)
+    out_shape: tuple | None = None
+    inputs: list = field(default_factory=list)
+    users: list = field(default_factory=list)
+    params: dict = field(default_factory=dict)
+    has_constant_input: bool = False
+    node: object = None  # the torch.fx node, when traced
+
+
+@dataclass
+class ModelGraph:
+    """The operations of a model in execution order, with shapes and edges.
+
+    Built by :func:`trace_graph` with ``torch.fx`` (functional operations and
+    branches visible) or, for models fx cannot trace, from forward hooks on the
+    leaf modules (a chain is assumed).
+    """
+
+    sites: list[Site]
+    input_shape: tuple
+    traced: bool
+    gm: object = None
+    n_inputs: int = 1
+    unfoldable: dict = field(default_factory=dict)  # BatchNorm name -> why fold_batchnorm cannot
+    foldable: dict = field(default_factory=dict)  # BatchNorm name -> (direction, into)
+
+    # ---------------------------------------------------------------- navigation
+    def producers(self, site: Site) -> list[Site]:
+        return [self.sites[i] for i in site.inputs if i >= 0]
+
+    def consumers(self, site: Site) -> list[Site]:
+        return [self.sites[i] for i in site.users]
+
+    def fed_by_input(self, site: Site) -> bool:
+        """True when only data-moving operations separate ``site`` from the model input."""
+        seen, todo = set(), list(site.inputs)
+        while todo:
+            i = todo.pop()
+            if i < 0:
+                continue
+            if i in seen:
+                continue
+            seen.add(i)
+            s = self.sites[i]
+            if s.kind not in _TRANSPARENT:
+                return False
+            todo += s.inputs
+        return -1 in site.inputs or bool(seen)
+
+    def is_input_layer(self, site: Site) -> bool:
+        return site.kind in _WEIGHTED and self.fed_by_input(site)
+
+    def next_ops(self, site: Site, skip=_TRANSPARENT) -> list[Site]:
+        """The first operations after ``site`` that are not in ``skip``."""
+        out, todo, seen = [], list(site.users), set()
+        while todo:
+            i = todo.pop(0)
+            if i in seen:
+                continue
+            seen.add(i)
+            s = self.sites[i]
+            if s.kind in skip:
+                todo += s.users
+            else:
+                out.append(s)
+        return out
+
+    def previous_op(self, site: Site, skip=_TRANSPARENT) -> Site | None:
+        """The operation feeding ``site``, skipping data-moving ones (first input only)."""
+        i = site.inputs[0] if site.inputs else -1
+        while i >= 0:
+            s = self.sites[i]
+            if s.kind not in skip:
+                return s
+            i = s.inputs[0] if s.inputs else -1
+        return None
+
+    def previous_weighted(self, site: Site) -> Site | None:
+        """The nearest Conv/Linear before ``site`` along its first input."""
+        i = site.inputs[0] if site.inputs else -1
+        while i >= 0:
+            s = self.sites[i]
+            if s.kind in _WEIGHTED:
+                return s
+            i = s.inputs[0] if s.inputs else -1
+        return None
+
+    def is_last_compute(self, site: Site) -> bool:
+        """True when nothing but data-moving operations follow ``site``."""
+        return not self.next_ops(site)
+
+    def named(self, name: str) -> list[Site]:
+        return [s for s in self.sites if s.name == name]
+
+
+def _shape(value):
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return tuple(int(d) for d in value.shape[1:])
+    return None
+
+
+def _function_name(node) -> str:
+    if node.op == "call_method":
+        return str(node.target)
+    name = getattr(node.target, "__name__", str(node.target))
+    return {"iadd": "add", "__add__": "add", "__iadd__": "add", "mul": "mul",
+            "__getitem__": "getitem"}.get(name, name)
+
+
+def _trace_fx(model, example):
+    import torch
+    import torch.fx
+
+    gm = torch.fx.symbolic_trace(model)
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != 1:
+        return gm, None, len(placeholders)
+    values = {}
+
+    class _Recorder(torch.fx.Interpreter):
+        def run_node(self, n):
+            out = super().run_node(n)
+            values[n] = out
+            return out
+
+    with torch.no_grad():
+        _Recorder(gm).run(example)  # records every node's output (tuples included)
+    modules = dict(gm.named_modules())
+    sites, index = [], {}
+    for node in gm.graph.nodes:
+        if node.op in ("placeholder", "output", "get_attr"):
+            continue
+        if node.op == "call_module":
+            module = modules[node.target]
+            kind, name = type(module).__name__, str(node.target)
+        else:
+            module, kind, name = None, _function_name(node), node.name
+        tensor_inputs, constant = [], False
+        ins = []
+        for arg in node.all_input_nodes:
+            if arg.op == "placeholder":
+                ins.append(-1)
+                tensor_inputs.append(_shape(example) if example is not None else None)
+            elif arg.op == "get_attr":
+                constant = True
+            elif arg in index:
+                ins.append(index[arg])
+                tensor_inputs.append(_shape(values.get(arg)))
+        params = {}
+        if module is None:
+            params = {"args": node.args[1:], "kwargs": dict(node.kwargs)}
+            if any(isinstance(a, (int, float)) for a in node.args[:2]) and kind in ("add", "mul",
+                                                                                       "sub"):
+                constant = True
+        site = Site(index=len(sites), name=name, kind=kind, module=module,
+                    in_shapes=[s for s in tensor_inputs if s is not None],
+                    out_shape=_shape(values.get(node)), inputs=ins, params=params,
+                    has_constant_input=constant, node=node)
+        index[node] = site.index
+        sites.append(site)
+    for site in sites:
+        for i in site.inputs:
+            if i >= 0:
+                sites[i].users.append(site.index)
+    return gm, sites, 1
+
+
+def _trace_hooks(model, example):
+    """Leaf-module calls in order (a chain is assumed): for models fx cannot trace."""
+    import torch
+
+    calls = []
+    handles = []
+
+    def hook(module, args, output, name=None):
+        shapes = [_shape(a) for a in args if isinstance(a, torch.Tensor)]
+        calls.append((name, module, shapes, _shape(output) if isinstance(
+            output, torch.Tensor) else None))
+
+    for name, module in model.named_modules():
+        if name and not list(module.children()) or type(module).__name__ in _RECURRENT | _ATTENTION:
+            handles.append(module.register_forward_hook(
+                lambda m, a, o, n=name: hook(m, a, o, n)))
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in handles:
+            h.remove()
+    sites = []
+    seen_units = set()
+    for name, module, shapes, out in calls:
+        if any(name.startswith(u + ".") for u in seen_units):
+            continue
+        if type(module).__name__ in _RECURRENT | _ATTENTION:
+            seen_units.add(name)
+        i = len(sites)
+        sites.append(Site(index=i, name=name, kind=type(module).__name__, module=module,
+                          in_shapes=[s for s in shapes if s is not None], out_shape=out,
+                          inputs=[i - 1] if i else [-1]))
+    for site in sites:
+        for j in site.inputs:
+            if j >= 0:
+                sites[j].users.append(site.index)
+    return sites
+
+
+def trace_graph(model, input_shape) -> ModelGraph:
+    """The :class:`ModelGraph` of ``model`` on one input of ``input_shape``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        In eval mode.
+    input_shape : tuple of int
+        Channel-first, without the batch axis.
+
+    Returns
+    -------
+    ModelGraph
+        ``n_inputs`` > 1 (and no sites) for a model whose forward takes
+        several tensors.
+
+    Raises
+    ------
+    Exception
+        Whatever the model raises on a zero input of that shape.
+    """
+    import torch
+
+    example = torch.zeros(1, *input_shape)
+    try:
+        gm, sites, n_inputs = _trace_fx(model, example)
+    except Exception:
+        gm, sites, n_inputs = None, None, 1
+    if n_inputs != 1:
+        return ModelGraph([], tuple(input_shape), traced=True, gm=gm, n_inputs=n_inputs)
+    if sites is None:
+        if isinstance(model, torch.jit.ScriptModule):
+            # Compiled TorchScript: neither torch.fx nor hooks see its layers. The rules
+            # have nothing to read; the toolchain still judges it.
+            with torch.no_grad():
+                model(example)
+            return ModelGraph([], tuple(input_shape), traced=False)
+        return ModelGraph(_trace_hooks(model, example), tuple(input_shape), traced=False)
+    return ModelGraph(sites, tuple(input_shape), traced=True, gm=gm)
+
+
+# ---------------------------------------------------------------- layer geometry
+
+
+def _pair(v, n=2):
+    if isinstance(v, (tuple, list)):
+        return tuple(int(x) for x in v) if len(v) == n else tuple(int(v[0]) for _ in range(n))
+    return tuple(int(v) for _ in range(n))
+
+
+def _conv(site: Site):
+    """Geometry of a Conv1d/Conv2d site as a 2-D conv (a Conv1d as its lowered square form)."""
+    m = site.module
+    kind = site.kind
+    if kind not in ("Conv1d", "Conv2d") or m is None:
+        return None
+    one_d = kind == "Conv1d"
+    k = _pair(m.kernel_size, 1 if one_d else 2)
+    s = _pair(m.stride, 1 if one_d else 2)
+    d = _pair(m.dilation, 1 if one_d else 2)
+    pad = m.padding
+    in_shape = site.in_shapes[0] if site.in_shapes else None
+    out_shape = site.out_shape
+    if one_d:
+        k, s, d = (k[0], k[0]), (1, s[0]), (1, d[0])
+        pad = pad if isinstance(pad, str) else (k[0] // 2 if k[0] > 1 else 0, _pair(pad, 1)[0])
+        in_hw = (None, in_shape[1]) if in_shape and len(in_shape) == 2 else None
+        out_hw = (None, out_shape[1]) if out_shape and len(out_shape) == 2 else None
+    else:
+        pad = pad if isinstance(pad, str) else _pair(pad)
+        in_hw = tuple(in_shape[1:]) if in_shape and len(in_shape) == 3 else None
+        out_hw = tuple(out_shape[1:]) if out_shape and len(out_shape) == 3 else None
+    return {"k": k, "s": s, "d": d, "pad": pad, "groups": m.groups, "cin": m.in_channels,
+            "cout": m.out_channels, "in": in_hw, "out": out_hw, "one_d": one_d}
+
+
+def _is_depthwise(g) -> bool:
+    return g["groups"] > 1 and g["groups"] == g["cin"] and g["cout"] % g["cin"] == 0
+
+
+def _same_output(g) -> bool:
+    """True when the conv keeps ceil(n / stride) outputs along every spatial axis ('same')."""
+    if g["in"] is None or g["out"] is None:
+        return True
+    if g["pad"] == "same":
+        return True
+    for n, o, s in zip(g["in"], g["out"], g["s"]):
+        if n is None:
+            continue
+        if o != -(-n // s):
+            return False
+    return True
+
+
+def _pool(site: Site):
+    """(kind, kernel, stride, padding, ceil_mode, in_hw) of a pooling site, or None."""
+    m, kind = site.module, site.kind
+    in_shape = site.in_shapes[0] if site.in_shapes else None
+    if kind in ("MaxPool2d", "AvgPool2d", "MaxPool1d", "AvgPool1d") and m is not None:
+        one_d = kind.endswith("1d")
+        n = 1 if one_d else 2
+        k = _pair(m.kernel_size, n)
+        s = _pair(m.stride if m.stride is not None else m.kernel_size, n)
+        p = _pair(m.padding, n)
+        ceil = bool(m.ceil_mode)
+    elif kind in ("max_pool2d", "avg_pool2d", "max_pool1d", "avg_pool1d"):
+        one_d = kind.endswith("1d")
+        n = 1 if one_d else 2
+        args, kwargs = list(site.params.get("args", ())), site.params.get("kwargs", {})
+        names = ["kernel_size", "stride", "padding"]
+        values = {key: (args[i] if i < len(args) else kwargs.get(key)) for i, key in
+                  enumerate(names)}
+        if not isinstance(values["kernel_size"], (int, tuple, list)):
+            return None  # e.g. F.avg_pool1d(x, x.shape[-1]): resolved only at run time
+        k = _pair(values["kernel_size"], n)
+        stride = values["stride"]
+        s = _pair(stride if isinstance(stride, (int, tuple, list)) and stride != () else
+                  values["kernel_size"], n)
+        p = _pair(values["padding"] or 0, n)
+        ceil = bool(kwargs.get("ceil_mode", False))
+    else:
+        return None
+    if one_d:
+        k, s, p = (k[0], k[0]), (s[0], s[0]), (p[0], p[0])
+        in_hw = (None, in_shape[1]) if in_shape and len(in_shape) == 2 else None
+    else:
+        in_hw = tuple(in_shape[1:]) if in_shape and len(in_shape) == 3 else None
+    return {"max": "max" in kind.lower(), "k": k, "s": s, "p": p, "ceil": ceil, "in": in_hw,
+            "one_d": one_d}
+
+
+def _is_global_pool(site: Site) -> bool:
+    if site.kind in ("AdaptiveAvgPool2d", "AdaptiveAvgPool1d"):
+        size = site.module.output_size
+        return all(v == 1 for v in (size if isinstance(size, (tuple, list)) else (size,)))
+    if site.kind in ("adaptive_avg_pool2d", "adaptive_avg_pool1d"):
+        args = site.params.get("args", ())
+        return bool(args) and args[0] in (1, (1, 1), [1, 1])
+    if site.kind == "mean":
+        return True
+    g = _pool(site)
+    if g and not g["max"] and g["in"]:
+        return all(n is None or k >= n for n, k in zip(g["in"], g["k"]))
+    return False
+
+
+def _relu_site(site: Site) -> bool:
+    return site.kind in ("ReLU", "relu", "relu_")
+
+
+# ---------------------------------------------------------------------------- rules
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One Akida limit, with its check and its fix.
+
+    Attributes
+    ----------
+    id : str
+        Stable identifier (``"square-kernel"``), shown in reports and tests.
+    targets : tuple of str
+        ``"akida2"``, ``"akida1"`` or both.
+    limit : str
+        The limit in words (the documentation table).
+    stage : str
+        Where the real toolchain refuses it: ``"export"``, ``"quantization"``,
+        ``"conversion"`` or ``"mapping"``.
+    status : str
+        ``"fixable"`` (a local edit) or ``"unsupported"`` (no Akida
+        equivalent: redesign that part or run it on the host).
+    check : callable
+        ``check(site, graph, target) -> str | None``: the reason, or None.
+    fix : callable
+        ``fix(site, graph, target) -> str``: what to change, in PyTorch terms.
+    patch : callable, optional
+        ``patch(site, graph, target) -> torch.nn.Module | str | None``: a
+        shape-preserving stand-in for the module (or ``"identity"`` /
+        ``"relu6"`` / ``"drop-add"`` for functional operations) that lets the
+        toolchain check the rest of the model. ``None`` when the fix changes
+        shapes: the toolchain then stops at this operation.
+    messages : tuple of str
+        Lower-case fragments of the toolchain's own messages for this limit.
+    """
+
+    id: str
+    targets: tuple
+    limit: str
+    stage: str
+    status: str
+    check: Callable
+    fix: Callable
+    patch: Callable | None = None
+    messages: tuple = ()
+
+    def applies(self, target: str) -> bool:
+        return target in self.targets
+
+
+@dataclass
+class Finding:
+    """A rule that an operation of the model violates."""
+
+    rule: Rule
+    site: Site
+    reason: str
+    fix: str
+
+    @property
+    def status(self) -> str:
+        return self.rule.status
+
+    @property
+    def stage(self) -> str:
+        return self.rule.stage
+
+
+# ---- checks -----------------------------------------------------------------------
+
+
+def _recurrent(site, graph, target):
+    if site.kind in _RECURRENT:
+        return f"{site.kind}: Akida has no recurrent layers"
+    return None
+
+
+def _as_image(graph) -> str:
+    """'the 49x10 input (padded to 50x10 …)': the input seen as a one-channel image."""
+    shape = graph.input_shape
+    if len(shape) != 3:
+        return "the (time x features) input"
+    h, w = shape[-2:]
+    text = f"the {h}x{w} (time x features) input"
+    if h % 2 or w % 2:
+        text += (f", zero-padded to {h + h % 2}x{w + w % 2} so that MaxPool2d(2) sees an even "
+                 "map,")
+    return text
+
+
+def _recurrent_fix(site, graph, target):
+    return (f"replace the recurrence by convolutions over time: treat {_as_image(graph)} as a "
+            "one-channel image and use Conv2d with square kernels (e.g. Conv2d(1, 16, 3, "
+            "padding=1) → ReLU6 → MaxPool2d(2) → Conv2d(16, 16, 3, padding=1) → ReLU6 → Flatten "
+            "→ Linear), as keyword-spotting DS-CNNs do")
+
+
+def _attention(site, graph, target):
+    if site.kind in _ATTENTION:
+        return f"{site.kind}: attention has no Akida layer"
+    if site.kind in _MATMUL_FUNCS and not site.has_constant_input and len(site.inputs) >= 2:
+        return f"{site.kind} of two activations (attention scores): Akida multiplies " \
+               "activations only by trained weights"
+    return None
+
+
+def _attention_fix(site, graph, target):
+    return (f"replace the attention block by convolutions: treat {_as_image(graph)} as a "
+            "one-channel image and use Conv2d with square kernels (e.g. Conv2d(1, 16, 3, "
+            "padding=1) → ReLU6 → MaxPool2d(2) → Conv2d(16, 16, 3, padding=1) → ReLU6 → Flatten "
+            "→ Linear)")
+
+
+def _square_kernel(site, graph, target):
+    g = _conv(site)
+    if g and not g["one_d"] and g["k"][0] != g["k"][1]:
+        return f"kernel {g['k'][0]}x{g['k'][1]} is not square (Akida takes k x k kernels)"
+    return None
+
+
+def _best_kernel(k: int, allowed) -> int:
+    odd = [a for a in allowed if a > 1] or list(allowed)
+    below = [a for a in odd if a <= max(k, min(odd))]
+    return max(below) if below else min(odd)
+
+
+def _conv_fix_text(site, graph, target, k=None):
+    g = _conv(site)
+    lim = LIMITS[target]
+    allowed = lim["input_kernels"] if graph.is_input_layer(site) else lim["kernels"]
+    k = k or _best_kernel(max(g["k"]), allowed)
+    stride = g["s"][1] if g["one_d"] else g["s"][0]
+    extra = f", stride={stride}" if stride != 1 else ""
+    if target == "akida1" and not g["one_d"] and g["s"] == (2, 2) and g["in"] is not None and \
+            any(n is not None and n % 2 == 0 for n in g["in"]):
+        extra = ", stride=1 (see the stride-2 fix)"
+    return f"kernel_size={k}, padding={k // 2}{extra}"
+
+
+def _square_fix(site, graph, target):
+    return (f"use a square kernel: {_conv_fix_text(site, graph, target)} (same output size "
+            "for an odd k)")
+
+
+def _kernel_size(site, graph, target):
+    g = _conv(site)
+    if g is None:
+        return None
+    lim = LIMITS[target]
+    first = graph.is_input_layer(site)
+    allowed = lim["input_kernels"] if first else lim["kernels"]
+    ks = set(g["k"]) if not g["one_d"] else {g["k"][0]}
+    if first and target == "akida2" and ks == {4} and g["s"] == (2, 2):
+        return None  # an even input kernel maps with stride 2 ("SameUpper")
+    if len(ks) > 1:
+        return None  # not square: the square-kernel rule's fix gives an allowed size
+    bad = [k for k in ks if k not in allowed]
+    if bad:
+        where = "the input layer" if first else "this layer"
+        return (f"kernel size {bad[0]}: {where} takes kernels of "
+                f"{', '.join(map(str, allowed))}")
+    return None
+
+
+def _kernel_fix(site, graph, target):
+    return f"use {_conv_fix_text(site, graph, target)}"
+
+
+def _input_channels(site, graph, target):
+    g = _conv(site)
+    if g and graph.is_input_layer(site) and g["cin"] not in LIMITS[target]["input_channels"]:
+        return f"the input layer takes 1 or 3 channels, this one {g['cin']}"
+    return None
+
+
+def _input_channels_fix(site, graph, target):
+    c = _conv(site)["cin"]
+    if c == 2:
+        return ("give the model 3 input channels: pad the input with a zero channel "
+                "(x = F.pad(x, (0, 0, 0, 0, 0, 1)) in preprocessing) and use "
+                f"nn.Conv2d(3, {_conv(site)['cout']}, ...)")
+    return (f"give the model 1 or 3 input channels: stack the {c} channels along the height "
+            f"axis as one channel (input 1 x {c}·H x W) and use nn.Conv2d(1, "
+            f"{_conv(site)['cout']}, ...), or keep 3 of them")
+
+
+def _input_size(site, graph, target):
+    if not graph.is_input_layer(site):
+        return None
+    g = _conv(site)
+    if g is None or g["in"] is None:
+        return None
+    lim = LIMITS[target]
+    h, w = g["in"]
+    problems = []
+    if w is not None and w > lim["max_width"]:
+        problems.append(f"width {w} > {lim['max_width']}")
+    if w is not None and w < lim["min_width"]:
+        problems.append(f"width {w} < {lim['min_width']}")
+    if h is not None and h < lim["min_height"]:
+        problems.append(f"height {h} < {lim['min_height']}")
+    if problems:
+        return "input " + " and ".join(problems) + " (the input layer's limits)"
+    return None
+
+
+def _input_size_fix(site, graph, target):
+    lim = LIMITS[target]
+    g = _conv(site)
+    h, w = g["in"]
+    parts = []
+    if w is not None and w > lim["max_width"]:
+        factor = math.ceil(w / lim["max_width"])
+        parts.append(f"at most {lim['max_width']} columns: decimate the signal by {factor} "
+                     f"(width {w} → {-(-w // factor)}) or cut it into windows of "
+                     f"≤ {lim['max_width']}")
+    if h is not None and h < lim["min_height"]:
+        parts.append(f"at least {lim['min_height']} rows (repeat or pad the rows)")
+    if w is not None and w < lim["min_width"]:
+        parts.append(f"at least {lim['min_width']} columns")
+    return "give the input " + "; ".join(parts)
+
+
+def _dilation(site, graph, target):
+    g = _conv(site)
+    if g and any(d != 1 for d in g["d"]):
+        return f"dilation {max(g['d'])}: Akida convolutions are not dilated"
+    return None
+
+
+def _dilation_fix(site, graph, target):
+    g = _conv(site)
+    span = (max(g["k"]) - 1) * max(g["d"]) + 1
+    k = _best_kernel(span, LIMITS[target]["kernels"])
+    return (f"use dilation=1 with kernel_size={k}, padding={k // 2} (a {span}-sample span needs "
+            "stacked convolutions or pooling before this layer)")
+
+
+def _groups(site, graph, target):
+    g = _conv(site)
+    if g and g["groups"] > 1 and not _is_depthwise(g):
+        return f"grouped convolution (groups={g['groups']})"
+    return None
+
+
+def _groups_fix(site, graph, target):
+    g = _conv(site)
+    return (f"use groups=1 (a full convolution), or a depthwise nn.Conv2d({g['cin']}, "
+            f"{g['cin']}, k, groups={g['cin']}) followed by a 1x1 nn.Conv2d({g['cin']}, "
+            f"{g['cout']}, 1)")
+
+
+def _stride(site, graph, target):
+    g = _conv(site)
+    if g is None:
+        return None
+    s = g["s"][1] if g["one_d"] else max(g["s"])
+    if s not in LIMITS[target]["strides"] or (not g["one_d"] and g["s"][0] != g["s"][1]):
+        return f"stride {g['s'] if not g['one_d'] else s}: Akida convolutions take stride 1 or 2"
+    return None
+
+
+def _stride_fix(site, graph, target):
+    g = _conv(site)
+    s = g["s"][1] if g["one_d"] else max(g["s"])
+    pools = max(1, round(math.log2(max(s, 2))))
+    pool = "nn.MaxPool1d(2)" if g["one_d"] else "nn.MaxPool2d(2)"
+    if target == "akida2" and pools > 1:
+        return (f"use stride=2 (padding=k//2) here and down-sample the remaining {s // 2}x "
+                f"with {pools - 1} x {pool} after the activation of an earlier convolution")
+    return (f"use stride=1 (padding=k//2) and down-sample by {s} with {pools} x {pool}: one "
+            "after this convolution's activation, the others after earlier convolutions")
+
+
+def _stride2_even(site, graph, target):
+    """Akida 1.0 path: a stride-2 conv padded k//2 on an even map is not Keras 'same'.
+
+    PyTorch pads (k//2, k//2); Keras/Akida 'same' pads (k//2 - 1, k//2) there,
+    so the 4-bit bridge refuses it (measured; an exact flipped route may lift this).
+    """
+    g = _conv(site)
+    if g is None or g["one_d"] or g["s"] != (2, 2) or g["in"] is None or g["pad"] == "same":
+        return None
+    if not _same_output(g) or not any(n is not None and n % 2 == 0 for n in g["in"]):
+        return None
+    pad = g["pad"] if isinstance(g["pad"], tuple) else (0, 0)
+    if any(p for p in pad):
+        return (f"stride 2 with padding={pad[0]} on an even {g['in'][0]}x{g['in'][1]} map: "
+                "PyTorch pads both sides, Akida 1.0's 'same' pads one side less before")
+    return None
+
+
+def _stride2_stand_in(site, graph, target, k=None):
+    """Stride 1 and a 2x2 max pooling in its place (same output shape on an even map).
+
+    A depthwise conv gets the pooling before it (a separable block stays depthwise →
+    pointwise); another conv after it, with the BatchNorm that follows it moved in between
+    so that it still folds (the BatchNorm itself becomes an identity).
+    """
+    import copy
+
+    from torch import nn
+
+    g = _conv(site)
+    m = site.module
+    k = k or (g["k"][0] if g["k"][0] == g["k"][1] and g["k"][0] % 2 else 3)
+    conv = nn.Conv2d(g["cin"], g["cout"], k, padding=k // 2, groups=m.groups,
+                     bias=m.bias is not None)
+    if any(n is None or n % 2 for n in g["in"] or (None,)):
+        return None  # an odd side: 2x2 pooling would not give the strided conv's shape
+    if _is_depthwise(g):
+        return nn.Sequential(nn.MaxPool2d(2), conv).eval()
+    nxt = [graph.sites[i] for i in site.users]
+    if len(nxt) == 1 and nxt[0].kind == "BatchNorm2d" and nxt[0].module is not None:
+        stand_in = nn.Sequential(conv, copy.deepcopy(nxt[0].module), nn.MaxPool2d(2)).eval()
+        return [(site, stand_in), (nxt[0], "identity")]
+    return nn.Sequential(conv, nn.MaxPool2d(2)).eval()
+
+
+def _padding(site, graph, target):
+    g = _conv(site)
+    if g is None or _same_output(g):
+        return None
+    if target == "akida1" and graph.is_input_layer(site):
+        return None  # Akida 1.0's input layer maps with 'valid' padding (measured)
+    return (f"'valid' padding (padding={site.module.padding}): the output is "
+            f"{'x'.join(str(v) for v in g['out'] if v is not None)}, not the "
+            f"{'x'.join(str(-(-n // s)) for n, s in zip(g['in'], g['s']) if n is not None)} "
+            "of 'same' padding")
+
+
+def _padding_fix(site, graph, target):
+    g = _conv(site)
+    k = max(g["k"])
+    return (f"use padding={k // 2} ('same') and update the layers after it for the larger map "
+            "(e.g. the Linear's in_features)")
+
+
+def _maxpool(site, graph, target):
+    p = _pool(site)
+    if p is None or not p["max"]:
+        return None
+    problems = []
+    if p["k"] != (2, 2) or p["s"] != (2, 2):
+        problems.append(f"kernel {p['k'][0]}, stride {p['s'][0]}")
+    if any(p["p"]):
+        problems.append(f"padding {p['p'][0]}")
+    if p["ceil"]:
+        problems.append("ceil_mode=True")
+    odd = p["in"] is not None and any(n is not None and n % 2 for n in p["in"])
+    if odd and not problems:
+        problems.append(f"an odd {'x'.join(str(n) for n in p['in'] if n is not None)} input")
+    if problems:
+        return ("max pooling with " + ", ".join(problems) + ": Akida pools 2x2 with stride 2, "
+                "no padding, on even-sized maps")
+    return None
+
+
+def _maxpool_fix(site, graph, target):
+    p = _pool(site)
+    pool = "nn.MaxPool1d(2)" if p["one_d"] else "nn.MaxPool2d(2)"
+    text = f"use {pool} (kernel 2, stride 2, padding 0)"
+    if p["in"] is not None and any(n is not None and n % 2 for n in p["in"]):
+        text += (f" on an even-sized map (this one is "
+                 f"{'x'.join(str(n) for n in p['in'] if n is not None)}: choose an input size "
+                 "divisible by 2 for each pooling, and padding=k//2 in the convolutions)")
+    return text
+
+
+_CONV_TAIL = {"BatchNorm1d", "BatchNorm2d", "ReLU", "ReLU6", "Hardtanh", "relu", "relu6",
+              "hardtanh", "clamp"}
+
+
+def _pool_after_conv(site, graph, target):
+    """A max pooling must close a convolution (Conv → [BN] → [ReLU] → MaxPool)."""
+    p = _pool(site)
+    if p is None or not p["max"]:
+        return None
+    prev = graph.previous_op(site, skip=_TRANSPARENT | _CONV_TAIL | _OTHER_ACTIVATIONS |
+                             _SQUASHING)  # activations have their own rules
+    if prev is None:
+        return "max pooling of the model input: Akida pools only the output of a convolution"
+    if prev.kind not in ("Conv2d", "Conv1d"):
+        return (f"max pooling after {prev.kind} ({prev.name}): Akida pools only the output of "
+                "a convolution")
+    return None
+
+
+def _pool_after_conv_fix(site, graph, target):
+    prev = graph.previous_op(site, skip=_TRANSPARENT | _CONV_TAIL)
+    where = f" ({prev.name})" if prev is not None else ""
+    c = site.in_shapes[0][0] if site.in_shapes else "C"
+    return (f"give the map{where} an nn.Conv2d({c}, {c}, 3, padding=1) → nn.ReLU6() before this "
+            "pooling (and keep an unpooled convolution between it and a Flatten → Linear)")
+
+
+def _conv_then_pool(site, graph, target):
+    """Stand-in: a 3x3 conv and ReLU6 in front of the pooling (same output shape)."""
+    from torch import nn
+
+    shape = site.in_shapes[0] if site.in_shapes else None
+    if shape is None or len(shape) != 3 or site.module is None:
+        return None
+    return nn.Sequential(nn.Conv2d(shape[0], shape[0], 3, padding=1), nn.ReLU6(),
+                         copy_module(site.module)).eval()
+
+
+def copy_module(module):
+    import copy
+
+    return copy.deepcopy(module)
+
+
+def _avgpool(site, graph, target):
+    p = _pool(site)
+    if p is None or p["max"] or _is_global_pool(site):
+        return None
+    if target == "akida2":
+        return f"average pooling over {p['k'][0]}x{p['k'][1]} windows (not the whole map)"
+    return None
+
+
+def _avgpool_fix(site, graph, target):
+    return ("use nn.MaxPool2d(2) to down-sample, or nn.AdaptiveAvgPool2d(1) (global average "
+            "pooling) after the last convolution")
+
+
+def _gap_area(site, graph, target):
+    limit = LIMITS[target]["gap_area"]
+    if limit is None or not _is_global_pool(site):
+        return None
+    shape = site.in_shapes[0] if site.in_shapes else None
+    if shape and len(shape) == 3 and shape[1] * shape[2] > limit:
+        return (f"global average pooling over {shape[1]}x{shape[2]} = {shape[1] * shape[2]} "
+                f"positions (at most {limit})")
+    return None
+
+
+def _gap_area_fix(site, graph, target):
+    shape = site.in_shapes[0]
+    side = int(math.isqrt(LIMITS[target]["gap_area"]))
+    return (f"down-sample the {shape[1]}x{shape[2]} map to at most {side}x{side} before it "
+            "(nn.MaxPool2d(2) after an earlier convolution)")
+
+
+def _pooled_before_dense(site, graph, target):
+    """A max pool ending the convolution stack right before the Dense."""
+    p = _pool(site)
+    if p is None or not p["max"]:
+        return None
+    nxt = graph.next_ops(site, skip=_TRANSPARENT | {"ReLU", "ReLU6", "Hardtanh", "relu",
+                                                       "relu6", "hardtanh", "clamp"})
+    if nxt and all(n.kind == "Linear" for n in nxt):
+        return ("the last convolution is max-pooled and hands over to a Dense layer; in "
+                "hardware a pooled convolution must be followed by another convolution")
+    return None
+
+
+def _pooled_before_dense_fix(site, graph, target):
+    shape = site.out_shape or (None, None, None)
+    c, h, w = shape if len(shape) == 3 else (shape[0], 1, shape[-1])
+    limit = LIMITS[target]["dense_inputs"] or 2048
+    channels = max(1, min(c or 8, limit // max(1, (h or 1) * (w or 1))))
+    return (f"add an unpooled nn.Conv2d({c}, {channels}, 3, padding=1) → nn.ReLU6() between "
+            f"this pooling and the Flatten (Linear in_features = {channels * (h or 1) * (w or 1)})")
+
+
+def _dense_input(site, graph, target):
+    limit = LIMITS[target]["dense_inputs"]
+    if limit is None or site.kind != "Linear":
+        return None
+    if site.module.in_features > limit:
+        return f"Linear with {site.module.in_features} inputs (a fully-connected NP takes " \
+               f"at most {limit})"
+    return None
+
+
+def _dense_input_fix(site, graph, target):
+    n = site.module.in_features
+    limit = LIMITS[target]["dense_inputs"]
+    conv = graph.previous_weighted(site)
+    g = _conv(conv) if conv is not None else None
+    if g and not g["one_d"] and g["out"] and all(v is not None for v in g["out"]):
+        area = max(1, n // g["cout"])  # positions per channel reaching the Linear
+        if not _same_output(g):  # its padding fix (also reported) enlarges the map
+            same = [-(-size // stride) for size, stride in zip(g["in"], g["s"])]
+            area = area * same[0] * same[1] // (g["out"][0] * g["out"][1])
+        channels = max(1, limit // area)
+        return (f"bring the Linear's {n} inputs to ≤ {limit}: give the last convolution "
+                f"({conv.name}) at most {channels} output channels ({channels} x {area} "
+                f"positions = {channels * area} features), or add nn.MaxPool2d(2) followed by "
+                "an unpooled Conv2d before the Flatten")
+    return f"bring the Linear's {n} inputs to ≤ {limit} (fewer features before it)"
+
+
+def _dense_input_layer(site, graph, target):
+    if site.kind == "Linear" and graph.is_input_layer(site):
+        return "the model starts with a Linear layer: Akida's input layer is a convolution"
+    return None
+
+
+def _dense_input_layer_fix(site, graph, target):
+    c = graph.input_shape[0] if len(graph.input_shape) == 3 else 1
+    return (f"start with a convolution on the image: nn.Conv2d({c}, 8, 3, padding=1) → "
+            "nn.ReLU6() before the Flatten (Linear in_features = 8 x H x W, at most 2048)")
+
+
+def _conv_before_flatten(site, graph, target):
+    """Stand-in for a Linear input layer: a 3x3 conv in front of the Flatten that feeds it."""
+    from torch import nn
+
+    prev = graph.previous_op(site, skip=set())
+    shape = graph.input_shape
+    if prev is None or prev.kind != "Flatten" or len(shape) != 3 or prev.module is None:
+        return None
+    c = shape[0]
+    # 8 channels first: QuantizeML's Keras path refuses a one-channel input convolution.
+    stand_in = nn.Sequential(nn.Conv2d(c, 8, 3, padding=1), nn.ReLU6(), nn.Conv2d(8, c, 1),
+                             nn.ReLU6(), nn.Flatten(prev.module.start_dim, prev.module.end_dim))
+    return (prev, stand_in.eval())
+
+
+def _bounded(site, graph, target):
+    if site.kind in ("ReLU", "relu", "relu_"):
+        return "ReLU without a maximum: Akida 1.0 quantizes activations to a fixed range"
+    if site.kind in ("Hardtanh", "hardtanh", "clamp", "clip", "clamp_"):
+        low, high = _clamp_bounds(site)
+        if low not in (0, 0.0) or high is None or high <= 0:
+            return f"{site.kind}(min={low}, max={high}): Akida 1.0 takes only clamped ReLUs " \
+                   "(min 0, max > 0)"
+    return None
+
+
+def _clamp_bounds(site):
+    if site.module is not None:
+        return site.module.min_val, site.module.max_val
+    args, kwargs = list(site.params.get("args", ())), site.params.get("kwargs", {})
+    low = args[0] if args else kwargs.get("min", kwargs.get("min_val"))
+    high = args[1] if len(args) > 1 else kwargs.get("max", kwargs.get("max_val"))
+    if site.kind == "hardtanh":
+        low = -1.0 if low is None else low
+        high = 1.0 if high is None else high
+    return low, high
+
+
+def _bounded_fix(site, graph, target):
+    if site.module is None:
+        return "use F.relu6(x) (or torch.clamp(x, 0, m)) instead of F.relu(x)"
+    return "use nn.ReLU6() (or nn.Hardtanh(0, m)) instead of nn.ReLU()"
+
+
+_MAX_POOLS = {"MaxPool2d", "MaxPool1d", "max_pool2d", "max_pool1d"}
+
+
+def _other_activation(site, graph, target):
+    if site.kind not in _OTHER_ACTIVATIONS:
+        return None
+    if target == "akida1":
+        return f"{site.kind}: Akida 1.0 has only ReLU-type activations"
+    # Akida 2.0 takes it as the activation of a Conv/Linear, but not with max pooling
+    # (measured: Conv → GELU passes; Conv → GELU → MaxPool and Conv → MaxPool → GELU fail).
+    prev = graph.previous_op(site, skip=_TRANSPARENT | {"BatchNorm1d", "BatchNorm2d"})
+    if prev is None or prev.kind not in _WEIGHTED:
+        after = prev.kind if prev is not None else "the input"
+        return f"{site.kind} after {after}: Akida 2.0 takes it only right after a Conv/Linear"
+    if any(n.kind in _MAX_POOLS for n in graph.next_ops(site)):
+        return f"{site.kind} followed by max pooling: Akida 2.0 pools only ReLU activations"
+    return None
+
+
+def _other_activation_fix(site, graph, target):
+    return "use nn.ReLU6() instead (then fine-tune: the activation changes the function)"
+
+
+def _squashing_inside(site, graph, target):
+    if site.kind in _SQUASHING and not graph.is_last_compute(site):
+        return f"{site.kind} inside the network: no quantizable pattern"
+    return None
+
+
+def _squashing_fix(site, graph, target):
+    return (f"remove it, or use nn.ReLU6() instead ({site.kind} is supported only as the "
+            "model's last op)")
+
+
+def _softmax_inside(site, graph, target):
+    if site.kind in _SOFTMAX and not graph.is_last_compute(site):
+        return f"{site.kind} inside the network: Akida has no softmax layer"
+    return None
+
+
+def _softmax_inside_fix(site, graph, target):
+    return "remove it (a softmax is supported only as the model's last op, run on the host)"
+
+
+def _batchnorm(site, graph, target):
+    if site.kind not in ("BatchNorm1d", "BatchNorm2d"):
+        return None
+    prev = graph.previous_op(site, skip=set())
+    if prev is not None and prev.kind in _WEIGHTED and len(prev.users) == 1:
+        return None  # folded into the Conv/Linear before it (by the exporter / the 4-bit path)
+    if target == "akida1" and site.name not in graph.unfoldable:
+        return None  # the Akida 1.0 path folds it (fold_batchnorm)
+    if target == "akida2" and _after_conv_through_max_pool(site, graph) and \
+            _positive_scales(site):
+        return None  # QuantizeML folds it through the max pooling (measured; scales > 0)
+    where = f"after {prev.kind}" if prev is not None else "at the input"
+    return f"BatchNorm {where}: only a BatchNorm right after a Conv/Linear folds away"
+
+
+def _after_conv_through_max_pool(site, graph) -> bool:
+    """Conv → MaxPool(s) → BN, with nothing else between."""
+    i = site.inputs[0] if site.inputs else -1
+    pools = 0
+    while i >= 0:
+        s = graph.sites[i]
+        if s.kind in _MAX_POOLS:
+            pools += 1
+        elif s.kind in ("Conv2d", "Conv1d"):
+            return pools > 0 and len(s.users) == 1
+        elif s.kind not in _TRANSPARENT:
+            return False
+        i = s.inputs[0] if s.inputs else -1
+    return False
+
+
+def _positive_scales(site) -> bool:
+    m = site.module
+    if m is None or m.weight is None:
+        return True
+    return bool((m.weight.detach() / (m.running_var + m.eps).sqrt() > 0).all())
+
+
+def _batchnorm_fix(site, graph, target):
+    if site.name in graph.foldable and target == "akida2":
+        direction, into = graph.foldable[site.name]
+        return (f"call akida_workflows.folding.fold_batchnorm(model) before export: it folds "
+                f"this BatchNorm {direction} into {into} exactly")
+    conv = graph.previous_weighted(site)
+    between = []
+    i = site.inputs[0] if site.inputs else -1
+    while i >= 0 and conv is not None and i != conv.index:
+        between.append(graph.sites[i])
+        i = graph.sites[i].inputs[0] if graph.sites[i].inputs else -1
+    between.reverse()
+    if conv is None:
+        return "remove it, or place it right after a Conv2d/Linear where it folds"
+    order = " → ".join([conv.kind, "BN"] + [s.kind for s in between])
+    exact = ""
+    pools = [s for s in between if s.kind not in ("ReLU", "ReLU6", "relu", "relu6", "Hardtanh")]
+    acts = [s for s in between if s not in pools]
+    if not acts and site.module is not None:
+        scale = (site.module.weight / (site.module.running_var + site.module.eps).sqrt())
+        if bool((scale > 0).all()) or all("Avg" in s.kind or "avg" in s.kind for s in pools):
+            exact = " (exactly equivalent here: its scales are positive)"
+        else:
+            exact = " (fine-tune after: some of its scales are negative, so the order matters)"
+    else:
+        exact = " (then fine-tune: the activation no longer sees the normalised values)"
+    return (f"move the BatchNorm right after {conv.name} ({order}), where it folds into the "
+            f"convolution{exact}")
+
+
+def _residual(site, graph, target):
+    if site.kind in ("add", "Add") and len([i for i in site.inputs]) >= 2 \
+            and not site.has_constant_input:
+        return "residual addition: Akida 1.0 has no merge layers"
+    return None
+
+
+def _residual_fix(site, graph, target):
+    return ("use --target akida2 (Akida 2.0 runs residual additions), or drop the skip "
+            "connection for Akida 1.0")
+
+
+def _depthwise_alone(site, graph, target):
+    g = _conv(site)
+    if g is None or not _is_depthwise(g):
+        return None
+    nxt = graph.next_ops(site, skip=_TRANSPARENT | {"BatchNorm2d"})
+    ok = len(nxt) == 1 and nxt[0].kind == "Conv2d" and _conv(nxt[0])["groups"] == 1 and \
+        _conv(nxt[0])["k"] == (1, 1)
+    if not ok:
+        after = ", ".join(n.kind for n in nxt) or "nothing"
+        return (f"depthwise convolution followed by {after}: Akida 1.0 runs a depthwise "
+                "convolution only as the first half of a separable block")
+    return None
+
+
+def _depthwise_fix(site, graph, target):
+    nxt = graph.next_ops(site, skip=_TRANSPARENT | {"BatchNorm2d"})
+    acts = [n.name for n in nxt if n.kind in ("ReLU", "ReLU6", "Hardtanh", "relu", "relu6")]
+    if acts:
+        return (f"feed it straight into the 1x1 Conv2d: remove {acts[0]} between them "
+                "(depthwise → BN → pointwise → BN → ReLU6, an Akida 1.0 separable block)")
+    g = _conv(site)
+    return (f"follow it directly with a 1x1 nn.Conv2d({g['cout']}, C, 1) (depthwise → pointwise "
+            "→ ReLU6, an Akida 1.0 separable block)")
+
+
+def _depthwise_patch(site, graph, target):
+    return "identity-next-activation"
+
+
+def _identity(site, graph, target):
+    return "identity"
+
+
+def _relu6(site, graph, target):
+    return "relu6"
+
+
+def _drop_add(site, graph, target):
+    return "drop-add"
+
+
+def _safe_conv(site, graph, target):
+    """A conv with an allowed square kernel, same stride/output shape: lets the check go on."""
+    import torch
+    from torch import nn
+
+    g = _conv(site)
+    if g is None or g["one_d"] or g["s"][0] != g["s"][1] or g["s"][0] not in (1, 2):
+        return None
+    if target == "akida1" and _stride2_even(site, graph, target) is not None or (
+            target == "akida1" and g["s"] == (2, 2) and g["in"] is not None
+            and all(n is not None and n % 2 == 0 for n in g["in"])):
+        return _stride2_stand_in(site, graph, target, k=3)
+    groups = g["cin"] if _is_depthwise(g) and g["cout"] == g["cin"] else 1
+    for k in (3, 1):
+        conv = nn.Conv2d(g["cin"], g["cout"], k, stride=g["s"][0], padding=k // 2, groups=groups,
+                         bias=site.module.bias is not None)
+        shape = site.in_shapes[0] if site.in_shapes else None
+        if shape is None or site.out_shape is None:
+            return None
+        with torch.no_grad():
+            out = conv(torch.zeros(1, *shape))
+        if tuple(out.shape[1:]) == tuple(site.out_shape):
+            conv.eval()
+            return conv
+    return None
+
+
+#: The table, in checking order.
+RULES: tuple[Rule, ...] = (
+    Rule("recurrent", TARGETS, "no recurrent layers (LSTM, GRU, RNN)", "quantization",
+         "unsupported", _recurrent, _recurrent_fix,
+         messages=("lstm", "gru", "recurrent")),
+    Rule("attention", TARGETS, "no attention (activation x activation products)",
+         "quantization", "unsupported", _attention, _attention_fix, messages=("matmul",)),
+    Rule("input-layer-dense", TARGETS, "the input layer is a convolution", "quantization",
+         "fixable", _dense_input_layer, _dense_input_layer_fix, patch=_conv_before_flatten),
+    Rule("input-channels", TARGETS, "input layer: 1 or 3 channels", "conversion", "fixable",
+         _input_channels, _input_channels_fix,
+         messages=("must have 1 or 3 channels", "can only handle weights with 1, 2 or 4 bits")),
+    Rule("input-size", TARGETS,
+         "input layer: height ≥ 5, width 5…384 (Akida 2.0) / 5…256 (Akida 1.0)", "mapping",
+         "fixable", _input_size, _input_size_fix,
+         messages=("unsupported input size", "input first dimension")),
+    Rule("square-kernel", TARGETS, "square k x k kernels", "conversion", "fixable",
+         _square_kernel, _square_fix, patch=_safe_conv,
+         messages=("kernels are expected to be square", "kernel size should be symmetric",
+                   "kernel width and height must be equal")),
+    Rule("kernel-size", TARGETS, "kernels 3/5/7 in the input layer, 1/3/5/7 after it",
+         "mapping", "fixable", _kernel_size, _kernel_fix, patch=_safe_conv,
+         messages=("unsupported kernel size", "kernel size must be", "kernel size should be",
+                   "'sameupper' padding mode is only supported")),
+    Rule("dilation", TARGETS, "no dilation", "quantization", "fixable", _dilation,
+         _dilation_fix, patch=_safe_conv, messages=("dilation",)),
+    Rule("groups", TARGETS, "groups = 1 or depthwise (groups = in_channels)", "quantization",
+         "fixable", _groups, _groups_fix, patch=_safe_conv, messages=("grouped",)),
+    Rule("stride", TARGETS, "convolution stride 1 or 2", "mapping", "fixable", _stride,
+         _stride_fix, messages=("stride",)),
+    Rule("same-padding", TARGETS,
+         "'same' padding (padding = k // 2); Akida 1.0's input layer also takes 'valid'",
+         "mapping", "fixable", _padding, _padding_fix,
+         messages=("only padding 'same'", "is not keras/akida 'same' padding")),
+    Rule("max-pool", TARGETS, "max pooling 2x2, stride 2, no padding, even-sized maps",
+         "conversion", "fixable", _maxpool, _maxpool_fix,
+         messages=("maxpool", "max-pooling size", "pooling_y", "must have the same padding as")),
+    Rule("pool-after-conv", TARGETS, "max pooling only right after a convolution",
+         "quantization", "fixable", _pool_after_conv, _pool_after_conv_fix,
+         patch=_conv_then_pool),
+    Rule("avg-pool", ("akida2",), "average pooling only over the whole map (global)",
+         "quantization", "fixable", _avgpool, _avgpool_fix, messages=("averagepool",)),
+    Rule("gap-area", ("akida2",), "global average pooling over ≤ 144 positions", "mapping",
+         "fixable", _gap_area, _gap_area_fix, messages=("global average pooling",)),
+    Rule("pooled-before-dense", ("akida2",),
+         "the last convolution before a Dense is unpooled (the Akida 1.0 bridge inserts an "
+         "identity convolution)",
+         "mapping", "fixable", _pooled_before_dense, _pooled_before_dense_fix,
+         messages=("must be followed by",)),
+    Rule("dense-inputs", ("akida2",), "Dense input ≤ 2048 features", "mapping", "fixable",
+         _dense_input, _dense_input_fix, messages=("too large to fit in a fnp",)),
+    Rule("bounded-activation", ("akida1",), "bounded activations (ReLU6 / clamp)",
+         "quantization", "fixable", _bounded, _bounded_fix, patch=_relu6,
+         messages=("bounded activations",)),
+    Rule("activation", TARGETS,
+         "ReLU-type activations (Akida 2.0 also others right after a Conv/Linear, unpooled)",
+         "quantization", "fixable",
+         _other_activation, _other_activation_fix, patch=_relu6),
+    Rule("squashing-inside", TARGETS, "Sigmoid/Tanh only as the last op", "quantization",
+         "unsupported", _squashing_inside, _squashing_fix, patch=_identity),
+    Rule("softmax-inside", TARGETS, "softmax only as the last op", "quantization",
+         "unsupported", _softmax_inside, _softmax_inside_fix, patch=_identity),
+    Rule("batchnorm", TARGETS, "BatchNorm right after a Conv/Linear (folded)", "quantization",
+         "fixable", _batchnorm, _batchnorm_fix, patch=_identity,
+         messages=("batchnormalization", "batchnorm")),
+    Rule("residual", ("akida1",), "no residual additions on Akida 1.0", "conversion",
+         "unsupported", _residual, _residual_fix, patch=_drop_add,
+         messages=("branches or merges", "residual")),
+    Rule("depthwise-separable", ("akida1",),
+         "depthwise convolutions only inside separable blocks (depthwise → 1x1)",
+         "conversion", "fixable", _depthwise_alone, _depthwise_fix, patch=_depthwise_patch,
+         messages=("depthwiseconv2d", "separable")),
+)
+
+
+def rules_for(target: str) -> list[Rule]:
+    """The rules that apply to ``target``, in checking order."""
+    return [rule for rule in RULES if rule.applies(target)]
+
+
+def check_graph(graph: ModelGraph, target: str) -> list[Finding]:
+    """Every rule violation of the model, in execution order then table order."""
+    findings = []
+    for site in graph.sites:
+        for rule in rules_for(target):
+            reason = rule.check(site, graph, target)
+            if reason:
+                findings.append(Finding(rule, site, reason, rule.fix(site, graph, target)))
+    return findings
+
+
+def rule_for_message(message: str, target: str) -> Rule | None:
+    """The rule whose limit a toolchain message reports, if any (first in table order)."""
+    text = message.lower()
+    for rule in rules_for(target):
+        if any(fragment in text for fragment in rule.messages):
+            return rule
+    return None
+
+
+def limits_table(target: str | None = None):
+    """The rule table as a :class:`~akida_workflows.evaluate.Table` (id, targets, limit, stage)."""
+    from .evaluate import Table
+
+    rows = [{"rule": r.id, "targets": ", ".join(r.targets), "limit": r.limit,
+             "refused at": r.stage, "status": r.status}
+            for r in RULES if target is None or r.applies(target)]
+    return Table(rows, title="Akida limits checked by check_compatibility")

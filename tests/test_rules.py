@@ -1,0 +1,352 @@
+"""One test per rule of the table: a model that violates only that rule, and the same model
+with the rule's printed fix applied. The real toolchain decides both (slow tests); the rule
+table must flag the first and nothing in the second (fast tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+from torch import nn
+from zoo import real_toolchain
+
+from akida_workflows.rules import RULES, check_graph, limits_table, rule_for_message, trace_graph
+
+S = (1, 16, 16)
+R6 = nn.ReLU6
+
+
+def net(first=None, mid=(), shape=S, c=8, head=None, flatten_relu=False):
+    """first conv → ReLU6 → mid… → Flatten → Linear(…, 10) (head replaces the Flatten/Linear)."""
+    torch.manual_seed(0)
+    layers = [first if first is not None else nn.Conv2d(shape[0], c, 3, padding=1), R6()]
+    layers += list(mid)
+    body = nn.Sequential(*layers).eval()
+    with torch.no_grad():
+        features = body(torch.zeros(1, *shape)).numel()
+    layers += list(head) if head is not None else [nn.Flatten(), nn.Linear(features, 10)]
+    return nn.Sequential(*layers).eval()
+
+
+def conv(cin=8, cout=8, k=3, **kw):
+    kw.setdefault("padding", k // 2 if isinstance(k, int) else tuple(v // 2 for v in k))
+    return nn.Conv2d(cin, cout, k, **kw)
+
+
+def _bn_stats(model, negative=False):
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            with torch.no_grad():
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                if negative:
+                    m.weight[0] = -1.0
+    return model.eval()
+
+
+class LSTMNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(16, 8, batch_first=True)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        out, _ = self.lstm(x[:, 0])
+        return self.fc(out[:, -1])
+
+
+class AttentionNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(16, 2, batch_first=True)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        seq = x[:, 0]
+        out, _ = self.attn(seq, seq, seq)
+        return self.fc(out.mean(1))
+
+
+class PoolAfterAdd(nn.Module):
+    """Residual block, then max pooling of the sum (Akida 2.0 pools only a convolution)."""
+
+    def __init__(self, fixed=False, skip=True):
+        super().__init__()
+        self.fixed, self.skip = fixed, skip
+        self.stem, self.act = conv(1, 8), R6()
+        self.conv, self.act2 = conv(), R6()
+        self.merge, self.act3 = conv(), R6()
+        self.pool = nn.MaxPool2d(2)
+        self.conv2, self.act4 = conv(), R6()
+        self.fc = nn.Linear(8 * 8 * 8, 10)
+
+    def forward(self, x):
+        x = self.act(self.stem(x))
+        y = self.act2(self.conv(x))
+        x = x + y if self.skip else y
+        if self.fixed:
+            x = self.act3(self.merge(x))
+        x = self.act4(self.conv2(self.pool(x)))
+        return self.fc(torch.flatten(x, 1))
+
+
+def _conv_head():
+    """The convolutional replacement suggested for recurrent / attention layers."""
+    return net(conv(1, 16), [nn.MaxPool2d(2), conv(16, 16), R6()])
+
+
+@dataclass
+class Case:
+    rule: str
+    targets: tuple
+    bad: object  # () -> (model, input_shape)
+    fixed: object  # () -> (model, input_shape)
+    fix_says: tuple = ()  # fragments the printed fix must contain (what `fixed` applies)
+
+
+PAD_MID = [nn.MaxPool2d(2), conv(), R6()]
+
+CASES = [
+    Case("recurrent", ("akida2", "akida1"), lambda: (LSTMNet().eval(), S),
+         lambda: (_conv_head(), S), ("Conv2d(1, 16, 3, padding=1)", "MaxPool2d(2)")),
+    Case("attention", ("akida2", "akida1"), lambda: (AttentionNet().eval(), S),
+         lambda: (_conv_head(), S), ("convolutions",)),
+    Case("input-layer-dense", ("akida2", "akida1"),
+         lambda: (nn.Sequential(nn.Flatten(), nn.Linear(256, 64), R6(),
+                                nn.Linear(64, 10)).eval(), S),
+         lambda: (nn.Sequential(conv(1, 8), R6(), nn.Flatten(), nn.Linear(2048, 64), R6(),
+                                nn.Linear(64, 10)).eval(), S),
+         ("nn.Conv2d(1, 8, 3, padding=1)",)),
+    Case("input-channels", ("akida2", "akida1"),
+         lambda: (net(conv(2, 8), PAD_MID, shape=(2, 16, 16)), (2, 16, 16)),
+         lambda: (net(conv(3, 8), PAD_MID, shape=(3, 16, 16)), (3, 16, 16)),
+         ("3 input channels", "nn.Conv2d(3, 8")),
+    Case("input-size", ("akida2",),
+         lambda: (_wide(392), (1, 8, 392)), lambda: (_wide(196), (1, 8, 196)),
+         ("decimate the signal by 2", "392 → 196")),
+    Case("input-size", ("akida1",),
+         lambda: (_wide(264), (1, 8, 264)), lambda: (_wide(132), (1, 8, 132)),
+         ("decimate the signal by 2", "264 → 132")),
+    Case("square-kernel", ("akida2", "akida1"),
+         lambda: (net(None, [nn.MaxPool2d(2), conv(k=(3, 5)), R6()]), S),
+         lambda: (net(None, [nn.MaxPool2d(2), conv(k=5), R6()]), S),
+         ("kernel_size=5, padding=2",)),
+    Case("kernel-size", ("akida2", "akida1"),
+         lambda: (net(None, [nn.MaxPool2d(2), conv(k=9), R6()]), S),
+         lambda: (net(None, [nn.MaxPool2d(2), conv(k=7), R6()]), S),
+         ("kernel_size=7, padding=3",)),
+    Case("dilation", ("akida2", "akida1"),
+         lambda: (net(None, [nn.MaxPool2d(2), conv(padding=2, dilation=2), R6()]), S),
+         lambda: (net(None, [nn.MaxPool2d(2), conv(k=5), R6()]), S),
+         ("dilation=1 with kernel_size=5, padding=2",)),
+    Case("groups", ("akida2", "akida1"),
+         lambda: (net(None, [nn.MaxPool2d(2), conv(groups=2), R6()]), S),
+         lambda: (net(None, [nn.MaxPool2d(2), conv(), R6()]), S), ("groups=1",)),
+    Case("stride", ("akida2",),
+         lambda: (net(None, [conv(stride=4), R6(), conv(), R6()]), S),
+         lambda: (net(None, [nn.MaxPool2d(2), conv(stride=2), R6(), conv(), R6()]), S),
+         ("stride=2", "1 x nn.MaxPool2d(2) after the activation of an earlier convolution")),
+    Case("stride", ("akida1",),
+         lambda: (net(None, [conv(stride=4), R6(), conv(), R6()]), S),
+         lambda: (net(None, [nn.MaxPool2d(2), conv(), R6(), nn.MaxPool2d(2), conv(), R6()]), S),
+         ("stride=1", "2 x nn.MaxPool2d(2)")),
+    Case("same-padding", ("akida2", "akida1"),
+         lambda: (net(None, [nn.MaxPool2d(2), conv(padding=0), R6()]), S),
+         lambda: (net(None, PAD_MID), S), ("padding=1",)),
+    Case("max-pool", ("akida2", "akida1"),
+         lambda: (net(None, [nn.MaxPool2d(3, 2, 1), conv(), R6()]), S),
+         lambda: (net(None, PAD_MID), S), ("nn.MaxPool2d(2)",)),
+    Case("pool-after-conv", ("akida2",), lambda: (PoolAfterAdd().eval(), S),
+         lambda: (PoolAfterAdd(fixed=True).eval(), S),
+         ("nn.Conv2d(8, 8, 3, padding=1) → nn.ReLU6() before this pooling",)),
+    Case("avg-pool", ("akida2",),
+         lambda: (net(None, [nn.AvgPool2d(2), conv(), R6()]), S),
+         lambda: (net(None, PAD_MID), S), ("nn.MaxPool2d(2)",)),
+    Case("gap-area", ("akida2",),
+         lambda: (net(None, [conv(), R6(), nn.AdaptiveAvgPool2d(1)]), S),
+         lambda: (net(None, [nn.MaxPool2d(2), conv(), R6(), nn.AdaptiveAvgPool2d(1)]), S),
+         ("at most 12x12", "nn.MaxPool2d(2)")),
+    Case("pooled-before-dense", ("akida2",),
+         lambda: (net(None, [nn.MaxPool2d(2), conv(), R6(), nn.MaxPool2d(2)]), S),
+         lambda: (net(None, [nn.MaxPool2d(2), conv(), R6(), nn.MaxPool2d(2), conv(), R6()]), S),
+         ("nn.Conv2d(8, 8, 3, padding=1) → nn.ReLU6()",)),
+    Case("dense-inputs", ("akida2",),
+         lambda: (net(conv(1, 9)), S), lambda: (net(conv(1, 8)), S),
+         ("at most 8 output channels",)),
+    Case("bounded-activation", ("akida1",),
+         lambda: (net(None, [nn.MaxPool2d(2), conv(), nn.ReLU()]), S),
+         lambda: (net(None, PAD_MID), S), ("nn.ReLU6()",)),
+    Case("activation", ("akida1",),
+         lambda: (net(None, [nn.MaxPool2d(2), conv(), nn.GELU()]), S),
+         lambda: (net(None, PAD_MID), S), ("nn.ReLU6()",)),
+    Case("activation", ("akida2",),  # a GELU that pools (Conv → GELU alone maps)
+         lambda: (nn.Sequential(conv(1, 8), nn.GELU(), *PAD_MID, nn.Flatten(),
+                                nn.Linear(512, 10)).eval(), S),
+         lambda: (net(None, PAD_MID), S), ("nn.ReLU6()",)),
+    Case("squashing-inside", ("akida2", "akida1"),
+         lambda: (net(None, [nn.MaxPool2d(2), nn.Tanh(), conv(), R6()]), S),
+         lambda: (net(None, PAD_MID), S), ("remove it",)),
+    Case("softmax-inside", ("akida2", "akida1"),
+         lambda: (net(None, [nn.MaxPool2d(2), nn.Softmax(dim=1), conv(), R6()]), S),
+         lambda: (net(None, PAD_MID), S), ("remove it",)),
+    Case("batchnorm", ("akida2", "akida1"),  # conv → ReLU6 → BN → pool → padded conv
+         lambda: (_bn_stats(net(None, [nn.BatchNorm2d(8), nn.MaxPool2d(2), conv(), R6()])), S),
+         lambda: (_bn_stats(nn.Sequential(conv(1, 8), nn.BatchNorm2d(8), R6(), *PAD_MID,
+                                          nn.Flatten(), nn.Linear(512, 10))), S),
+         ("move the BatchNorm right after 0", "fine-tune")),
+    Case("batchnorm", ("akida2", "akida1"),  # conv → pool → BN → ReLU, a negative BN scale
+         lambda: (_bn_stats(nn.Sequential(conv(1, 8), nn.MaxPool2d(2), nn.BatchNorm2d(8), R6(),
+                                          conv(), R6(), nn.Flatten(), nn.Linear(512, 10)),
+                            negative=True), S),
+         lambda: (_bn_stats(nn.Sequential(conv(1, 8), nn.BatchNorm2d(8), nn.MaxPool2d(2), R6(),
+                                          conv(), R6(), nn.Flatten(), nn.Linear(512, 10)),
+                            negative=True), S),
+         ("move the BatchNorm right after 0 (Conv2d → BN → MaxPool2d)", "scales are negative")),
+    Case("residual", ("akida1",), lambda: (PoolAfterAdd(fixed=True).eval(), S),
+         lambda: (PoolAfterAdd(fixed=True, skip=False).eval(), S),
+         ("drop the skip connection",)),
+    Case("depthwise-separable", ("akida1",),
+         lambda: (net(None, [nn.MaxPool2d(2), conv(groups=8), R6(), conv(8, 16, 1), R6()]), S),
+         lambda: (net(None, [nn.MaxPool2d(2), conv(groups=8), conv(8, 16, 1), R6()]), S),
+         ("feed it straight into the 1x1 Conv2d", "remove 4")),
+]
+
+
+def _wide(width):
+    return net(conv(1, 4), [nn.MaxPool2d(2), conv(4, 4), R6(), nn.MaxPool2d(2), conv(4, 2), R6()],
+               shape=(1, 8, width))
+
+
+def _params():
+    out, seen = [], {}
+    for case in CASES:
+        for target in case.targets:
+            name = f"{case.rule}-{target}"
+            seen[name] = seen.get(name, 0) + 1
+            ident = name if seen[name] == 1 else f"{name}-{seen[name]}"
+            out.append(pytest.param(case, target, id=ident))
+    return out
+
+
+PARAMS = _params()
+
+
+def _findings(model, shape, target):
+    graph = trace_graph(model, shape)
+    from akida_workflows.compat import _fold_info
+
+    _fold_info(model, graph)
+    return check_graph(graph, target)
+
+
+@pytest.mark.parametrize("case, target", PARAMS)
+def test_rule_flags_only_its_violation(case, target):
+    model, shape = case.bad()
+    findings = _findings(model, shape, target)
+    assert {f.rule.id for f in findings} == {case.rule}, [(f.rule.id, f.reason) for f in findings]
+    for fragment in case.fix_says:
+        assert any(fragment in f.fix for f in findings), (fragment, [f.fix for f in findings])
+    assert all(f.reason and f.fix for f in findings)
+
+
+@pytest.mark.parametrize("case, target", PARAMS)
+def test_fixed_model_violates_no_rule(case, target):
+    model, shape = case.fixed()
+    findings = _findings(model, shape, target)
+    assert not findings, [(f.rule.id, f.site.name, f.reason) for f in findings]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case, target", PARAMS)
+def test_toolchain_refuses_violation_and_accepts_fix(case, target):
+    bad, bad_shape = case.bad()
+    ok, why = real_toolchain(bad, bad_shape, target)
+    assert not ok, f"the toolchain accepts a model that violates {case.rule}"
+    if case.rule == "batchnorm" and "fold_batchnorm" in " ".join(
+            f.fix for f in _findings(bad, bad_shape, target)):
+        pytest.fail("expected the move-the-BatchNorm fix")
+    fixed, fixed_shape = case.fixed()
+    ok, why = real_toolchain(fixed, fixed_shape, target)
+    assert ok, f"the fix of {case.rule} does not make the model pass on {target}: {why}"
+
+
+def test_batchnorm_after_max_pool_with_positive_scales_is_fine_on_akida2():
+    model = _bn_stats(nn.Sequential(conv(1, 8), nn.MaxPool2d(2), nn.BatchNorm2d(8), R6(),
+                                    conv(), R6(), nn.Flatten(), nn.Linear(512, 10)))
+    assert not _findings(model, S, "akida2")  # QuantizeML folds it through the pooling
+    assert [f.rule.id for f in _findings(model, S, "akida1")] == ["batchnorm"]
+
+
+def test_foldable_batchnorm_fix_is_fold_batchnorm():
+    from akida_workflows.folding import fold_batchnorm
+
+    model = _bn_stats(net(None, [nn.MaxPool2d(2), conv(), R6()],
+                          head=[nn.BatchNorm2d(8), nn.Flatten(), nn.Linear(512, 10)]))
+    findings = _findings(model, S, "akida2")
+    assert [f.rule.id for f in findings] == ["batchnorm"]
+    assert "fold_batchnorm(model)" in findings[0].fix
+    assert not _findings(fold_batchnorm(model), S, "akida2")
+
+
+@pytest.mark.slow
+def test_foldable_batchnorm_fix_works():
+    from akida_workflows.folding import fold_batchnorm
+
+    model = _bn_stats(net(None, [nn.MaxPool2d(2), conv(), R6()],
+                          head=[nn.BatchNorm2d(8), nn.Flatten(), nn.Linear(512, 10)]))
+    assert not real_toolchain(model, S, "akida2")[0]
+    assert real_toolchain(fold_batchnorm(model), S, "akida2")[0]
+
+
+def test_every_rule_has_a_case_and_a_limit():
+    covered = {case.rule for case in CASES}
+    assert covered == {rule.id for rule in RULES}
+    for rule in RULES:
+        assert rule.limit and rule.stage in ("export", "quantization", "conversion", "mapping")
+        assert rule.status in ("fixable", "unsupported")
+        assert set(rule.targets) <= {"akida2", "akida1"}
+    table = str(limits_table("akida1"))
+    assert "bounded-activation" in table and "dense-inputs" not in table
+
+
+def test_toolchain_messages_map_to_rules():
+    assert rule_for_message("Cannot convert /3/Conv: /3/Conv kernels are expected to be square.",
+                            "akida2").id == "square-kernel"
+    assert rule_for_message("Input dimensions are too large to fit in a FNP. The maximum value "
+                            "is 2048.", "akida2").id == "dense-inputs"
+    assert rule_for_message("Pooling layer maxpool_2 (padding: valid) must have the same "
+                            "padding as conv_0 (padding: same).", "akida1").id == "max-pool"
+    assert rule_for_message("something new", "akida1") is None
+
+
+def test_fixes_do_not_send_the_user_in_a_circle():
+    # A pooling-padding error never gets "stride 1 + MaxPool2d" (the edit that causes it) …
+    bad, shape = CASES[[c.rule for c in CASES].index("max-pool")].bad()
+    for target in ("akida2", "akida1"):
+        (finding,) = _findings(bad, shape, target)
+        assert "stride 1" not in finding.fix and "stride=1" not in finding.fix
+    # … and a kernel fix gives the padding that keeps the map size.
+    bad, shape = CASES[[c.rule for c in CASES].index("square-kernel")].bad()
+    (finding,) = _findings(bad, shape, "akida2")
+    assert "padding=2" in finding.fix
+
+
+def test_graph_of_untraceable_model_uses_hooks():
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = conv(1, 8)
+            self.act = nn.ReLU()
+            self.fc = nn.Linear(8 * 16 * 16, 10)
+
+        def forward(self, x):
+            if x.sum() > 0:  # data-dependent control flow: torch.fx cannot trace it
+                x = -x
+            return self.fc(torch.flatten(self.act(self.conv(x)), 1))
+
+    graph = trace_graph(Branchy().eval(), S)
+    assert not graph.traced
+    assert [s.name for s in graph.sites] == ["conv", "act", "fc"]
+    assert [f.rule.id for f in check_graph(graph, "akida1")] == ["bounded-activation"]
