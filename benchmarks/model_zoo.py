@@ -385,6 +385,8 @@ def main(argv=None) -> int:
                             f"{earlier['date']} ({earlier['command']}; data: {earlier['data']}; "
                             f"notes: {earlier.get('notes', '')}).")
             rows = kept + rows
+            data.append(f"rows of {', '.join(families)} kept from the run of {earlier['date']} "
+                        f"(data: {earlier['data']}; earlier runs in the notes)")
     path = write_result(target, rows, benchmark="model_zoo",
                         title="Model zoo: float vs Akida 2.0 8-bit vs Akida 1.0 4-bit",
                         columns=COLUMNS, data="; ".join(data), notes=" ".join(notes),

@@ -286,3 +286,10 @@ def test_committed_result_files_are_valid():
         assert record["benchmark"] == path.stem
         assert (ROOT / "benchmarks" / f"{path.stem}.py").is_file()
         assert not check_site.machine_paths(json.dumps(record)), path.name
+
+
+def test_cells_compare_as_the_browser_shows_them():
+    # A result note ending in a space (an empty toolchain message) is shown trimmed.
+    assert check_site._normalized([["refused: no reason: ", "a  b\n c"]]) == [
+        ["refused: no reason:", "a b c"]]
+    assert check_site._normalized([["83.88 %"]]) != check_site._normalized([["83.89 %"]])
