@@ -1001,10 +1001,9 @@ def load_timeseries(
                            f"one of {', '.join(bundled_timeseries())}")
     dataset = _series_dataset(fallback, fallback_pair, "bundled-fallback",
                               f"as bundled with sktime, instead of {name}", length)
-    warnings.warn(
+    _warn_offline(  # the caller's file named relatively: no build-machine path on pages
         f"{name} not available ({why}); using the {fallback} set bundled with sktime instead. "
-        f"Accuracies are not comparable with {name} figures.",
-        OfflineDataWarning, stacklevel=2)
+        f"Accuracies are not comparable with {name} figures.")
     return dataset
 
 
