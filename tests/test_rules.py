@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import pytest
 import torch
 from torch import nn
+from zoo import _Attention as AttentionNet
+from zoo import _LSTMNet as LSTMNet
 from zoo import real_toolchain
 
 from akida_workflows.rules import RULES, check_graph, limits_table, rule_for_message, trace_graph
@@ -44,29 +46,6 @@ def _bn_stats(model, negative=False):
                 if negative:
                     m.weight[0] = -1.0
     return model.eval()
-
-
-class LSTMNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.lstm = nn.LSTM(16, 8, batch_first=True)
-        self.fc = nn.Linear(8, 10)
-
-    def forward(self, x):
-        out, _ = self.lstm(x[:, 0])
-        return self.fc(out[:, -1])
-
-
-class AttentionNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.attn = nn.MultiheadAttention(16, 2, batch_first=True)
-        self.fc = nn.Linear(16, 10)
-
-    def forward(self, x):
-        seq = x[:, 0]
-        out, _ = self.attn(seq, seq, seq)
-        return self.fc(out.mean(1))
 
 
 class PoolAfterAdd(nn.Module):
