@@ -570,11 +570,16 @@ def _as_image(graph) -> str:
     return text
 
 
+def _conv_replacement(graph) -> str:
+    """The convolutional stack suggested in place of a recurrent or attention block."""
+    return (f"treat {_as_image(graph)} as a one-channel image and use Conv2d with square "
+            "kernels (e.g. Conv2d(1, 16, 3, padding=1) → ReLU6 → MaxPool2d(2) → Conv2d(16, 16, "
+            "3, padding=1) → ReLU6 → Flatten → Linear)")
+
+
 def _recurrent_fix(site, graph, target):
-    return (f"replace the recurrence by convolutions over time: treat {_as_image(graph)} as a "
-            "one-channel image and use Conv2d with square kernels (e.g. Conv2d(1, 16, 3, "
-            "padding=1) → ReLU6 → MaxPool2d(2) → Conv2d(16, 16, 3, padding=1) → ReLU6 → Flatten "
-            "→ Linear), as keyword-spotting DS-CNNs do")
+    return (f"replace the recurrence by convolutions over time: {_conv_replacement(graph)}, "
+            "as keyword-spotting DS-CNNs do")
 
 
 def _attention(site, graph, target):
@@ -587,10 +592,7 @@ def _attention(site, graph, target):
 
 
 def _attention_fix(site, graph, target):
-    return (f"replace the attention block by convolutions: treat {_as_image(graph)} as a "
-            "one-channel image and use Conv2d with square kernels (e.g. Conv2d(1, 16, 3, "
-            "padding=1) → ReLU6 → MaxPool2d(2) → Conv2d(16, 16, 3, padding=1) → ReLU6 → Flatten "
-            "→ Linear)")
+    return f"replace the attention block by convolutions: {_conv_replacement(graph)}"
 
 
 def _square_kernel(site, graph, target):
