@@ -357,16 +357,18 @@ def _to_sequential_if_chain(gm, original):
     return seq
 
 
-def _trace(model):
+def _trace(model, *, error=FoldingError, purpose: str = "to find its BatchNorms",
+           fix: str = "Fold per layer with fold_conv_bn / fold_linear_bn, or make forward() "
+                      "traceable (no data-dependent control flow)."):
+    """``torch.fx.symbolic_trace(model)``; an untraceable model is ``error`` with ``fix``."""
     import torch.fx
 
     try:
         return torch.fx.symbolic_trace(model)
     except Exception as exc:
-        raise FoldingError(
-            f"cannot trace {type(model).__name__} with torch.fx to find its BatchNorms "
-            f"({type(exc).__name__}: {exc}). Fold per layer with fold_conv_bn / "
-            "fold_linear_bn, or make forward() traceable (no data-dependent control flow)."
+        raise error(
+            f"cannot trace {type(model).__name__} with torch.fx {purpose} "
+            f"({type(exc).__name__}: {exc}). {fix}"
         ) from exc
 
 

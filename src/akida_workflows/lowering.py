@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import folding
 from .errors import FoldingError, IncompatibleModelError
 
 __all__ = [
@@ -567,15 +568,10 @@ def is_1d(model) -> bool:
 
 
 def _trace(model):
-    import torch.fx
-
-    try:
-        return torch.fx.symbolic_trace(model)
-    except Exception as exc:
-        raise IncompatibleModelError(
-            f"cannot trace {type(model).__name__} with torch.fx to lower it to 2-D "
-            f"({type(exc).__name__}: {exc}). Make forward() traceable (no data-dependent "
-            "control flow) or write the model as an nn.Sequential.") from exc
+    return folding._trace(
+        model, error=IncompatibleModelError, purpose="to lower it to 2-D",
+        fix="Make forward() traceable (no data-dependent control flow) or write the model "
+            "as an nn.Sequential.")
 
 
 def _fold(model, report: LoweringReport):
