@@ -9,6 +9,30 @@ from torch import nn
 SHAPE = (1, 16, 16)
 
 
+def he_init(model: nn.Module, seed: int = 0, *, bias_std: float = 0.1,
+            batchnorm: bool = True) -> nn.Module:
+    """He-normal weights, random biases and (``batchnorm``) random BatchNorm statistics.
+
+    PyTorch's default init gives near-constant outputs that hide mistakes (a padding bug
+    showed 4e-6 instead of 0.56); equivalence tests use this instead. Returns ``model``
+    in eval mode.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+                fan_in = m.weight[0].numel()
+                m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * (2 / fan_in) ** 0.5)
+                if m.bias is not None:
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * bias_std)
+            elif batchnorm and isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.2)
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.3)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
+    return model.eval()
+
+
 def mappable() -> nn.Module:
     """Maps entirely on Akida 2.0: same padding, pool followed by a conv, small Dense."""
     torch.manual_seed(0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from models import he_init
 from torch import nn
 
 from akida_workflows.errors import IncompatibleModelError
@@ -25,17 +26,6 @@ from akida_workflows.keras_bridge import (
 )
 
 pytestmark = pytest.mark.slow
-
-
-def _he_normal(model: nn.Module, seed: int) -> nn.Module:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                fan_in = m.weight[0].numel()
-                m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * (2 / fan_in) ** 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
-    return model.eval()
 
 
 def _random_batchnorm(channels: int, rng) -> nn.BatchNorm2d:
@@ -91,7 +81,7 @@ def random_cnn(seed: int, batchnorm: bool | None = None, stride2: bool | None = 
         layers += [nn.Linear(features, hidden), nn.ReLU6()]
         features = hidden
     layers.append(nn.Linear(features, int(rng.integers(2, 11))))
-    model = _he_normal(nn.Sequential(*layers), seed)
+    model = he_init(nn.Sequential(*layers), seed, batchnorm=False)
     x = rng.uniform(0, 1, (32, c, in_size, in_size)).astype(np.float32)
     return model, (c, in_size, in_size), x
 

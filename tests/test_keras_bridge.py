@@ -5,6 +5,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from models import he_init
 from torch import nn
 
 from akida_workflows.deploy import map_report
@@ -253,25 +254,6 @@ def test_fine_tune_runs_and_is_deterministic(small_v1):
 # --------------------------------------------------------------------------- heads (issue 15)
 
 
-def _he_init(model, seed=0):
-    """He-normal weights, random biases and BatchNorm statistics: PyTorch's default init
-    gives near-constant outputs that hide mistakes."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                fan_in = m.weight[0].numel()
-                m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * (2 / fan_in) ** 0.5)
-                if m.bias is not None:
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
-            elif isinstance(m, nn.BatchNorm2d):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.2)
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.3)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
-    return model.eval()
-
-
 def _body(channels=8):
     return [nn.Conv2d(1, channels, 3, padding=1), nn.ReLU6(),
             nn.Conv2d(channels, 2 * channels, 3, padding=1), nn.ReLU6()]
@@ -288,7 +270,7 @@ HEADS = {
 
 def _head_model(head, final=None, n=8, channels=8):
     layers = _body(channels) + HEADS[head](2 * channels, n) + ([final] if final else [])
-    return _he_init(nn.Sequential(*layers))
+    return he_init(nn.Sequential(*layers))
 
 
 @pytest.mark.parametrize("pool, flat", [
@@ -297,7 +279,7 @@ def _head_model(head, final=None, n=8, channels=8):
     (nn.AdaptiveAvgPool2d(2), 16 * 4),
 ])
 def test_average_pooling_into_linear_becomes_one_exact_dense(pool, flat):
-    model = _he_init(nn.Sequential(*_body(), pool, nn.Flatten(), nn.Linear(flat, 5)), seed=3)
+    model = he_init(nn.Sequential(*_body(), pool, nn.Flatten(), nn.Linear(flat, 5)), seed=3)
     keras_model = _check(model, (1, 6, 6), atol=1e-5)
     kinds = [type(layer).__name__ for layer in keras_model.layers]
     assert kinds[-2:] == ["Flatten", "Dense"] and not any("Pool" in k for k in kinds)
@@ -316,7 +298,7 @@ def test_functional_average_pooling_head_is_folded():
             x = torch.nn.functional.relu6(self.conv(x))
             return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
-    keras_model = _check(_he_init(Net()), (1, 5, 5), atol=1e-5)
+    keras_model = _check(he_init(Net()), (1, 5, 5), atol=1e-5)
     assert [type(lay).__name__ for lay in keras_model.layers][-2:] == ["Flatten", "Dense"]
 
 
@@ -338,7 +320,7 @@ def test_pooled_conv_before_dense_gets_an_exact_identity_conv():
     assert unpool.kernel_size == (1, 1)
     assert keras_model.get_layer("unpool_relu_4").max_value == 6.0
     assert any("identity 1x1" in note for note in keras_model.rewrites)
-    pooled_later = _he_init(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.MaxPool2d(2),
+    pooled_later = he_init(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.MaxPool2d(2),
                                           nn.Hardtanh(0, 2.0), nn.Flatten(), nn.Linear(16, 3)))
     keras_model = _check(pooled_later, (1, 4, 4), atol=1e-5)
     assert keras_model.get_layer("unpool_relu_1").max_value == 2.0
@@ -392,7 +374,7 @@ def test_issue_model_converts_to_ten_fully_mapped_outputs():
             x = self.a2(self.c2(self.a1(self.c1(x))))
             return self.fc(torch.flatten(self.pool(x), 1))
 
-    model = _he_init(M())
+    model = he_init(M())
     x, quantized, akida_model = _convert(model, "v1", n=28)
     assert tuple(akida_model.output_shape) == (1, 1, 10)
     report = map_report(akida_model, "AKD1000")
@@ -403,7 +385,7 @@ def test_issue_model_converts_to_ten_fully_mapped_outputs():
 
 @pytest.mark.slow
 def test_truncated_conversion_is_refused_with_the_dropped_layer():
-    model = _he_init(nn.Sequential(*_body(), nn.AvgPool2d(2), nn.Conv2d(16, 8, 3, padding=1),
+    model = he_init(nn.Sequential(*_body(), nn.AvgPool2d(2), nn.Conv2d(16, 8, 3, padding=1),
                                    nn.ReLU6(), nn.Flatten(), nn.Linear(8 * 16, 10)))
     with pytest.raises(IncompatibleModelError,
                        match=r"2 of 4 compute layers.*before avgpool_4 \(AveragePooling2D\).*"
@@ -417,7 +399,7 @@ def test_truncated_conversion_is_refused_with_the_dropped_layer():
 
 @pytest.mark.slow
 def test_v1_refusals_name_the_layer_and_the_fix():
-    gap_last = _he_init(nn.Sequential(*_body(), nn.AdaptiveAvgPool2d(1), nn.Flatten()))
+    gap_last = he_init(nn.Sequential(*_body(), nn.AdaptiveAvgPool2d(1), nn.Flatten()))
     with pytest.raises(IncompatibleModelError, match=r"gap followed by dense.*Linear") as info:
         _convert(gap_last, "v1")
     assert info.value.nodes == ["gap_4"]
@@ -431,7 +413,7 @@ def test_v1_refusals_name_the_layer_and_the_fix():
 def test_cli_refuses_a_truncated_akida1_model_with_exit_3(tmp_path, capsys):
     from akida_workflows.cli import main
 
-    model = _he_init(nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU6(), nn.AvgPool2d(2),
+    model = he_init(nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU6(), nn.AvgPool2d(2),
                                    nn.Conv2d(8, 8, 3, padding=1), nn.ReLU6(), nn.Flatten(),
                                    nn.Linear(8 * 16, 10)))
     torch.save(model, tmp_path / "m.pt")
@@ -471,7 +453,7 @@ class LeNet5(nn.Module):
 
 
 def test_lenet5_with_a_reused_pool_and_view():
-    keras_model = _check(_he_init(LeNet5()), (1, 28, 28), atol=1e-5)
+    keras_model = _check(he_init(LeNet5()), (1, 28, 28), atol=1e-5)
     names = [layer.name for layer in keras_model.layers]
     assert "maxpool_pool" in names and "maxpool_pool_call2" in names
     assert keras_model.layers[-1].get_config()["activation"] == "log_softmax"
@@ -495,7 +477,7 @@ def test_reshapes_that_keep_the_batch_axis(reshape):
         def forward(self, x):
             return self.fc(reshape(torch.relu(self.conv(x))))
 
-    _check(_he_init(Net()), (2, 5, 5), atol=1e-5)
+    _check(he_init(Net()), (2, 5, 5), atol=1e-5)
 
 
 @pytest.mark.parametrize("pool", [
@@ -515,7 +497,7 @@ def test_global_pooling_written_by_hand_folds_into_the_dense(pool):
         def forward(self, x):
             return self.fc(pool(torch.clamp(self.conv(x), 0, 6)))
 
-    keras_model = _check(_he_init(Net()), (1, 6, 6), atol=1e-5)
+    keras_model = _check(he_init(Net()), (1, 6, 6), atol=1e-5)
     assert [type(lay).__name__ for lay in keras_model.layers][-2:] == ["Flatten", "Dense"]
 
 
@@ -536,7 +518,7 @@ def test_functional_activations_it_can_map(act, relu_max):
         def forward(self, x):
             return self.fc(torch.flatten(act(self.conv(x)), 1))
 
-    keras_model = _check(_he_init(Net()), (1, 4, 4), atol=1e-5)
+    keras_model = _check(he_init(Net()), (1, 4, 4), atol=1e-5)
     relus = [lay for lay in keras_model.layers if type(lay).__name__ == "ReLU"]
     if relu_max == "none":
         assert not relus
@@ -581,7 +563,7 @@ def test_custom_blocks_are_traced_through():
         def forward(self, x):
             return torch.nn.functional.relu6(self.bn(self.conv(x)))
 
-    model = _he_init(nn.Sequential(Block(1, 4), Block(4, 4), nn.Flatten(), nn.Linear(64, 3)))
+    model = he_init(nn.Sequential(Block(1, 4), Block(4, 4), nn.Flatten(), nn.Linear(64, 3)))
     keras_model = _check(model, (1, 4, 4), atol=1e-5)
     assert "conv_0_conv" in [layer.name for layer in keras_model.layers]
 
@@ -625,7 +607,7 @@ def _downsampler(n, plan, channels=4, seed=0):
             layers.append(nn.MaxPool2d(3, 2, 1))
             size = (size - 1) // 2 + 1
     layers += [nn.Flatten(), nn.Linear(c * size * size, 5)]
-    return _he_init(nn.Sequential(*layers), seed)
+    return he_init(nn.Sequential(*layers), seed)
 
 
 def _flip_check(model, shape, atol=2e-5):
@@ -684,7 +666,7 @@ def test_flip_conflict_is_refused_with_the_fix():
 
 
 def test_flipped_dense_after_flatten_and_folded_pool():
-    model = _he_init(nn.Sequential(
+    model = he_init(nn.Sequential(
         nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.ReLU6(), nn.Conv2d(4, 6, 3, padding=1),
         nn.ReLU6(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(6 * 16, 3)))
     keras_model, delta = _flip_check(model, (1, 16, 16))

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from models import he_init
 from torch import nn
 
 from akida_workflows.errors import FoldingError, IncompatibleModelError
@@ -25,24 +26,6 @@ from akida_workflows.lowering import (
     prepare,
     prepare_samples,
 )
-
-
-def he_init(model: nn.Module, seed: int = 0) -> nn.Module:
-    """He-normal weights, random biases and BatchNorm statistics: nothing hides a mistake."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.Conv1d, nn.Linear)):
-                fan_in = m.weight[0].numel()
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2 / fan_in) ** 0.5)
-                if m.bias is not None:
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.5)
-            if isinstance(m, nn.BatchNorm1d):
-                m.running_mean.copy_(torch.rand(m.num_features, generator=g) * 2 - 1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) * 1.5 + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=g) * 1.5 + 0.5)
-                m.bias.copy_(torch.rand(m.num_features, generator=g) * 2 - 1)
-    return model.eval()
 
 
 def unseen_diff(model, lowered: LoweredModel, n: int = 6, seed: int = 123) -> float:
@@ -90,7 +73,7 @@ def test_lowering_is_exact_on_unseen_shapes(length, c_in, widths, kernels, pools
         model = chain([c_in, *widths], kernels, pools, length, bn=bn, dilation=dilation)
     except RuntimeError:  # the poolings leave less than a window: not a valid 1-D model
         assume(False)
-    model = he_init(model, seed)
+    model = he_init(model, seed, bias_std=0.5)
     lowered = lower_1d(model, (c_in, length))
     assert lowered.shape == (c_in, lowered.rows, length)
     assert lowered.rows >= max(5, dilation * (kernels[0] - 1) + 1)
@@ -157,7 +140,7 @@ class AdaptiveHead(nn.Module):
 
 @pytest.mark.parametrize("length", [31, 64, 97])
 def test_custom_forward_is_lowered(length):
-    model = he_init(CustomForward(length))
+    model = he_init(CustomForward(length), bias_std=0.5)
     lowered = lower_1d(model, (2, length))
     assert unseen_diff(model, lowered) < 1e-5
     kinds = [r.kind for r in lowered.report.rewrites]
@@ -168,7 +151,7 @@ def test_custom_forward_is_lowered(length):
 
 @pytest.mark.parametrize("factory, shape", [(GapHead, (1, 40)), (AdaptiveHead, (3, 50))])
 def test_global_pooling_heads(factory, shape):
-    model = he_init(factory())
+    model = he_init(factory(), bias_std=0.5)
     lowered = lower_1d(model, shape)
     assert unseen_diff(model, lowered) < 1e-5
     assert any(isinstance(m, nn.AdaptiveAvgPool2d) for m in lowered.model.modules())
@@ -177,14 +160,14 @@ def test_global_pooling_heads(factory, shape):
 def test_floor_pooling_of_odd_length_before_the_head_is_exact():
     # 45 -> 22 in PyTorch, 23 on Akida ('same'); the extra column gets zero Dense weights.
     model = he_init(nn.Sequential(nn.Conv1d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool1d(2),
-                                  nn.Flatten(), nn.Linear(4 * 22, 3)))
+                                  nn.Flatten(), nn.Linear(4 * 22, 3)), bias_std=0.5)
     lowered = lower_1d(model, (1, 45))
     assert unseen_diff(model, lowered) < 1e-5
     assert any("padded column" in r.note for r in lowered.report.rewrites)
 
 
 def test_report_names_passes_and_prints():
-    model = he_init(chain([1, 4, 4], [5, 3], [2, 0], 40))
+    model = he_init(chain([1, 4, 4], [5, 3], [2, 0], 40), bias_std=0.5)
     lowered = lower_1d(model, (1, 40), example_input=np.random.default_rng(0).normal(
         size=(3, 1, 40)).astype(np.float32))
     assert lowered.report.passes == ["fold_batchnorm", "lift_1d_to_2d", "permute_linear"]
@@ -302,7 +285,7 @@ def test_prepare_lowers_only_1d_models():
     two_d = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 64, 2))
     assert prepare(two_d, (1, 8, 8)) == (two_d, (1, 8, 8))
     assert not is_1d(two_d) and is_1d(nn.Sequential(nn.MaxPool1d(2)))
-    one_d = he_init(chain([1, 4], [5], [2], 30))
+    one_d = he_init(chain([1, 4], [5], [2], 30), bias_std=0.5)
     model, shape = prepare(one_d, (1, 30))
     assert shape == (1, 5, 30) and "lowered to 2-D" in str(model.lowering_report)
     with pytest.raises(IncompatibleModelError, match="C,L"):
@@ -317,7 +300,7 @@ def test_prepare_lowers_only_1d_models():
 def test_evaluate_takes_1d_arrays():
     from akida_workflows.evaluate import evaluate, predict
 
-    model = he_init(chain([1, 4, 4], [5, 3], [2, 0], 30))
+    model = he_init(chain([1, 4, 4], [5, 3], [2, 0], 30), bias_std=0.5)
     lowered = lower_1d(model, (1, 30))
     x = np.random.default_rng(0).normal(size=(20, 1, 30)).astype(np.float32)
     expected = predict(model, x)
@@ -332,7 +315,7 @@ def test_ceil_pools_are_exported_with_explicit_pads(tmp_path):
 
     from akida_workflows.export import explicit_pool_pads, export_onnx
 
-    model = he_init(chain([1, 4, 4], [3, 3], [2, 2], 45))
+    model = he_init(chain([1, 4, 4], [3, 3], [2, 2], 45), bias_std=0.5)
     lowered = lower_1d(model, (1, 45))
     exported = export_onnx(lowered.model, lowered.lift(np.zeros((1, 1, 45), np.float32)),
                            tmp_path / "m.onnx")  # ONNX Runtime parity is checked inside
@@ -354,7 +337,7 @@ def _ecg_like(length=96):
         nn.Conv1d(16, 16, 3, padding=1), nn.ReLU6(), nn.MaxPool1d(2, ceil_mode=True),
         nn.Conv1d(16, 16, 3, padding=1), nn.ReLU6(), nn.Flatten(), nn.LazyLinear(4)).eval()
     model(torch.zeros(1, 1, length))
-    return he_init(model)
+    return he_init(model, bias_std=0.5)
 
 
 @pytest.mark.slow
@@ -450,7 +433,7 @@ def test_pooling_limits():
 def test_strided_convolutions_are_exact_and_flagged_for_akida1():
     model = he_init(nn.Sequential(nn.Conv1d(1, 8, 5, padding=2), nn.ReLU6(),
                                   nn.Conv1d(8, 8, 3, padding=1, stride=2), nn.ReLU6(),
-                                  nn.Flatten(), nn.Linear(8 * 48, 3)))
+                                  nn.Flatten(), nn.Linear(8 * 48, 3)), bias_std=0.5)
     lowered = lower_1d(model, (1, 96))
     assert unseen_diff(model, lowered) < 1e-5  # exact in PyTorch, whatever the target
     problems = check_limits(lowered, "akida1")
