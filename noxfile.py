@@ -95,7 +95,9 @@ def tests(session: nox.Session) -> None:
     _install(session, "test", "docs", wheel=True)
     _quiet_env(session)
     session.run("python", "tools/check_lock.py")  # pyproject.toml and the lock agree
-    session.run("pytest", "tests", *session.posargs)
+    # One test file per worker, on every core (module-scoped fixtures stay shared).
+    parallel = ("-n", "auto", "--dist", "loadfile")
+    session.run("pytest", *parallel, "tests", *session.posargs)
     # The notebooks the site offers: built as sphinx-gallery builds them, they must have
     # the same code as the executed golden copies in tests/notebooks/ ...
     notebooks = ROOT / "build" / "notebooks"
@@ -105,7 +107,7 @@ def tests(session: nox.Session) -> None:
     # ... which nbval re-executes (every cell, assertions included) and compares.
     with tempfile.TemporaryDirectory() as tmp:
         session.run(
-            "pytest", "--nbval", "--nbval-current-env",
+            "pytest", *parallel, "--nbval", "--nbval-current-env",
             "--nbval-sanitize-with", "tests/notebooks/sanitize.cfg",
             "-p", "no:cacheprovider", "tests/notebooks",
             env={
