@@ -327,16 +327,22 @@ def test_check_wrong_input_shape_is_a_usage_error(files):
     assert "does not run on an input of shape" in result.stderr and "--input-shape" in result.stderr
 
 
-def test_convert_mlp_names_the_quantizer_assertion(tmp_path):
+def test_mlp_converts_for_akida2_and_is_refused_for_akida1_with_the_reason(tmp_path):
     from zoo import zoo as build_zoo
 
     export_onnx(build_zoo()["mlp"], torch.from_numpy(samples(1)), tmp_path / "mlp.onnx")
     np.save(tmp_path / "x.npy", samples(8))
     result = run("convert", tmp_path / "mlp.onnx", "--samples", tmp_path / "x.npy",
                  "-o", tmp_path / "mlp.fbz")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "mlp.fbz").is_file()
+    torch.save(build_zoo()["mlp"].state_dict(), tmp_path / "mlp.pt")
+    result = run("convert", "--model-class", "zoo:MLP", "--weights", tmp_path / "mlp.pt",
+                 "--samples", tmp_path / "x.npy",
+                 "--target", "akida1", "-o", tmp_path / "mlp1.fbz")
     assert result.returncode == 3, result.stderr
-    assert "AssertionError at" in result.stderr and "Conv2d" in result.stderr
-    assert "quantize the model: (" not in result.stderr
+    assert "at most 4 bits" in result.stderr + result.stdout
+    assert not (tmp_path / "mlp1.fbz").exists()
 
 
 def test_convert_says_not_measured_and_measures_with_labels(files):

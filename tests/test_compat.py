@@ -196,17 +196,33 @@ def test_dilated_conv1d_is_lowered_then_reported_not_a_crash():
     assert rows["4"].status == "not reached" and not report.ok
 
 
-def test_mlp_quantization_failure_names_its_cause(tmp_path):
+def test_mlp_runs_on_akida2_from_an_int8_input(tmp_path):
+    from akida_workflows.convert import first_compute_op, quantize_onnx, to_akida
+    from akida_workflows.deploy import map_report
+    from akida_workflows.export import export_onnx
+
+    model = ZOO["mlp"]
+    exported = export_onnx(model, torch.from_numpy(SAMPLES[:1]), tmp_path / "mlp.onnx")
+    assert first_compute_op(exported) == "Gemm"  # Flatten is followed through
+    akida_model = to_akida(quantize_onnx(exported, SAMPLES))
+    assert map_report(akida_model, "SixNodesIPv2").hw_fraction == 1.0
+    with torch.no_grad():
+        ref = model(torch.from_numpy(SAMPLES)).numpy()
+    out = akida_model.predict(SAMPLES).reshape(len(SAMPLES), -1)
+    assert np.abs(out - ref).max() < 0.05 * np.abs(ref).max()
+
+
+def test_mlp_with_an_unsigned_input_names_the_cause(tmp_path):
     from akida_workflows.convert import quantize_onnx
     from akida_workflows.export import export_onnx
 
     exported = export_onnx(ZOO["mlp"], torch.from_numpy(SAMPLES[:1]), tmp_path / "mlp.onnx")
     with pytest.raises(IncompatibleModelError) as info:
-        quantize_onnx(exported, SAMPLES)
+        quantize_onnx(exported, SAMPLES, input_dtype="uint8")
     message = str(info.value)
     assert not message.rstrip().endswith(":")
     assert "AssertionError at" in message and "dense.py" in message
-    assert "start the model with a Conv2d" in message
+    assert "input_dtype='int8'" in message
 
 
 def test_prepare_is_a_copy_in_eval_mode():

@@ -27,6 +27,7 @@ __all__ = [
     "HEAD_OPS",
     "to_nchw",
     "onnx_input_shape",
+    "first_compute_op",
     "unquantized_nodes",
     "quantize_onnx",
     "to_akida",
@@ -126,6 +127,43 @@ def _as_onnx_model(onnx_model):
     raise IncompatibleModelError(
         f"expected an onnx.ModelProto, an .onnx path or an OnnxExport, got {type(onnx_model)}"
     )
+
+
+#: ONNX ops that only move data (followed through to find the first compute op).
+LAYOUT_OPS = frozenset({"Flatten", "Reshape", "Identity", "Squeeze", "Unsqueeze",
+                        "Transpose"})
+#: ONNX ops of a fully connected layer.
+DENSE_OPS = frozenset({"Gemm", "MatMul"})
+
+
+def first_compute_op(onnx_model) -> str | None:
+    """The op type of the first node after the input that computes (not only reshapes).
+
+    Parameters
+    ----------
+    onnx_model : onnx.ModelProto, path or OnnxExport
+
+    Returns
+    -------
+    str or None
+        e.g. ``"Conv"``, or ``"Gemm"`` for an MLP that starts with ``Flatten``;
+        None if the input feeds no node or feeds several.
+    """
+    graph = _as_onnx_model(onnx_model).graph
+    initializers = {t.name for t in graph.initializer}
+    inputs = [i.name for i in graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        return None
+    tensor, seen = inputs[0], 0
+    while seen <= len(graph.node):
+        consumers = [n for n in graph.node if n.input and n.input[0] == tensor]
+        if len(consumers) != 1:
+            return None
+        node = consumers[0]
+        if node.op_type not in LAYOUT_OPS:
+            return node.op_type
+        tensor, seen = node.output[0], seen + 1
+    return None
 
 
 def onnx_input_shape(onnx_model) -> tuple[int | None, ...]:
@@ -282,7 +320,11 @@ def quantize_onnx(
     **qparams
         Passed to :class:`quantizeml.layers.QuantizationParams`
         (e.g. ``per_tensor_activations=True``). QuantizeML's ONNX path accepts
-        only its default 8-bit widths.
+        only its default 8-bit widths. A model whose first compute layer is a
+        ``Linear`` (an MLP, ``Flatten`` first) gets ``input_dtype="int8"`` unless
+        given: QuantizeML's Dense takes only signed 8-bit inputs, and Akida 2.0 then
+        runs it from its ``InputData`` layer (float inputs are still accepted: the
+        model's input quantizer maps them to int8).
 
     Returns
     -------
@@ -305,6 +347,8 @@ def quantize_onnx(
     kwargs = {"samples": x, "num_samples": num_samples or len(x)}
     if batch_size is not None:
         kwargs["batch_size"] = batch_size
+    if "input_dtype" not in qparams and first_compute_op(model) in DENSE_OPS:
+        qparams["input_dtype"] = "int8"  # the only input QuantizeML's Dense accepts
     if qparams:
         kwargs["qparams"] = QuantizationParams(**qparams)
     with warnings.catch_warnings(record=True) as caught:
@@ -325,9 +369,8 @@ def quantize_onnx(
 #: Known causes of QuantizeML failures whose own message says little.
 _KNOWN_CAUSES = (
     ("bitwidth", "QuantizeML's ONNX path supports only 8-bit (its default) parameters"),
-    ("dense.py", "the model's first layer is a Linear, whose input QuantizeML's ONNX path "
-                 "requires to be 8-bit already: start the model with a Conv2d (Akida's input "
-                 "layer is a convolution)"),
+    ("dense.py", "a Linear's input must be signed 8-bit in QuantizeML's ONNX path: pass "
+                 "input_dtype='int8' (quantize_onnx sets it when the first layer is a Linear)"),
 )
 
 

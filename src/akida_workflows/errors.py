@@ -83,13 +83,15 @@ def describe_exception(exc: BaseException, limit: int = 400) -> str:
     message; this returns its type and the line that raised it instead (e.g.
     ``AssertionError at quantizeml/.../dense.py:77: assert input_ts.dtype ==
     np.int8``). Long multi-line messages (TorchScript graphs) are cut to their
-    first line.
+    first line; class representations are cut to the class name.
     """
+    import re
     import traceback
 
     text = str(exc).strip()
     if text:
-        first = text.splitlines()[0].strip()
+        # "<class 'tf_keras.src.layers.core.dense.Dense'>" reads as "Dense".
+        first = re.sub(r"<class '(?:\w+\.)*(\w+)'>", r"\1", text.splitlines()[0].strip())
         return first if len(first) <= limit else first[: limit - 1] + "…"
     frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
     if not frames:

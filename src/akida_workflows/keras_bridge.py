@@ -1342,8 +1342,16 @@ def quantize_4bit(keras_model, samples, akida_version: str = "v1", weight_bits: 
     except Exception as exc:
         from .errors import describe_exception
 
+        text = describe_exception(exc)
+        if "impossible to quantize inputs" in text.lower():
+            text += (" (Akida 1.0's input layer must be a convolution: it runs a fully "
+                     "connected input layer only on inputs of at most 4 bits, and images are "
+                     "8-bit; start the model with a Conv2d, or convert it for Akida 2.0, "
+                     "which takes a Linear first)" if akida_version == "v1" else
+                     " (start the model with a Conv2d, or take the ONNX path, quantize_onnx, "
+                     "which runs a Linear input layer on Akida 2.0)")
         raise IncompatibleModelError(
-            f"QuantizeML could not quantize the Keras model: {describe_exception(exc)}") from exc
+            f"QuantizeML could not quantize the Keras model: {text}") from exc
     report = _calibrate_weights(quantized, weight_calibration, weight_percentile)
     quantized.akida_version = akida_version
     quantized.rewrites = tuple(getattr(keras_model, "rewrites", ()))

@@ -979,14 +979,17 @@ def _dense_input_fix(site, graph, target):
 
 def _dense_input_layer(site, graph, target):
     if site.kind == "Linear" and graph.is_input_layer(site):
-        return "the model starts with a Linear layer: Akida's input layer is a convolution"
+        return ("the model starts with a Linear layer: Akida 1.0 runs a fully connected input "
+                "layer only on inputs of at most 4 bits (images are 8-bit), so its input layer "
+                "must be a convolution")
     return None
 
 
 def _dense_input_layer_fix(site, graph, target):
     c = graph.input_shape[0] if len(graph.input_shape) == 3 else 1
     return (f"start with a convolution on the image: nn.Conv2d({c}, 8, 3, padding=1) → "
-            "nn.ReLU6() before the Flatten (Linear in_features = 8 x H x W, at most 2048)")
+            "nn.ReLU6() before the Flatten (Linear in_features = 8 x H x W, at most 2048), "
+            "or convert for Akida 2.0, which runs a Linear input layer")
 
 
 def _conv_before_flatten(site, graph, target):
@@ -1232,7 +1235,8 @@ RULES: tuple[Rule, ...] = (
          messages=("lstm", "gru", "recurrent")),
     Rule("attention", TARGETS, "no attention (activation x activation products)",
          "quantization", "unsupported", _attention, _attention_fix, messages=("matmul",)),
-    Rule("input-layer-dense", TARGETS, "the input layer is a convolution", "quantization",
+    # Akida 2.0 takes a Linear first (quantize_onnx quantizes the input to int8 for it).
+    Rule("input-layer-dense", ("akida1",), "the input layer is a convolution", "quantization",
          "fixable", _dense_input_layer, _dense_input_layer_fix, patch=_conv_before_flatten),
     Rule("input-channels", TARGETS, "input layer: 1 or 3 channels", "conversion", "fixable",
          _input_channels, _input_channels_fix,
