@@ -212,6 +212,19 @@ def test_mlp_runs_on_akida2_from_an_int8_input(tmp_path):
     assert np.abs(out - ref).max() < 0.05 * np.abs(ref).max()
 
 
+def test_first_compute_op_follows_layout_ops_only(tmp_path):
+    from akida_workflows.convert import first_compute_op
+    from akida_workflows.export import export_onnx
+
+    x = torch.from_numpy(SAMPLES[:1])
+    conv_first = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(),
+                               nn.Linear(4 * (SHAPE[1] - 2) * (SHAPE[2] - 2), 3)).eval()
+    assert first_compute_op(export_onnx(conv_first, x, tmp_path / "c.onnx")) == "Conv"
+    pooled_first = nn.Sequential(nn.MaxPool2d(2), nn.Flatten(),
+                                 nn.Linear(SHAPE[1] * SHAPE[2] // 4, 3)).eval()
+    assert first_compute_op(export_onnx(pooled_first, x, tmp_path / "p.onnx")) == "MaxPool"
+
+
 def test_mlp_with_an_unsigned_input_names_the_cause(tmp_path):
     from akida_workflows.convert import quantize_onnx
     from akida_workflows.export import export_onnx
