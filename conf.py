@@ -94,7 +94,4 @@ sphinx_gallery_conf = {
     "doc_module": ("akida_workflows",),
     "show_memory": False,
     "plot_gallery": "True",
-    # Examples run two at a time in worker processes (each example seeds itself, so the
-    # results do not depend on the order); AKIDA_WORKFLOWS_GALLERY_JOBS=1 runs them in turn.
-    "parallel": int(os.environ.get("AKIDA_WORKFLOWS_GALLERY_JOBS", "2")),
 }
