@@ -318,6 +318,7 @@ def main(argv=None) -> int:
         args.out / "fidelity.json", rows, benchmark="fidelity",
         title="Fidelity: float vs Akida 2.0 8-bit vs Akida 1.0 w4/a4 per weight calibrator",
         columns=COLUMNS, data="; ".join(described), notes=notes,
+        formats={"vs float (pt)": "+.2f"},
         command="python benchmarks/fidelity.py " + " ".join(argv or sys.argv[1:]))
     print(notes)
     print(f"wrote {path}")

@@ -69,7 +69,8 @@ def machine() -> dict:
 
 
 def write_result(path, rows: list[dict], *, benchmark: str, title: str, columns=None,
-                 data: str = "", notes: str = "", command: str | None = None) -> Path:
+                 data: str = "", notes: str = "", command: str | None = None,
+                 formats: dict | None = None) -> Path:
     """Write a result file atomically (a temporary file renamed over the target).
 
     Parameters
@@ -86,6 +87,9 @@ def write_result(path, rows: list[dict], *, benchmark: str, title: str, columns=
     notes : str
     command : str, optional
         The command line that made the file (default: ``sys.argv``).
+    formats : dict, optional
+        Column → display format for the site (``"percent"``, ``"int"``, ``"text"``
+        or a Python format spec such as ``"+.2f"``).
 
     Returns
     -------
@@ -108,6 +112,7 @@ def write_result(path, rows: list[dict], *, benchmark: str, title: str, columns=
         "notes": notes,
         "columns": columns,
         "rows": rows,
+        **({"formats": dict(formats)} if formats else {}),
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
