@@ -149,3 +149,9 @@ def test_empty_toolchain_assertion_is_described(tmp_path, monkeypatch):
     assert text.startswith("AssertionError at ")
     assert text.endswith("assert dtype == 'int8'")
     assert describe_exception(ValueError("bad pads")) == "bad pads"
+    # A known cause is appended once, for the first marker found (case-insensitive).
+    causes = (("pads", "write padding=k//2"), ("bad", "not this one"))
+    assert describe_exception(ValueError("Bad PADS"), causes=causes) == (
+        "Bad PADS (write padding=k//2)")
+    assert describe_exception(ValueError("ok"), causes=causes) == "ok"
+    assert describe_exception(TypeError("<class 'a.b.Dense'> only")) == "Dense only"

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ._quiet import import_toolchain
-from .errors import IncompatibleModelError
+from .errors import IncompatibleModelError, describe_exception
 
 __all__ = [
     "BRAINCHIP_DOMAIN",
@@ -154,15 +154,14 @@ def first_compute_op(onnx_model) -> str | None:
     inputs = [i.name for i in graph.input if i.name not in initializers]
     if len(inputs) != 1:
         return None
-    tensor, seen = inputs[0], 0
-    while seen <= len(graph.node):
+    tensor = inputs[0]
+    for _ in graph.node:  # a chain visits each node at most once
         consumers = [n for n in graph.node if n.input and n.input[0] == tensor]
         if len(consumers) != 1:
             return None
-        node = consumers[0]
-        if node.op_type not in LAYOUT_OPS:
-            return node.op_type
-        tensor, seen = node.output[0], seen + 1
+        if consumers[0].op_type not in LAYOUT_OPS:
+            return consumers[0].op_type
+        tensor = consumers[0].output[0]
     return None
 
 
@@ -357,7 +356,8 @@ def quantize_onnx(
             quantized = qmodels.quantize(model, **kwargs)
         except Exception as exc:
             raise IncompatibleModelError(
-                f"QuantizeML could not quantize the model: {_quantize_failure(exc)}"
+                "QuantizeML could not quantize the model: "
+                f"{describe_exception(exc, causes=_KNOWN_CAUSES)}"
             ) from exc
     for w in caught:
         if "were not quantized" not in str(w.message):
@@ -372,17 +372,6 @@ _KNOWN_CAUSES = (
     ("dense.py", "a Linear's input must be signed 8-bit in QuantizeML's ONNX path: pass "
                  "input_dtype='int8' (quantize_onnx sets it when the first layer is a Linear)"),
 )
-
-
-def _quantize_failure(exc: BaseException) -> str:
-    """QuantizeML's message, or the exception type and line when it has none, and the cause."""
-    from .errors import describe_exception
-
-    text = describe_exception(exc)
-    for marker, cause in _KNOWN_CAUSES:
-        if marker in text.lower():
-            return f"{text} ({cause})"
-    return text
 
 
 def _check_complete(quantized, allow_partial: bool, stage: str) -> list[tuple[str, str]]:

@@ -76,15 +76,25 @@ class QuantizationError(AkidaWorkflowError):
     """Weights or codes cannot be quantized or packed (NaN/inf, range, shape, axis)."""
 
 
-def describe_exception(exc: BaseException, limit: int = 400) -> str:
+def describe_exception(exc: BaseException, limit: int = 400, causes=()) -> str:
     """One line saying what went wrong, even when the exception's message is empty.
 
     A bare ``assert`` in a library raises an ``AssertionError`` without a
     message; this returns its type and the line that raised it instead (e.g.
     ``AssertionError at quantizeml/.../dense.py:77: assert input_ts.dtype ==
     np.int8``). Long multi-line messages (TorchScript graphs) are cut to their
-    first line; class representations are cut to the class name.
+    first line; class representations are cut to the class name. ``causes`` is a
+    sequence of ``(marker, cause)``: the first whose marker occurs in the
+    description (case-insensitive) appends ``" (cause)"``.
     """
+    text = _describe(exc, limit)
+    for marker, cause in causes:
+        if marker in text.lower():
+            return f"{text} ({cause})"
+    return text
+
+
+def _describe(exc: BaseException, limit: int) -> str:
     import re
     import traceback
 

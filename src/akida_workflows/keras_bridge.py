@@ -1203,6 +1203,18 @@ def _calibrate_weights(quantized, method: str, percentile: float):
     return rows
 
 
+#: Known causes of QuantizeML failures on the Keras path, per Akida version.
+_KERAS_CAUSES = {
+    "v1": (("impossible to quantize inputs",
+            "Akida 1.0's input layer must be a convolution: it runs a fully connected input "
+            "layer only on inputs of at most 4 bits, and images are 8-bit; start the model "
+            "with a Conv2d, or convert it for Akida 2.0, which takes a Linear first"),),
+    "v2": (("impossible to quantize inputs",
+            "start the model with a Conv2d, or take the ONNX path, quantize_onnx, which runs "
+            "a Linear input layer on Akida 2.0"),),
+}
+
+
 def quantize_4bit(keras_model, samples, akida_version: str = "v1", weight_bits: int = 4,
                   activation_bits: int = 4, input_weight_bits: int = 8,
                   per_channel: bool = True, *, weight_calibration: str = "maxabs",
@@ -1342,14 +1354,7 @@ def quantize_4bit(keras_model, samples, akida_version: str = "v1", weight_bits: 
     except Exception as exc:
         from .errors import describe_exception
 
-        text = describe_exception(exc)
-        if "impossible to quantize inputs" in text.lower():
-            text += (" (Akida 1.0's input layer must be a convolution: it runs a fully "
-                     "connected input layer only on inputs of at most 4 bits, and images are "
-                     "8-bit; start the model with a Conv2d, or convert it for Akida 2.0, "
-                     "which takes a Linear first)" if akida_version == "v1" else
-                     " (start the model with a Conv2d, or take the ONNX path, quantize_onnx, "
-                     "which runs a Linear input layer on Akida 2.0)")
+        text = describe_exception(exc, causes=_KERAS_CAUSES.get(akida_version, ()))
         raise IncompatibleModelError(
             f"QuantizeML could not quantize the Keras model: {text}") from exc
     report = _calibrate_weights(quantized, weight_calibration, weight_percentile)
