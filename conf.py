@@ -78,7 +78,8 @@ sphinx_gallery_conf = {
     "within_subsection_order": "FileNameSortKey",
     "download_all_examples": True,
     # Same seeds before every example, whatever ran before it.
-    "reset_modules": ("matplotlib", "akida_workflows.reset_seeds"),
+    # (akida_site.patch_notebooks: the install cell, also in parallel workers.)
+    "reset_modules": ("matplotlib", "akida_workflows.reset_seeds", "akida_site.patch_notebooks"),
     "reset_modules_order": "before",
     "first_notebook_cell": "%matplotlib inline",
     "capture_repr": ("_repr_html_", "__repr__"),
@@ -94,4 +95,8 @@ sphinx_gallery_conf = {
     "doc_module": ("akida_workflows",),
     "show_memory": False,
     "plot_gallery": "True",
+    # Examples run in separate processes, two at a time (every example pins its own
+    # seeds; `nox -s gallery` pins one thread and one instruction-set path per process,
+    # so the pages show the numbers the golden notebooks hold). 1 runs them in turn.
+    "parallel": int(os.environ.get("AKIDA_WORKFLOWS_GALLERY_JOBS", "2")),
 }

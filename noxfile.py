@@ -10,8 +10,12 @@ needs, each at its locked version, and pip has nothing left to resolve.
 from __future__ import annotations
 
 import os
+import platform
 import shutil
+import sys
 import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import nox
@@ -27,108 +31,180 @@ LOCKED_EXTRAS = ("cpu", "docs", "test", "lint")
 PIP_TOOLS = "pip-tools==7.6.2"
 
 
+#: ``gallery``, ``tests`` and ``regenerate`` share one environment: the same locked
+#: packages (tests add the test extra), which CI used to install twice (about two minutes).
+#: Run those sessions one at a time. ``lint`` and ``lock`` keep their own small venvs.
+SITE_ENV = ROOT / ".nox" / "site"
+
+
+def _site_env(session: nox.Session) -> Path:
+    """Create (once) the shared environment and put its ``bin`` first on the session's PATH."""
+    if not (SITE_ENV / "bin" / "python").exists():
+        session.run(sys.executable, "-m", "virtualenv", "--quiet", str(SITE_ENV), external=True)
+    session.env["VIRTUAL_ENV"] = str(SITE_ENV)
+    session.env["PATH"] = os.pathsep.join([str(SITE_ENV / "bin"), os.environ.get("PATH", "")])
+    return SITE_ENV / "bin"
+
+
+def _bin(name: str) -> str:
+    """A program of the shared environment (sessions without a venv find nothing by name)."""
+    return str(SITE_ENV / "bin" / name)
+
+
+@contextmanager
+def _timed(session: nox.Session, what: str):
+    """Log how long ``what`` took (CI's log keeps each phase's time)."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        session.log(f"time: {what} {time.perf_counter() - t0:.0f} s")
+
+
+def _run(session: nox.Session, program: str, *args: str, **kwargs) -> None:
+    """Run ``program`` from the shared environment."""
+    session.run(_bin(program), *args, external=True, **kwargs)
+
+
 def _constrained(session: nox.Session, *args: str) -> None:
     """``pip install`` under the lock: anything the lock does not pin is an error later."""
-    session.install("-c", str(LOCK), *args)
+    session.run(_bin("python"), "-m", "pip", "install", "--quiet", "-c", str(LOCK), *args,
+                external=True)
 
 
 def _install(session: nox.Session, *extras: str, wheel: bool = False) -> None:
-    """The project with ``extras``, every dependency at its locked version.
+    """The project with ``extras`` in the shared environment, every dependency locked.
 
     ``wheel=True`` installs the wheel built by :func:`_build_wheel` instead of an
     editable checkout: exactly what a reader installs from the site.
     """
+    _site_env(session)
     # The build backend comes from the lock too (no isolated, unpinned build env).
     _constrained(session, "setuptools", "wheel")
     suffix = f"[{','.join(extras)}]" if extras else ""
+    session.run(_bin("python"), "-m", "pip", "uninstall", "--yes", "--quiet",
+                "akida-workflows", silent=True, external=True)
     if wheel:
         built = _build_wheel(session)
-        session.run_install("pip", "uninstall", "--yes", "--quiet", "akida-workflows",
-                            silent=True)
         _constrained(session, "--no-build-isolation", f"{built}{suffix}")
     else:
         _constrained(session, "--no-build-isolation", "-e", f".{suffix}")
     # Nothing outside the lock slipped in (a package pyproject gained but the lock lacks).
-    session.run_install("python", "tools/check_lock.py", "--installed", silent=True)
+    session.run(_bin("python"), "tools/check_lock.py", "--installed", silent=True,
+                external=True)
 
 
 def _build_wheel(session: nox.Session) -> Path:
     """Build ``build/dist/akida_workflows-<version>-py3-none-any.whl`` (the site offers it)."""
     shutil.rmtree(DIST, ignore_errors=True)
-    session.run_install("pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                        "--wheel-dir", str(DIST), ".", silent=True)
+    session.run(_bin("python"), "-m", "pip", "wheel", "--quiet", "--no-deps",
+                "--no-build-isolation", "--wheel-dir", str(DIST), ".", silent=True,
+                external=True)
     wheels = sorted(DIST.glob("akida_workflows-*.whl"))
     if len(wheels) != 1:
         session.error(f"expected one wheel in {DIST}, found {wheels}")
     return wheels[0]
 
 
+#: One thread per process, and one instruction-set path per library, so that training
+#: gives the same weights bit for bit on every x86-64 machine with AVX2 (measured:
+#: ATen's vector kernels, oneDNN (torch convolutions; TensorFlow's matmuls, even with
+#: TF_ENABLE_ONEDNN_OPTS=0) and OpenBLAS (numpy) each change the trained weights between
+#: their AVX2 and AVX-512 paths; the thread count changes reduction orders). The
+#: examples' golden notebooks are made and compared under this environment.
+REPRODUCIBLE_ENV = {
+    "PYTHONHASHSEED": "0",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "TF_NUM_INTRAOP_THREADS": "1",
+    "TF_NUM_INTEROP_THREADS": "1",
+}
+X86_ISA_ENV = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "DNNL_MAX_CPU_ISA": "AVX2",
+    "MKL_CBWR": "AVX2",
+    "OPENBLAS_CORETYPE": "Haswell",
+}
+
+
+def reproducible_env() -> dict[str, str]:
+    """The environment every session runs in (see :data:`REPRODUCIBLE_ENV`)."""
+    env = {"TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg", **REPRODUCIBLE_ENV}
+    if platform.machine().lower() in {"x86_64", "amd64"}:
+        env.update(X86_ISA_ENV)
+    return env
+
+
 def _quiet_env(session: nox.Session) -> None:
-    session.env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    session.env.setdefault("MPLBACKEND", "Agg")
-    session.env.setdefault("PYTHONHASHSEED", "0")
+    session.env.update(reproducible_env())
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def gallery(session: nox.Session) -> None:
     """Build the documentation site, executing every example, into build/html."""
-    _install(session, "docs")
-    _build_wheel(session)  # offered for download by the site, beside the lock
+    with _timed(session, "install"):
+        _install(session, "docs")
     _quiet_env(session)
+    # Every data set the examples load is here (or downloadable), or stop now, with the fix.
+    _run(session, "python", "tools/check_data.py", "examples")
+    _build_wheel(session)  # offered for download by the site, beside the lock
     for stale in ("docs/auto_examples", "docs/generated", "docs/gen_modules"):
         shutil.rmtree(ROOT / stale, ignore_errors=True)
-    session.run(
-        "sphinx-build", "-c", ".", "-b", "html", "-T", "-W", "--keep-going",
-        "docs", "build/html", *session.posargs,
-    )
-    session.run("python", "tools/check_site.py", "build/html", "--junit", "build/gallery-junit.xml")
+    with _timed(session, "sphinx-build (every example executed)"):
+        _run(session, "sphinx-build", "-c", ".", "-b", "html", "-T", "-W", "--keep-going",
+             "docs", "build/html", *session.posargs)
+    _run(session, "python", "tools/check_site.py", "build/html",
+         "--junit", "build/gallery-junit.xml")
     session.log(f"site: {ROOT / 'build/html/index.html'}")
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
-    """Unit tests, then the site's notebooks re-run and compared by nbval.
+    """Unit tests and the site's notebooks (re-run and compared by nbval), on every core.
 
     The package is installed from its wheel with the lock, as a reader who
     downloads a notebook installs it (not from the editable checkout).
     """
-    _install(session, "test", "docs", wheel=True)
+    with _timed(session, "install"):
+        _install(session, "test", "docs", wheel=True)
     _quiet_env(session)
-    session.run("python", "tools/check_lock.py")  # pyproject.toml and the lock agree
-    # One test file per worker, on every core (module-scoped fixtures stay shared).
-    parallel = ("-n", "auto", "--dist", "loadfile")
-    session.run("pytest", *parallel, "tests", *session.posargs)
+    _run(session, "python", "tools/check_lock.py")  # pyproject.toml and the lock agree
     # The notebooks the site offers: built as sphinx-gallery builds them, they must have
     # the same code as the executed golden copies in tests/notebooks/ ...
     notebooks = ROOT / "build" / "notebooks"
     shutil.rmtree(notebooks, ignore_errors=True)
-    session.run("python", "tools/notebooks.py", "build", str(notebooks))
-    session.run("python", "tools/notebooks.py", "check")
-    # ... which nbval re-executes (every cell, assertions included) and compares.
+    _run(session, "python", "tools/notebooks.py", "build", str(notebooks))
+    _run(session, "python", "tools/notebooks.py", "check")
     with tempfile.TemporaryDirectory() as tmp:
-        session.run(
-            "pytest", *parallel, "--nbval", "--nbval-current-env",
-            "--nbval-sanitize-with", "tests/notebooks/sanitize.cfg",
-            "-p", "no:cacheprovider", "tests/notebooks",
-            env={
-                "AKIDA_WORKFLOWS_OFFLINE": "1",
-                "AKIDA_WORKFLOWS_DATA": os.path.join(tmp, "no-data"),
-            },
-        )
+        # Offline with an empty data folder, as the golden copies were made (the unit
+        # tests make their own data); the notebooks' data is checked before anything runs.
+        env = {"AKIDA_WORKFLOWS_OFFLINE": "1", "AKIDA_WORKFLOWS_DATA": os.path.join(tmp, "none")}
+        _run(session, "python", "tools/check_data.py", "examples", env=env)
+        # ... and one pytest run on every core: the unit tests and the golden notebooks,
+        # which nbval re-executes (every cell, assertions included) and compares. One
+        # file per worker (module fixtures stay shared); the notebooks, the longest
+        # files, are handed out first, and the unit tests fill the cores around them.
+        with _timed(session, "pytest: unit tests + nbval"):
+            _run(session, "pytest", "-n", "auto", "--dist", "loadfile", "--durations=30",
+                 "--nbval", "--nbval-current-env",
+                 "--nbval-sanitize-with", "tests/notebooks/sanitize.cfg",
+                 "-p", "no:cacheprovider", "tests", *session.posargs, env=env)
 
 
-@nox.session(default=False)
+@nox.session(default=False, venv_backend="none")
 def regenerate(session: nox.Session) -> None:
     """Re-execute the examples' notebooks and store them as golden copies (opt-in)."""
     _install(session, "test", "docs")
     _quiet_env(session)
-    session.run("python", "tools/notebooks.py", "regenerate", *session.posargs)
+    _run(session, "python", "tools/notebooks.py", "regenerate", *session.posargs)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff on the library, examples, tests and tools."""
-    _constrained(session, "ruff")
+    session.install("-c", str(LOCK), "ruff")
     session.run("ruff", "check", "src", "examples", "tests", "tools", "benchmarks", "conf.py",
                 "noxfile.py")
 

@@ -193,7 +193,7 @@ from akida_workflows.keras_bridge import fine_tune
 
 tuned, tuned_models = {}, {}
 for method in METHODS:
-    model_4bit = quantize_4bit(keras_cnn, calibration, weight_calibration=method)
+    model_4bit = quantized[method]  # trained in place, from its own calibration
     losses = fine_tune(model_4bit, x_train_nhwc[:5000], y_train[:5000], epochs=1, lr=1e-4,
                        seed=0)
     tuned_models[method] = convert_keras(model_4bit)

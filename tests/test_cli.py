@@ -60,7 +60,7 @@ def files(tmp_path_factory):
     return tmp
 
 
-@pytest.mark.parametrize("command", [[], ["check"], ["convert"], ["info"]])
+@pytest.mark.parametrize("command", [[], ["check"], ["convert"], ["info"], ["learn"]])
 def test_help(command):
     result = run(*command, "--help")
     assert result.returncode == 0

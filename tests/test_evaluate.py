@@ -15,6 +15,7 @@ from akida_workflows.evaluate import (
     confusion_matrix,
     evaluate,
     predict,
+    wilson_interval,
 )
 from akida_workflows.export import export_onnx
 
@@ -139,3 +140,24 @@ def test_stage_report_program_column_only_when_given():
     for bad in (-1, 1.5, True):
         with pytest.raises(AkidaWorkflowError, match="program_bytes"):
             report.add("x", program_bytes=bad)
+
+
+def test_wilson_interval_known_values():
+    # 90/100: p = 0.9, z = 1.95996; centre 0.88521, half-width 0.05957 (by hand)
+    low, high = wilson_interval(90, 100)
+    assert low == pytest.approx(0.82564, abs=1e-4) and high == pytest.approx(0.94477, abs=1e-4)
+    # 0 and 100 %: one-sided, upper bound z^2 / (n + z^2), never an empty interval
+    z2 = 1.959964 ** 2
+    assert wilson_interval(0, 100) == pytest.approx((0.0, z2 / (100 + z2)), abs=1e-6)
+    assert wilson_interval(100, 100) == pytest.approx((100 / (100 + z2), 1.0), abs=1e-6)
+    # wider at 99 % confidence and on fewer samples; always contains the estimate
+    assert wilson_interval(90, 100, 0.99)[0] < low
+    assert wilson_interval(9, 10)[0] < low < 0.9 < high < wilson_interval(9, 10)[1]
+
+
+@pytest.mark.parametrize("correct, total, confidence", [
+    (101, 100, 0.95), (-1, 100, 0.95), (5, 0, 0.95), (2.5, 10, 0.95), (5, 10, 1.0), (5, 10, 0),
+])
+def test_wilson_interval_refuses_bad_counts(correct, total, confidence):
+    with pytest.raises(AkidaWorkflowError):
+        wilson_interval(correct, total, confidence)

@@ -8,7 +8,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from akida_workflows.evaluate import wilson_interval  # noqa: E402
 from akida_workflows.plots import (  # noqa: E402
+    accuracy_per_seed_figure,
     confusion_matrix_figure,
     prediction_figure,
     sample_grid,
@@ -187,3 +189,22 @@ def test_mapping_figure_stacks_models():
 def test_plot_mapping_keeps_short_labels():
     layers = [LayerMapping("a", "Add", "software", "", "why", True)]
     assert {"a", "Add", "in software", "why"} <= set(_texts(plot_mapping(MapReport("X", layers))))
+
+
+def test_accuracy_per_seed_figure_draws_every_run_with_its_interval():
+    runs = {"float": [0.91, 0.90, 0.92], "Akida 2.0 8-bit": [0.91, 0.89, 0.92]}
+    fig = accuracy_per_seed_figure(runs, 100, published={"MLP": 0.92, "FCN": 0.90})
+    ax = fig.axes[0]
+    containers = ax.containers  # one errorbar per seed
+    assert len(containers) == 3
+    seed1 = containers[1]
+    ys = seed1.lines[0].get_ydata()
+    assert np.allclose(ys, [90.0, 89.0])
+    low, high = wilson_interval(90, 100)
+    bar = seed1.lines[2][0].get_segments()[0]  # the float stage's vertical bar
+    assert np.allclose(sorted(bar[:, 1]), [100 * low, 100 * high])
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(runs)
+    references = [line for line in ax.lines if line.get_transform() == ax.get_yaxis_transform()]
+    assert sorted(line.get_ydata()[0] for line in references) == [90.0, 92.0]
+    assert [t.get_text() for t in ax.texts] == ["MLP 92.0 %", "FCN 90.0 %"]
+    assert "95 % Wilson interval, 100 test samples" in ax.get_title()

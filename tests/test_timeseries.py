@@ -1,25 +1,35 @@
-"""Time series: sktime's bundled sets, a download served on loopback, the offline fallback."""
+"""Time series: the shipped ECG200, sktime's bundled sets, a download served on loopback,
+the offline fallback, and refused files."""
 
 from __future__ import annotations
 
 import io
+import os
+import shutil
+import subprocess
+import sys
 import warnings
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import akida_workflows
+from akida_workflows import datasets
 from akida_workflows.datasets import (
     OFFLINE_TIMESERIES,
+    PACKAGED_SHA256,
     UCR_SETS,
     OfflineDataWarning,
     bundled_timeseries,
     load_timeseries,
+    packaged_timeseries,
     resample_signals,
     to_torch_loaders,
     window_signals,
 )
-from akida_workflows.errors import DatasetError
+from akida_workflows.errors import ChecksumError, DatasetError
 
 
 def ts_text(name: str, n: int, length: int, seed: int, classes=("a", "b", "c")) -> str:
@@ -49,9 +59,143 @@ def online(monkeypatch):
     monkeypatch.delenv("AKIDA_WORKFLOWS_OFFLINE", raising=False)
 
 
-def test_bundled_sets_include_the_offline_one():
-    names = bundled_timeseries()
-    assert OFFLINE_TIMESERIES in names and "PLAID" in names
+def test_the_offline_set_is_shipped_with_the_package():
+    assert OFFLINE_TIMESERIES == "ECG200" and packaged_timeseries() == ["ECG200"]
+    assert "PLAID" in bundled_timeseries() and "OSULeaf" in bundled_timeseries()
+
+
+def test_ecg200_is_read_offline_with_its_real_contents(tmp_path, monkeypatch):
+    monkeypatch.setenv("AKIDA_WORKFLOWS_OFFLINE", "1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the requested set itself: no fallback warning
+        data = load_timeseries("ECG200", tmp_path)
+    assert data.source == "packaged" and data.name == "ECG200"
+    assert data.x_train.shape == (100, 1, 96) and data.x_test.shape == (100, 1, 96)
+    assert data.x_train.dtype == np.float32
+    assert data.classes == ("myocardial infarction", "normal")  # archive labels -1, 1
+    assert np.bincount(data.y_train).tolist() == [31, 69]
+    assert np.bincount(data.y_test).tolist() == [36, 64]
+    # the first value of the archive's first training series, as in the file
+    assert data.x_train[0, 0, 0] == pytest.approx(0.50205548) and data.y_train[0] == 0
+    assert "shipped with akida-workflows" in data.description
+    assert not list(tmp_path.iterdir())  # nothing copied into the cache
+
+
+def packaged_copy(tmp_path, monkeypatch) -> Path:
+    """A writable copy of the shipped sets that the loader reads instead of the package's."""
+    copy = tmp_path / "packaged"
+    shutil.copytree(datasets.PACKAGED_DATA_DIR, copy)
+    for path in copy.rglob("*.ts"):
+        path.chmod(0o644)
+    monkeypatch.setattr(datasets, "PACKAGED_DATA_DIR", copy)
+    return copy / "ECG200"
+
+
+def test_damaged_shipped_file_fails_its_checksum(tmp_path, monkeypatch):
+    folder = packaged_copy(tmp_path, monkeypatch)
+    text = (folder / "ECG200_TEST.ts").read_text()
+    (folder / "ECG200_TEST.ts").write_text(text.replace("0.50", "0.51", 1))  # one digit
+    with pytest.raises(ChecksumError, match="ECG200_TEST.ts .*SHA-256 .*reinstall") as caught:
+        load_timeseries("ECG200", tmp_path / "cache", download=False)
+    assert PACKAGED_SHA256["ECG200"]["ECG200_TEST.ts"] in str(caught.value)
+    # the fallback checks the same files
+    with pytest.raises(ChecksumError, match="ECG200_TEST.ts"):
+        load_timeseries("ECG5000", tmp_path / "cache", download=False)
+
+
+def ecg200_lines() -> list[str]:
+    path = datasets.PACKAGED_DATA_DIR / "ECG200" / "ECG200_TRAIN.ts"
+    return path.read_text().splitlines(keepends=True)
+
+
+def cached_ecg200(root: Path, train_lines: list[str]) -> None:
+    folder = root / "ECG200"
+    folder.mkdir(parents=True)
+    (folder / "ECG200_TRAIN.ts").write_text("".join(train_lines))
+    shutil.copy(datasets.PACKAGED_DATA_DIR / "ECG200" / "ECG200_TEST.ts", folder)
+
+
+def first_data_line(lines: list[str]) -> int:
+    return next(i for i, line in enumerate(lines) if line.strip() == "@data") + 1
+
+
+def test_truncated_file_is_named_with_its_line(tmp_path):
+    lines = ecg200_lines()
+    cut = "".join(lines)[: len("".join(lines[:60])) + 300]  # cut inside line 61
+    cached_ecg200(tmp_path, [cut])
+    with pytest.raises(DatasetError, match=r"ECG200_TRAIN.ts, line 61: .*truncated"):
+        load_timeseries("ECG200", tmp_path)
+
+
+def test_file_cut_at_a_line_end_fails_the_size_check(tmp_path):
+    cached_ecg200(tmp_path, ecg200_lines()[:-10])
+    with pytest.raises(DatasetError, match="ECG200_TRAIN.ts: 90 series, .* has 100 there"):
+        load_timeseries("ECG200", tmp_path)
+
+
+def test_series_of_the_wrong_length_is_refused(tmp_path):
+    lines = ecg200_lines()
+    row = first_data_line(lines) + 4
+    values, label = lines[row].rsplit(":", 1)
+    lines[row] = values.rsplit(",", 1)[0] + ":" + label  # 95 values
+    cached_ecg200(tmp_path, lines)
+    with pytest.raises(DatasetError, match=rf"ECG200_TRAIN.ts, line {row + 1}: channel 0 has "
+                                           r"95 values, the header declares @seriesLength 96"):
+        load_timeseries("ECG200", tmp_path)
+
+
+def test_unknown_label_is_refused(tmp_path):
+    lines = ecg200_lines()
+    row = first_data_line(lines)
+    lines[row] = lines[row].rsplit(":", 1)[0] + ":2\n"
+    cached_ecg200(tmp_path, lines)
+    with pytest.raises(DatasetError, match=rf"ECG200_TRAIN.ts, line {row + 1}: label '2' is "
+                                           r"not one of the classes the header declares \(-1, 1\)"):
+        load_timeseries("ECG200", tmp_path)
+
+
+def test_file_without_data_is_refused(tmp_path):
+    lines = ecg200_lines()
+    cached_ecg200(tmp_path, lines[: first_data_line(lines) - 1])
+    with pytest.raises(DatasetError, match="ECG200_TRAIN.ts: no @data line"):
+        load_timeseries("ECG200", tmp_path)
+    (tmp_path / "ECG200" / "ECG200_TRAIN.ts").write_text("".join(lines[: first_data_line(lines)]))
+    with pytest.raises(DatasetError, match="ECG200_TRAIN.ts: no series after @data"):
+        load_timeseries("ECG200", tmp_path)
+
+
+def test_bad_labels_in_a_download_keep_nothing(tmp_path, http_dir, online):
+    served, url = http_dir
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("Tiny/Tiny_TRAIN.ts", ts_text("Tiny", 6, 20, 1))
+        bad = ts_text("Tiny", 4, 20, 2).replace(":c\n", ":z\n")
+        archive.writestr("Tiny/Tiny_TEST.ts", bad)
+    (served / "Tiny.zip").write_bytes(buffer.getvalue())
+    with pytest.raises(DatasetError, match=r"Tiny_TEST.ts, line \d+: label 'z'"):
+        load_timeseries("Tiny", tmp_path / "cache", mirrors=[url], offline_fallback=False)
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    assert not list((tmp_path / "cache" / "Tiny").iterdir())  # no hidden leftovers either
+
+
+@pytest.mark.parametrize("how", ["-c", "stdin"])
+def test_offline_fallback_from_python_c_and_stdin(tmp_path, how):
+    """``python -c`` and ``python -`` run in ``__main__`` with BuiltinImporter as loader."""
+    code = ("from akida_workflows.datasets import load_timeseries\n"
+            "data = load_timeseries('ECG5000')\n"
+            "print(data.name, data.source, data.x_test.shape)\n")
+    package_parent = str(Path(akida_workflows.__file__).resolve().parents[1])
+    env = {**os.environ, "AKIDA_WORKFLOWS_OFFLINE": "1", "AKIDA_WORKFLOWS_DATA": str(tmp_path),
+           "PYTHONPATH": os.pathsep.join([package_parent, os.environ.get("PYTHONPATH", "")]),
+           "PYTHONWARNINGS": "default"}
+    args, stdin = ([sys.executable, "-c", code], None) if how == "-c" else \
+        ([sys.executable, "-"], code)
+    done = subprocess.run(args, input=stdin, capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ECG200 packaged-fallback (100, 1, 96)"
+    where = "<string>" if how == "-c" else "<stdin>"
+    assert f"{where}:2: OfflineDataWarning: ECG5000 not available (offline mode" in done.stderr
 
 
 def test_bundled_set_is_read_with_its_real_sizes(tmp_path):
@@ -104,9 +248,10 @@ def test_corrupt_download_falls_back_with_a_warning(tmp_path, http_dir, online):
         load_timeseries("ECG5000", tmp_path, mirrors=[url], offline_fallback=False)
     with pytest.warns(OfflineDataWarning) as caught:
         data = load_timeseries("ECG5000", tmp_path, mirrors=[url])
-    assert data.source == "bundled-fallback" and data.name == OFFLINE_TIMESERIES
+    assert data.source == "packaged-fallback" and data.name == OFFLINE_TIMESERIES
     message = str(caught[0].message)
-    assert "ECG5000 not available" in message and "OSULeaf set bundled with sktime" in message
+    assert "ECG5000 not available" in message
+    assert "the ECG200 set shipped with akida-workflows instead" in message
     assert str(tmp_path) not in message and "/" not in message.split("(", 1)[0]
     assert "instead of ECG5000" in data.description
 
@@ -127,12 +272,15 @@ def test_offline_mode_never_touches_the_network(tmp_path, monkeypatch):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         data = load_timeseries("ECG5000", tmp_path, mirrors=["http://127.0.0.1:9/"])
-    assert data.source == "bundled-fallback"
+    assert data.source == "packaged-fallback" and data.name == "ECG200"
     assert any("offline mode" in str(w.message) for w in caught)
     with pytest.raises(DatasetError, match="allow the download"):
         load_timeseries("ECG5000", tmp_path, offline_fallback=False)
-    with pytest.raises(DatasetError, match="not bundled"):
+    with pytest.raises(DatasetError, match="not shipped with akida-workflows nor bundled"):
         load_timeseries("ECG5000", tmp_path, fallback="NoSuchSet")
+    with pytest.warns(OfflineDataWarning, match="OSULeaf set bundled with sktime"):
+        other = load_timeseries("ECG5000", tmp_path, fallback="OSULeaf")
+    assert other.source == "bundled-fallback" and other.x_train.shape == (200, 1, 427)
 
 
 def test_corrupt_cached_file_says_what_to_do(tmp_path):

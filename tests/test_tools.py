@@ -102,3 +102,59 @@ def test_golden_notebooks_compare_their_deterministic_cells():
         outputs = "".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
                           for c in compared for o in c.outputs)
         assert "compute layers in hardware" in outputs or "every layer maps onto" in outputs
+
+
+def _noxfile(monkeypatch):
+    """noxfile.py as a module; nox itself (not in the test environment) is stubbed."""
+    import importlib.util
+    import types
+
+    stub = types.ModuleType("nox")
+    stub.options = types.SimpleNamespace()
+    stub.Session = object
+    stub.session = lambda *a, **k: (a[0] if a and callable(a[0]) else (lambda f: f))
+    monkeypatch.setitem(sys.modules, "nox", stub)
+    spec = importlib.util.spec_from_file_location("noxfile_under_test", ROOT / "noxfile.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sessions_pin_threads_and_instruction_sets(monkeypatch):
+    """The golden notebooks compare trained figures: every run must take one code path."""
+    noxfile = _noxfile(monkeypatch)
+    monkeypatch.setattr(noxfile.platform, "machine", lambda: "x86_64")
+    env = noxfile.reproducible_env()
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                 "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        assert env[name] == "1", name
+    assert env["ATEN_CPU_CAPABILITY"] == "avx2"  # PyTorch's vector kernels
+    assert env["ONEDNN_MAX_CPU_ISA"] == "AVX2"  # torch convolutions, TensorFlow matmuls
+    assert env["OPENBLAS_CORETYPE"] == "Haswell"  # numpy
+    monkeypatch.setattr(noxfile.platform, "machine", lambda: "aarch64")
+    assert "ATEN_CPU_CAPABILITY" not in noxfile.reproducible_env()  # x86 names only
+
+
+def test_pinned_environment_reaches_the_libraries(monkeypatch):
+    """torch reports the AVX2 path and one thread under the sessions' environment."""
+    import os
+    import subprocess
+
+    env = dict(os.environ, **_noxfile(monkeypatch).reproducible_env())
+    code = ("import torch; print(torch.backends.cpu.get_cpu_capability(), "
+            "torch.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    if os.uname().machine == "x86_64":
+        assert out.stdout.split() == ["AVX2", "1"]
+    else:
+        assert out.stdout.split()[-1] == "1"
+
+
+def test_ci_script_prints_each_phase_time():
+    script = (ROOT / ".ci" / "run").read_text()
+    for phase in ("nox -s gallery", "nox -s lint", "nox -s tests",
+                  "apt: dataset-fashion-mnist"):
+        assert f'phase "{phase}"' in script
+    assert "trap summary EXIT" in script

@@ -6,7 +6,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from akida_workflows.training import TrainHistory, evaluate_torch, seed_everything, train
+from akida_workflows.training import (
+    TrainHistory,
+    distillation_set,
+    evaluate_torch,
+    seed_everything,
+    train,
+)
 
 
 def _separable(n=256, seed=0):
@@ -85,3 +91,28 @@ def test_evaluate_torch_is_a_fraction_in_eval_mode():
     assert not model.training
     # Dropout is off in eval mode, so two evaluations agree.
     assert evaluate_torch(model, _loader()) == acc
+
+
+def test_distillation_set_labels_noisy_copies_with_the_teacher():
+    # teacher: class 1 when the mean of the signal is positive
+    teacher = nn.Sequential(nn.Flatten(), nn.Linear(8, 2))
+    with torch.no_grad():
+        teacher[1].weight.copy_(torch.tensor([[-1.0] * 8, [1.0] * 8]))
+        teacher[1].bias.zero_()
+    x = np.stack([np.full((1, 8), v, dtype=np.float32) for v in (-1.0, -0.05, 0.05, 1.0)])
+    inputs, labels = distillation_set(teacher, x, copies=200, noise=0.5, seed=3)
+    assert inputs.shape == (201 * 4, 1, 8) and inputs.dtype == np.float32
+    assert labels.dtype == np.int64 and np.array_equal(inputs[:4], x)
+    assert labels[:4].tolist() == [0, 0, 1, 1]
+    assert np.array_equal(labels, (inputs.reshape(len(inputs), -1).sum(1) > 0).astype(np.int64))
+    noise = inputs[4:] - np.tile(x, (200, 1, 1))
+    assert abs(noise.std() - 0.5) < 0.02 and abs(noise.mean()) < 0.02
+    # the copies near the boundary change class, the far ones keep it
+    near = labels[4:].reshape(200, 4)
+    assert 0.2 < near[:, 1].mean() < 0.8 and near[:, 0].sum() == 0 and near[:, 3].all()
+    again, _ = distillation_set(teacher, x, copies=200, noise=0.5, seed=3)
+    assert np.array_equal(again, inputs)
+    plain, plain_labels = distillation_set(teacher, x, copies=0)
+    assert np.array_equal(plain, x) and plain_labels.tolist() == [0, 0, 1, 1]
+    with pytest.raises(ValueError, match="copies >= 0"):
+        distillation_set(teacher, x, copies=-1)

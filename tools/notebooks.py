@@ -121,44 +121,56 @@ def golden_env(tmp: Path) -> dict:
     return env
 
 
-def regenerate(timeout: int = 1800, only: list[str] | None = None) -> list[Path]:
-    """Execute every example's notebook offline and store it in tests/notebooks/."""
+def _execute_golden(src: Path, folder: Path, timeout: int) -> Path:
+    """Execute ``src``'s notebook in ``folder`` and store it as its golden copy."""
     import nbformat
     from nbclient import NotebookClient
 
+    nb = to_notebook(src)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        tags = set(cell.metadata.get("tags", []))
+        if any(p.search(cell.source) for p in IGNORE_OUTPUT_PATTERNS):
+            tags.add("nbval-ignore-output")
+        if tags:
+            cell.metadata["tags"] = sorted(tags)
+    print(f"executing {src.name} ...", flush=True)
+    NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                   resources={"metadata": {"path": str(folder)}}).execute()
+    for cell in nb.cells:  # nbval does not compare these: keep the copy small
+        if "nbval-ignore-output" in cell.metadata.get("tags", []):
+            cell.outputs = []
+    target = GOLDEN / f"{src.stem}.ipynb"
+    nbformat.write(nb, target)
+    return target
+
+
+def regenerate(timeout: int = 1800, only: list[str] | None = None,
+               jobs: int = 2) -> list[Path]:
+    """Execute every example's notebook offline and store it in tests/notebooks/.
+
+    ``jobs`` notebooks run at a time, each in its own kernel (a process), as nbval
+    runs them; run this under ``nox -s regenerate`` (one thread and one instruction-set
+    path per process: see ``noxfile.REPRODUCIBLE_ENV``), or the copies hold numbers
+    that another machine does not reproduce.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     GOLDEN.mkdir(parents=True, exist_ok=True)
-    written = []
+    chosen = [src for src in examples()
+              if not only or src.stem in only or src.name in only]
     with tempfile.TemporaryDirectory() as tmp:
         saved = dict(os.environ)
         os.environ.update(golden_env(Path(tmp)))
         try:
-            for src in examples():
-                if only and src.stem not in only and src.name not in only:
-                    continue
-                nb = to_notebook(src)
-                for cell in nb.cells:
-                    if cell.cell_type != "code":
-                        continue
-                    tags = set(cell.metadata.get("tags", []))
-                    if any(p.search(cell.source) for p in IGNORE_OUTPUT_PATTERNS):
-                        tags.add("nbval-ignore-output")
-                    if tags:
-                        cell.metadata["tags"] = sorted(tags)
-                print(f"executing {src.name} ...", flush=True)
-                NotebookClient(
-                    nb, timeout=timeout, kernel_name="python3",
-                    resources={"metadata": {"path": str(Path(tmp))}},
-                ).execute()
-                for cell in nb.cells:  # nbval does not compare these: keep the copy small
-                    if "nbval-ignore-output" in cell.metadata.get("tags", []):
-                        cell.outputs = []
-                target = GOLDEN / f"{src.stem}.ipynb"
-                nbformat.write(nb, target)
-                written.append(target)
+            with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+                futures = [pool.submit(_execute_golden, src, Path(tmp), timeout)
+                           for src in chosen]
+                return [future.result() for future in futures]
         finally:
             os.environ.clear()
             os.environ.update(saved)
-    return written
 
 
 def check() -> list[str]:

@@ -611,7 +611,13 @@ def _build_finished(app, exception):
             shutil.copyfile(path, out / DOWNLOADS_URL / name)
 
 
-def _patch_notebooks():
+def patch_notebooks(gallery_conf=None, fname=None, when=None):
+    """Make sphinx-gallery write every notebook with the install cell first.
+
+    Called by :func:`setup` in the build process and, as one of ``conf.py``'s
+    ``reset_modules``, in each worker process of a parallel gallery build (a worker
+    imports sphinx-gallery afresh, without this build's patch).
+    """
     from sphinx_gallery import gen_rst
 
     if not hasattr(gen_rst, "jupyter_notebook"):
@@ -638,7 +644,7 @@ def setup(app):
     app.connect("env-get-outdated", _env_get_outdated)
     app.connect("doctree-read", _doctree_read)
     app.connect("build-finished", _build_finished)
-    _patch_notebooks()
+    patch_notebooks()
     return {"version": "1.0", "parallel_read_safe": False, "parallel_write_safe": True}
 
 

@@ -4,7 +4,8 @@ One module per pipeline stage: :mod:`~akida_workflows.datasets`, :mod:`~akida_wo
 :mod:`~akida_workflows.training`, :mod:`~akida_workflows.lowering` (1-D models to their
 exact 2-D form), :mod:`~akida_workflows.export`,
 :mod:`~akida_workflows.convert`, :mod:`~akida_workflows.evaluate`,
-:mod:`~akida_workflows.deploy`, :mod:`~akida_workflows.plots`.
+:mod:`~akida_workflows.deploy`, :mod:`~akida_workflows.edge` (learning on the chip),
+:mod:`~akida_workflows.plots`.
 Heavy dependencies (torch, tensorflow via QuantizeML, akida) are imported only
 by the functions that need them.
 """
@@ -16,6 +17,7 @@ from .errors import (
     ExportError,
     FoldingError,
     IncompatibleModelError,
+    InvalidInputError,
     MappingError,
     ModelFileError,
     QuantizationError,
@@ -31,6 +33,7 @@ __all__ = [
     "ExportError",
     "FoldingError",
     "IncompatibleModelError",
+    "InvalidInputError",
     "MappingError",
     "ModelFileError",
     "QuantizationError",

@@ -1,4 +1,4 @@
-"""``akida-workflows``: check, convert and inspect models from the command line.
+"""``akida-workflows``: check, convert, inspect models and learn on them from the command line.
 
 Exit codes: 0 success, 2 usage error (bad arguments, missing, unreadable or
 unsafe files, bad samples), 3 incompatible model (the report is printed), 1
@@ -357,6 +357,64 @@ def cmd_info(args) -> int:
     print(summary)
     if not summary.fits:
         print(summary.mapping)
+    from .edge import edge_info
+
+    info = edge_info(model)
+    print(info if info is not None else "learning layer: none")
+    return EXIT_OK
+
+
+def _learning_model(model, args, x):
+    """The model to learn on: ``model`` if it has a learning layer, else one made with
+    ``--classes`` (IncompatibleModelError, exit 3, if it has none and none is asked)."""
+    from .edge import edge_info, to_edge_model
+    from .errors import IncompatibleModelError
+
+    info = edge_info(model)
+    if info is not None:
+        if args.classes is not None:
+            raise UsageError(f"{args.model} already has a learning layer ({info}); "
+                             "--classes only makes one on a backbone")
+        return model
+    if args.classes is None:
+        raise IncompatibleModelError(
+            f"{args.model} has no learning layer: give --classes N to append one to this "
+            "backbone (its last layer must emit 1-bit activations), or build it with "
+            "akida_workflows.edge.to_edge_model")
+    return to_edge_model(model, args.classes, neurons_per_class=args.neurons_per_class,
+                         num_weights=args.num_weights, samples=x, seed=args.seed)
+
+
+def cmd_learn(args) -> int:
+    from .deploy import load, save
+    from .edge import edge_info, learn
+    from .errors import InvalidInputError
+    from .evaluate import _akida_layout
+
+    for path, what in ((args.model, "model"), (args.samples, "samples")):
+        if not path.is_file():
+            raise UsageError(f"{what} file not found: {path}")
+    if args.output.suffix != ".fbz":
+        raise UsageError(f"--output must end in .fbz, got {args.output}")
+    samples = load_samples(args.samples)
+    labels = _load_labels(args.labels, len(samples))
+    try:
+        model = load(args.model)
+    except Exception as exc:
+        raise UsageError(str(exc)) from None
+    x = _akida_layout(model, samples)  # NCHW as for convert, or NHWC as the model takes
+    try:
+        model = _learning_model(model, args, x)
+        seconds = learn(model, x, labels)
+    except InvalidInputError as exc:
+        raise UsageError(str(exc)) from None
+    path = save(model, args.output, check_inputs=x[:32])
+    predicted = model.predict_classes(x, num_classes=edge_info(model).num_classes)
+    print(edge_info(model))
+    print(f"learned {len(x)} samples in {seconds:.3f} s ({1000 * seconds / len(x):.2f} ms per "
+          f"sample, software backend); accuracy on them afterwards "
+          f"{100 * float((predicted == labels).mean()):.1f} %")
+    print(f"wrote {path}")
     return EXIT_OK
 
 
@@ -456,6 +514,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("learn", help="learn labelled samples on an Akida 1.0 learning layer",
+                       description="Akida 1.0 edge learning: the learning layer of MODEL (see "
+                                   "akida_workflows.edge) learns the samples with their labels; "
+                                   "the learned model is saved atomically to --output (MODEL is "
+                                   "not modified).")
+    p.add_argument("model", type=Path,
+                   help="an Akida 1.0 .fbz with a learning layer (or a backbone with 1-bit "
+                        "features, with --classes)")
+    p.add_argument("--samples", type=Path, required=True,
+                   help="a .npy float array, preprocessed as for training: NCHW (as for "
+                        "convert) or NHWC (the model's input shape)")
+    p.add_argument("--labels", type=Path, required=True,
+                   help="a .npy 1-D integer array, one class per sample, in 0..classes-1")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the .fbz to write")
+    p.add_argument("--classes", type=int, default=None,
+                   help="append a learning layer of this many classes to a backbone first")
+    p.add_argument("--neurons-per-class", type=int, default=5,
+                   help="with --classes: neurons of each class (default 5)")
+    p.add_argument("--num-weights", type=int, default=None,
+                   help="with --classes: weights per neuron (default: the mean number of "
+                        "active features of the samples)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="with --classes: seed of the learning layer's initial connections "
+                        "(default 0)")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_learn)
     return parser
 
 

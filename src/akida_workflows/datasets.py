@@ -12,10 +12,11 @@
    shuffled with a fixed seed and split 4 000 / 1 000 (``"embedded-subset"``).
 
 :func:`load_timeseries` does the same for the UCR/UEA time-series archive
-(ECG5000 by default) with sktime's ``.ts`` reader: cached files, sktime's
-bundled sets, a download of the archive's zip, or offline a real set sktime
-bundles. :func:`resample_signals` and :func:`window_signals` bring signals
-longer than the hardware takes down to size.
+(ECG5000 by default) with sktime's ``.ts`` reader: cached files, the sets
+shipped with this package (ECG200, real heartbeats, SHA-256 checked) or with
+sktime, a download of the archive's zip, or offline ECG200.
+:func:`resample_signals` and :func:`window_signals` bring signals longer than
+the hardware takes down to size.
 
 The returned :class:`Dataset` always says which data it holds (``source`` and
 ``description``), so a result is never reported against the wrong data.
@@ -57,8 +58,11 @@ __all__ = [
     "to_torch_loaders",
     "UCR_MIRRORS",
     "UCR_SETS",
+    "UCR_PUBLISHED",
     "OFFLINE_TIMESERIES",
     "bundled_timeseries",
+    "packaged_timeseries",
+    "PACKAGED_SHA256",
     "load_timeseries",
     "resample_signals",
     "window_signals",
@@ -126,7 +130,8 @@ class Dataset:
     source : str
         ``"idx-cache"``, ``"download"``, ``"embedded-subset"`` or
         ``"embedded-train+idx-test"``; for time series ``"ts-cache"``,
-        ``"download"``, ``"bundled"`` or ``"bundled-fallback"``.
+        ``"download"``, ``"packaged"``, ``"bundled"``, ``"packaged-fallback"`` or
+        ``"bundled-fallback"``.
     description : str
         One human-readable sentence saying which data this is.
     classes : tuple of str
@@ -286,12 +291,17 @@ def _read_split(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.nd
 # ---------------------------------------------------------------------- download
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
+def _digest(path: Path, algorithm: str) -> str:
+    """Hex digest of a file, read in 1 MiB chunks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _md5(path: Path) -> str:
+    return _digest(path, "md5")
 
 
 def _download(url: str, dest: Path, md5: str, timeout: float) -> None:
@@ -429,8 +439,26 @@ def _warn_offline(message: str) -> None:
         message, OfflineDataWarning, filename, frame.f_lineno,
         module=frame.f_globals.get("__name__"),
         registry=frame.f_globals.setdefault("__warningregistry__", {}),
-        module_globals=frame.f_globals,
+        module_globals=_with_source(frame.f_globals),
     )
+
+
+def _with_source(module_globals: dict) -> dict | None:
+    """``module_globals`` if its loader can give the module's source, else None.
+
+    :func:`warnings.warn_explicit` asks ``module_globals["__loader__"]`` for the
+    source of ``__name__``; for code run by ``python -c`` or piped to ``python -``
+    that loader is ``BuiltinImporter``, which raises ``ImportError`` for
+    ``__main__``. Without the globals the warning is shown from the file name alone.
+    """
+    get_source = getattr(module_globals.get("__loader__"), "get_source", None)
+    if get_source is None:
+        return module_globals
+    try:
+        get_source(module_globals.get("__name__"))
+    except Exception:  # ImportError for __main__; any loader failure: show no source line
+        return None
+    return module_globals
 
 
 def _idx_paths(root: Path, files: dict[str, tuple[str, str]]) -> dict[str, Path | None]:
@@ -731,6 +759,9 @@ UCR_SETS: dict[str, _SeriesSet] = {
     "ECG5000": _SeriesSet(500, 4500, 140, 5, 1, "heartbeats from one 20-hour ECG (BIDMC "
                           "congestive heart failure database): normal and four anomalies",
                           ("normal", "R-on-T PVC", "PVC", "SP or EB", "unclassified")),
+    "ECG200": _SeriesSet(100, 100, 96, 2, 1, "one heartbeat per series (Olszewski, CMU "
+                         "2001): normal vs myocardial infarction",
+                         ("myocardial infarction", "normal")),
     "OSULeaf": _SeriesSet(200, 242, 427, 6, 1, "outlines of six maple and oak leaf species "
                           "traced into 1-D series"),
     "PLAID": _SeriesSet(537, 537, 0, 11, 1, "current drawn by 11 appliance types (plug load "
@@ -745,10 +776,29 @@ UCR_SETS: dict[str, _SeriesSet] = {
                                "activities"),
 }
 
-#: The real set used when a time-series download is impossible: OSULeaf, the bundled UCR
-#: set with the most training series per class among the equal-length ones that have a
-#: published CNN baseline (ResNet 97.9 %, FCN 98.3 %; Ismail Fawaz et al., IJCNN 2019).
-OFFLINE_TIMESERIES = "OSULeaf"
+#: Published test accuracies (fractions) of deep networks on the archive's own split,
+#: with their source: what a model trained on the set can be compared with.
+UCR_PUBLISHED: dict[str, tuple[str, dict[str, float]]] = {
+    "ECG200": ("Wang, Yan & Oates, IJCNN 2017", {"MLP": 0.920, "FCN": 0.900, "ResNet": 0.870}),
+    "ECG5000": ("Ismail Fawaz et al., IJCNN 2019", {"ResNet": 0.935, "FCN": 0.939}),
+}
+
+#: Where the UCR sets shipped inside this package live (``<dir>/<name>/<name>_TRAIN.ts``).
+PACKAGED_DATA_DIR = Path(__file__).resolve().parent / "data"
+#: SHA-256 of every shipped ``.ts`` file, checked before each read: a damaged install
+#: fails with :class:`~akida_workflows.errors.ChecksumError` instead of giving other numbers.
+PACKAGED_SHA256: dict[str, dict[str, str]] = {
+    "ECG200": {
+        "ECG200_TRAIN.ts": "6b855dbcbae2d968937c2416d22bdc2dc74be90d5ce6345f56950fa7e754b3fe",
+        "ECG200_TEST.ts": "526d18e133ea51ac13dc528fa2bb13f63b4f93473bc329f0fb8a03d4ec92c235",
+    },
+}
+
+#: The real set used when a time-series download is impossible: ECG200, real heartbeats
+#: (normal vs myocardial infarction) shipped inside this package, so every install has
+#: real ECG offline. Published accuracy on its split: MLP 92.0 %, FCN 90.0 %, ResNet 87.0 %
+#: (Wang, Yan & Oates, IJCNN 2017).
+OFFLINE_TIMESERIES = "ECG200"
 _UCR_TIMEOUT = 30.0
 
 
@@ -775,9 +825,96 @@ def bundled_timeseries() -> list[str]:
                   if (d / f"{d.name}_TRAIN.ts").is_file() and (d / f"{d.name}_TEST.ts").is_file())
 
 
+def packaged_timeseries() -> list[str]:
+    """Names of the UCR sets shipped inside akida-workflows (usable offline on any install).
+
+    Returns
+    -------
+    list of str
+        ``["ECG200"]``.
+    """
+    return sorted(name for name in PACKAGED_SHA256 if _ts_pair(PACKAGED_DATA_DIR / name, name))
+
+
 def _ts_pair(directory: Path, name: str) -> tuple[Path, Path] | None:
     pair = (directory / f"{name}_TRAIN.ts", directory / f"{name}_TEST.ts")
     return pair if all(p.is_file() for p in pair) else None
+
+
+def _sha256(path: Path) -> str:
+    return _digest(path, "sha256")
+
+
+def _verify_packaged(name: str, pair: Sequence[Path]) -> None:
+    """Check the shipped files of ``name`` against :data:`PACKAGED_SHA256`."""
+    for path in pair:
+        expected = PACKAGED_SHA256[name][path.name]
+        actual = _sha256(path)
+        if actual != expected:
+            raise ChecksumError(
+                f"{path.name} (shipped with akida-workflows): SHA-256 {actual}, expected "
+                f"{expected}. The installed copy is damaged or was edited; reinstall "
+                "akida-workflows.")
+
+
+def _ts_header(path: Path, lines: list[str]) -> tuple[dict[str, str], int]:
+    """The ``@tag value`` header of a ``.ts`` file and the index of its first data line."""
+    header: dict[str, str] = {}
+    for i, raw in enumerate(lines):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not line.startswith("@"):
+            break
+        tag, _, value = line[1:].partition(" ")
+        header[tag.lower()] = value.strip()
+        if tag.lower() == "data":
+            return header, i + 1
+    raise DatasetError(f"{path.name}: no @data line (the file is truncated, or not a .ts file)")
+
+
+def _check_ts(path: Path) -> None:
+    """Refuse a ``.ts`` file whose data contradict its header, naming file, line and fault.
+
+    Checked: a ``@data`` section with at least one series; every label among the
+    ``@classLabel`` ones; with ``@equalLength true`` and ``@seriesLength L``
+    (no time stamps), every channel of every series has ``L`` values. A file cut
+    short mid-line fails one of these; one cut at a line end fails the sizes
+    check of :func:`load_timeseries` for known sets.
+    """
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path.name}: not a text .ts file ({exc})") from exc
+    header, start = _ts_header(path, lines)
+    labelled = header.get("classlabel", "false").split()[:1] == ["true"]
+    labels = set(header.get("classlabel", "").split()[1:]) if labelled else set()
+    length = header.get("serieslength", "")
+    check_length = (header.get("equallength", "").lower() == "true" and length.isdigit()
+                    and header.get("timestamps", "false").lower() != "true")
+    rows = 0
+    for number, raw in enumerate(lines[start:], start + 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        rows += 1
+        parts = line.split(":")
+        if labelled:
+            label = parts.pop().strip()
+            if labels and label not in labels:
+                raise DatasetError(
+                    f"{path.name}, line {number}: label {label!r} is not one of the classes "
+                    f"the header declares ({', '.join(sorted(labels))}); the file is corrupt "
+                    "or truncated.")
+        for channel, values in enumerate(parts):
+            count = len(values.split(",")) if values.strip() else 0
+            if check_length and count != int(length):
+                raise DatasetError(
+                    f"{path.name}, line {number}: channel {channel} has {count} values, the "
+                    f"header declares @seriesLength {length}; the file is truncated or "
+                    "corrupt.")
+    if rows == 0:
+        raise DatasetError(f"{path.name}: no series after @data (the file is truncated)")
 
 
 def _read_ts(path: Path, length: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -785,6 +922,7 @@ def _read_ts(path: Path, length: int | None) -> tuple[np.ndarray, np.ndarray]:
     _sktime_data_dir()
     from sktime.datasets import load_from_tsfile
 
+    _check_ts(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -823,21 +961,30 @@ def _label_codes(y_train, y_test) -> tuple[np.ndarray, np.ndarray, tuple[str, ..
             np.array([index[v] for v in y_test], dtype=np.int64), tuple(names))
 
 
+def _check_sizes(name, spec, pair, labels, x_train, length) -> None:
+    """Refuse files whose series counts, classes, channels or length differ from ``spec``."""
+    for path, y, want in zip(pair, labels, (spec.train, spec.test)):
+        if len(y) != want:
+            raise DatasetError(
+                f"{path.name}: {len(y)} series, the UCR archive's {name} has {want} there. "
+                "The file is truncated or another set: delete it and load again.")
+    got = (len(set(labels[0]) | set(labels[1])), x_train.shape[1])
+    if got != (spec.classes, spec.channels) or (
+            spec.length and length is None and x_train.shape[-1] != spec.length):
+        raise DatasetError(
+            f"{pair[0].name}, {pair[1].name}: {got[0]} classes, {got[1]} channel(s), length "
+            f"{x_train.shape[-1]}; the UCR archive's {name} has {spec.classes} classes, "
+            f"{spec.channels} channel(s), length {spec.length or 'varying'}. The files are "
+            "truncated or another set: delete them and load again.")
+
+
 def _series_dataset(name, pair, source, where, length) -> Dataset:
     x_train, y_train = _read_ts(pair[0], length)
     x_test, y_test = _read_ts(pair[1], length if length is not None else x_train.shape[-1]
                               if x_train.ndim == 3 else None)
     spec = UCR_SETS.get(name)
     if spec is not None:
-        got = (len(y_train), len(y_test), len(set(y_train) | set(y_test)), x_train.shape[1])
-        want = (spec.train, spec.test, spec.classes, spec.channels)
-        if got != want or (spec.length and length is None and x_train.shape[-1] != spec.length):
-            raise DatasetError(
-                f"{name}: the files hold {got[0]} train / {got[1]} test series, {got[2]} classes, "
-                f"{got[3]} channel(s), length {x_train.shape[-1]}; the UCR archive's {name} has "
-                f"{spec.train} / {spec.test}, {spec.classes} classes, {spec.channels} channel(s), "
-                f"length {spec.length or 'varying'}. The files are truncated or another set: "
-                "delete them and load again.")
+        _check_sizes(name, spec, pair, (y_train, y_test), x_train, length)
     if x_train.shape[1:] != x_test.shape[1:]:
         raise DatasetError(f"{name}: train series {x_train.shape[1:]} and test series "
                            f"{x_test.shape[1:]} differ in shape")
@@ -855,61 +1002,89 @@ def _series_dataset(name, pair, source, where, length) -> Dataset:
 def _download_ucr(name: str, root: Path, mirrors: Sequence[str], timeout: float) -> str:
     """Fetch ``<mirror>/<name>.zip`` and extract its two ``.ts`` files into ``root / name``.
 
-    Only the two expected members are read (no other path is written); the zip
-    is checked and the files are moved into place only once both are complete.
-    Returns the mirror used.
+    Only the two expected members are read (no other path is written); they are
+    extracted into a hidden folder under their own names, checked, and moved into
+    place only once both are complete and valid. Returns the mirror used.
     """
-    import zipfile
+    import shutil
 
     errors = []
     target = root / name
+    wanted = [f"{name}_TRAIN.ts", f"{name}_TEST.ts"]
     for mirror in mirrors:
         url = mirror.rstrip("/") + f"/{name}.zip"
         target.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".zip.part", dir=target)
-        tmp = Path(tmp_name)
-        written: list[Path] = []
+        incoming = Path(tempfile.mkdtemp(prefix=".incoming-", dir=target))
+        tmp = incoming / f"{name}.zip"
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
                 for chunk in iter(lambda: resp.read(1 << 16), b""):
                     out.write(chunk)
-            try:
-                archive = zipfile.ZipFile(tmp)
-            except zipfile.BadZipFile:
-                errors.append(f"{url}: not a zip archive (corrupt or an error page)")
+            problem = _extract_pair(tmp, wanted, incoming)
+            if problem is None:
+                try:  # both parsed and checked before anything is kept
+                    _series_dataset(name, tuple(incoming / w for w in wanted), "download", "",
+                                    None)
+                except DatasetError as exc:
+                    problem = str(exc)
+            if problem is not None:
+                errors.append(f"{url}: {problem}")
                 continue
-            with archive:
-                members = {Path(m).name: m for m in archive.namelist()}
-                wanted = [f"{name}_TRAIN.ts", f"{name}_TEST.ts"]
-                missing = [w for w in wanted if w not in members]
-                if missing:
-                    errors.append(f"{url}: the archive has no {', '.join(missing)}")
-                    continue
-                for w in wanted:
-                    part = target / f".{w}.part"
-                    try:
-                        part.write_bytes(archive.read(members[w]))
-                    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-                        errors.append(f"{url}: {w} is corrupt in the archive ({exc})")
-                        break
-                    written.append(part)
-                else:
-                    try:  # both parsed and checked before anything is kept
-                        _series_dataset(name, tuple(written), "download", "", None)
-                    except DatasetError as exc:
-                        errors.append(f"{url}: {exc}")
-                        continue
-                    for part, w in zip(written, wanted):
-                        os.replace(part, target / w)
-                    written = []
-                    return mirror
+            for w in wanted:
+                os.replace(incoming / w, target / w)
+            return mirror
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             errors.append(f"{url}: {exc}")
         finally:
-            tmp.unlink(missing_ok=True)
-            for part in written:
-                part.unlink(missing_ok=True)
+            shutil.rmtree(incoming, ignore_errors=True)
     raise DatasetError(f"could not download {name}:\n  " + "\n  ".join(errors))
+
+
+def _extract_pair(archive_path: Path, wanted: list[str], folder: Path) -> str | None:
+    """Write the ``wanted`` members of a zip (found by base name) into ``folder``.
+
+    Returns None, or what is wrong with the archive.
+    """
+    import zipfile
+
+    try:
+        archive = zipfile.ZipFile(archive_path)
+    except zipfile.BadZipFile:
+        return "not a zip archive (corrupt or an error page)"
+    with archive:
+        members = {Path(m).name: m for m in archive.namelist()}
+        missing = [w for w in wanted if w not in members]
+        if missing:
+            return f"the archive has no {', '.join(missing)}"
+        for w in wanted:
+            try:
+                (folder / w).write_bytes(archive.read(members[w]))
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+                return f"{w} is corrupt in the archive ({exc})"
+    return None
+
+
+def _local_set(name: str, root: Path, length: int | None) -> Dataset | None:
+    """``name`` from the cache, the sets shipped with this package, or sktime's; else None."""
+    pair = _ts_pair(root / name, name)
+    if pair:
+        return _series_dataset(name, pair, "ts-cache", "read from the local cache", length)
+    return _shipped_set(name, length)
+
+
+def _shipped_set(name: str, length: int | None, instead: str = "") -> Dataset | None:
+    """``name`` as shipped with akida-workflows (checksummed) or with sktime; else None."""
+    suffix = f", instead of {instead}" if instead else ""
+    pair = _ts_pair(PACKAGED_DATA_DIR / name, name) if name in PACKAGED_SHA256 else None
+    if pair:
+        _verify_packaged(name, pair)
+        return _series_dataset(name, pair, "packaged" + ("-fallback" if instead else ""),
+                               f"as shipped with akida-workflows{suffix}", length)
+    pair = _ts_pair(_sktime_data_dir() / name, name)
+    if pair:
+        return _series_dataset(name, pair, "bundled" + ("-fallback" if instead else ""),
+                               f"as bundled with sktime{suffix}", length)
+    return None
 
 
 def load_timeseries(
@@ -926,12 +1101,14 @@ def load_timeseries(
     """Load a UCR/UEA time-series classification set as ``(N, C, L)`` float signals.
 
     Looks, in order, for the set's ``<name>_TRAIN.ts`` / ``<name>_TEST.ts`` in
-    ``root / name`` (a previous download), among the sets sktime bundles, then
-    downloads the archive's ``<name>.zip`` (the two ``.ts`` files are kept).
-    When that fails and ``offline_fallback`` is true, it loads ``fallback``, a
-    real set sktime bundles, with an :class:`OfflineDataWarning`. Files are
-    read with sktime's ``load_from_tsfile``; the sizes of known sets
-    (:data:`UCR_SETS`) are checked.
+    ``root / name`` (a previous download), among the sets shipped with this
+    package (:func:`packaged_timeseries`: ECG200, SHA-256 checked) and those
+    sktime bundles, then downloads the archive's ``<name>.zip`` (the two ``.ts``
+    files are kept once both are checked). When that fails and
+    ``offline_fallback`` is true, it loads ``fallback`` (by default ECG200, real
+    heartbeats shipped with this package) with an :class:`OfflineDataWarning`.
+    Every file's data are checked against its header (labels, series length)
+    and the sizes of known sets (:data:`UCR_SETS`) are checked.
 
     Parameters
     ----------
@@ -943,7 +1120,7 @@ def load_timeseries(
         ``False``, or ``AKIDA_WORKFLOWS_OFFLINE=1``, skips the network.
     offline_fallback : bool, default True
     fallback : str, default :data:`OFFLINE_TIMESERIES`
-        The bundled set used offline.
+        The set used offline: one shipped with this package or bundled with sktime.
     length : int, optional
         Resample every series to this length (:func:`resample_signals`). Sets
         of unequal lengths are resampled to their median length when not given.
@@ -955,29 +1132,30 @@ def load_timeseries(
     -------
     Dataset
         ``x_*`` float32 ``(N, C, L)``, ``y_*`` int64 class indices, ``classes``
-        the archive's labels; ``source`` is ``"ts-cache"``, ``"bundled"``,
-        ``"download"`` or ``"bundled-fallback"``.
+        the archive's labels (named for ECG5000 and ECG200); ``source`` is
+        ``"ts-cache"``, ``"packaged"``, ``"bundled"``, ``"download"``,
+        ``"packaged-fallback"`` or ``"bundled-fallback"``.
 
     Raises
     ------
     DatasetError
-        Unreadable, truncated or mismatched files; no data and no fallback.
+        A truncated or corrupt file (named, with the line and the fault), sizes
+        that differ from the archive's, no data and no fallback.
+    ChecksumError
+        A shipped file whose SHA-256 differs from :data:`PACKAGED_SHA256`.
 
     Examples
     --------
-    >>> data = load_timeseries("ECG5000")  # doctest: +SKIP
-    >>> data.source, data.x_train.shape
-    ('download', (500, 1, 140))
+    >>> data = load_timeseries("ECG200")
+    >>> data.source, data.x_train.shape, data.classes
+    ('packaged', (100, 1, 96), ('myocardial infarction', 'normal'))
     """
     if length is not None and int(length) < 2:
         raise DatasetError(f"length must be >= 2, got {length}")
     root = Path(root).expanduser() if root is not None else default_data_dir() / "timeseries"
-    pair = _ts_pair(root / name, name)
-    if pair:
-        return _series_dataset(name, pair, "ts-cache", "read from the local cache", length)
-    bundled = _ts_pair(_sktime_data_dir() / name, name)
-    if bundled:
-        return _series_dataset(name, bundled, "bundled", "as bundled with sktime", length)
+    local = _local_set(name, root, length)
+    if local is not None:
+        return local
     why = "offline mode (download=False or AKIDA_WORKFLOWS_OFFLINE=1)"
     if not _offline_requested(download):
         try:
@@ -992,17 +1170,18 @@ def load_timeseries(
                                    f"downloaded from {host}", length)
     if not offline_fallback:
         raise DatasetError(
-            f"{name} is not cached, not bundled with sktime, and was not downloaded ({why}). "
-            f"Put {name}_TRAIN.ts and {name}_TEST.ts under <data folder>/timeseries/{name}, "
-            "allow the download, or pass offline_fallback=True.")
-    fallback_pair = _ts_pair(_sktime_data_dir() / fallback, fallback)
-    if fallback_pair is None:
-        raise DatasetError(f"the fallback set {fallback!r} is not bundled with sktime; choose "
-                           f"one of {', '.join(bundled_timeseries())}")
-    dataset = _series_dataset(fallback, fallback_pair, "bundled-fallback",
-                              f"as bundled with sktime, instead of {name}", length)
+            f"{name} is not cached, not shipped with akida-workflows or sktime, and was not "
+            f"downloaded ({why}). Put {name}_TRAIN.ts and {name}_TEST.ts under <data "
+            "folder>/timeseries/{name}, allow the download, or pass offline_fallback=True.")
+    dataset = _shipped_set(fallback, length, instead=name)
+    if dataset is None:
+        raise DatasetError(
+            f"the fallback set {fallback!r} is not shipped with akida-workflows nor bundled "
+            f"with sktime; choose one of {', '.join(packaged_timeseries() + bundled_timeseries())}")
+    where = ("shipped with akida-workflows" if dataset.source.startswith("packaged")
+             else "bundled with sktime")
     _warn_offline(  # the caller's file named relatively: no build-machine path on pages
-        f"{name} not available ({why}); using the {fallback} set bundled with sktime instead. "
+        f"{name} not available ({why}); using the {fallback} set {where} instead. "
         f"Accuracies are not comparable with {name} figures.")
     return dataset
 

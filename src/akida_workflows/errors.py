@@ -14,6 +14,7 @@ __all__ = [
     "ExportError",
     "FoldingError",
     "IncompatibleModelError",
+    "InvalidInputError",
     "MappingError",
     "ModelFileError",
     "QuantizationError",
@@ -55,6 +56,11 @@ class IncompatibleModelError(AkidaWorkflowError):
     def __init__(self, message: str, nodes: list[str] | None = None):
         super().__init__(message)
         self.nodes = list(nodes or [])
+
+
+class InvalidInputError(AkidaWorkflowError, ValueError):
+    """Samples or labels given to a function are of the wrong shape, dtype or range, or
+    empty (also a :class:`ValueError`)."""
 
 
 class MappingError(AkidaWorkflowError):

@@ -26,6 +26,7 @@ __all__ = [
     "evaluate",
     "accuracy",
     "confusion_matrix",
+    "wilson_interval",
     "compare_reports",
     "Table",
 ]
@@ -115,7 +116,9 @@ def predict(model, x, *, batch_size: int = 256) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        ``float32`` logits (or scores), one row per input.
+        ``float32`` logits (or scores), one row per input. For an Akida model
+        with an edge-learning layer, one score per class: the potential of its
+        most active neuron.
     """
     from .lowering import LoweredModel, lift_for
 
@@ -154,7 +157,14 @@ def predict(model, x, *, batch_size: int = 256) -> np.ndarray:
         for i in range(0, len(x), batch_size):
             outputs.append(model.predict(x[i : i + batch_size]))
     out = np.concatenate(outputs)
-    return out.reshape(len(out), -1).astype(np.float32)
+    out = out.reshape(len(out), -1).astype(np.float32)
+    learning = getattr(model, "learning", None) if kind.startswith("akida") else None
+    if learning is not None:
+        # An edge-learning layer (akida_workflows.edge): neurons i*n .. i*n+n-1 belong to
+        # class i; a class scores its most active neuron (argmax = predict_classes).
+        classes = int(learning.num_classes)
+        out = out.reshape(len(out), classes, -1).max(axis=2)
+    return out
 
 
 # ----------------------------------------------------------------------- metrics
@@ -175,6 +185,57 @@ def confusion_matrix(y_true, y_pred, num_classes: int | None = None) -> np.ndarr
     matrix = np.zeros((n, n), dtype=np.int64)
     np.add.at(matrix, (y_true, y_pred), 1)
     return matrix
+
+
+def wilson_interval(correct: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of an accuracy measured on ``total`` test samples.
+
+    On a small test set one sample moves the accuracy by ``1 / total``; the
+    interval says which true accuracies the measurement cannot tell apart. Unlike
+    the normal approximation it stays inside [0, 1] and is not empty at 0 or
+    100 %.
+
+    Parameters
+    ----------
+    correct : int
+        Correctly classified samples (``0 <= correct <= total``).
+    total : int
+        Test samples (``>= 1``).
+    confidence : float, default 0.95
+        Two-sided confidence level, in (0, 1).
+
+    Returns
+    -------
+    (float, float)
+        Lower and upper bound, as fractions.
+
+    Raises
+    ------
+    AkidaWorkflowError
+        Counts that are not integers with ``0 <= correct <= total``, ``total >= 1``,
+        or a confidence outside (0, 1).
+
+    Examples
+    --------
+    >>> low, high = wilson_interval(90, 100)
+    >>> round(low, 4), round(high, 4)
+    (0.8256, 0.9448)
+    """
+    from statistics import NormalDist
+
+    counts = (correct, total)
+    if any(isinstance(c, bool) or int(c) != c for c in counts) or not 0 <= correct <= total \
+            or total < 1:
+        raise AkidaWorkflowError(f"need integers 0 <= correct <= total, total >= 1; got "
+                                 f"correct={correct!r}, total={total!r}")
+    if not 0 < confidence < 1:
+        raise AkidaWorkflowError(f"confidence must be in (0, 1), got {confidence!r}")
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    n, p = int(total), int(correct) / int(total)
+    denominator = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / denominator
+    half = z / denominator * float(np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)))
+    return max(0.0, center - half), min(1.0, center + half)
 
 
 @dataclass

@@ -1219,7 +1219,8 @@ def quantize_4bit(keras_model, samples, akida_version: str = "v1", weight_bits: 
                   activation_bits: int = 4, input_weight_bits: int = 8,
                   per_channel: bool = True, *, weight_calibration: str = "maxabs",
                   weight_percentile: float = 99.9, num_samples: int | None = None,
-                  batch_size: int | None = None, calibration_epochs: int = 1):
+                  batch_size: int | None = None, calibration_epochs: int = 1,
+                  feature_bits: int | None = None):
     """Quantize a tf-keras model with QuantizeML's Keras quantizer, calibrating on samples.
 
     **Weights** get one scale per output channel. ``weight_calibration`` picks
@@ -1266,6 +1267,16 @@ def quantize_4bit(keras_model, samples, akida_version: str = "v1", weight_bits: 
         per batch.
     calibration_epochs : int, default 1
         Passes over the calibration samples.
+    feature_bits : {1, 2, 4}, optional
+        Bit-width of the activations of the model's *last* ReLU (the feature
+        layer: the output of a feature extractor, or the activation feeding the
+        classifier of a full model). ``1`` gives the binary features that Akida
+        1.0 edge learning takes (:func:`akida_workflows.edge.to_edge_model`).
+        QuantizeML leaves a model's final activation unquantized; with
+        ``feature_bits`` it gets an output quantizer of that width, calibrated
+        like the others (a ``q_config`` entry for that layer, which QuantizeML
+        applies over ``qparams``). Default: ``activation_bits``, and a final activation
+        stays as QuantizeML leaves it.
 
     Returns
     -------
@@ -1314,6 +1325,7 @@ def quantize_4bit(keras_model, samples, akida_version: str = "v1", weight_bits: 
             raise IncompatibleModelError(
                 f"num_samples={num_samples} but only {len(x)} calibration samples were given")
         x = x[:num_samples]
+    feature_layer = _feature_relu(keras_model, feature_bits)
     if akida_version == "v1" and not per_channel:
         raise IncompatibleModelError(
             "per_channel=False cannot reach Akida 1.0: CNN2SNN 2.19 needs one activation step "
@@ -1342,7 +1354,13 @@ def quantize_4bit(keras_model, samples, akida_version: str = "v1", weight_bits: 
         with set_akida_version(version), warnings.catch_warnings(), \
                 contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
-            quantized = quantize(keras_model, qparams=qparams, **kwargs)
+            # q_config has priority over qparams for the layers it names: the feature
+            # layer's output quantizer is set in the same (single) quantization pass.
+            feature_config = None if feature_layer is None else {feature_layer: {
+                "output_quantizer": {"bitwidth": feature_bits, "signed": False,
+                                     "axis": "per-tensor", "buffer_bitwidth": 32},
+                "buffer_bitwidth": 32}}
+            quantized = quantize(keras_model, qparams=qparams, q_config=feature_config, **kwargs)
             if not per_channel:
                 config = dump_config(quantized)
                 for layer_cfg in config.values():
@@ -1362,7 +1380,23 @@ def quantize_4bit(keras_model, samples, akida_version: str = "v1", weight_bits: 
     quantized.rewrites = tuple(getattr(keras_model, "rewrites", ()))
     quantized.weight_calibration = weight_calibration
     quantized.weight_calibration_report = report
+    quantized.feature_bits = feature_bits
     return quantized
+
+
+def _feature_relu(keras_model, feature_bits) -> str | None:
+    """The name of the model's last ReLU, which ``feature_bits`` quantizes (None without)."""
+    if feature_bits is None:
+        return None
+    if isinstance(feature_bits, bool) or feature_bits not in (1, 2, 4):
+        raise IncompatibleModelError(
+            f"feature_bits must be 1, 2 or 4 (Akida 1.0 activation widths), got {feature_bits!r}")
+    relus = [layer.name for layer in keras_model.layers if type(layer).__name__ == "ReLU"]
+    if not relus:
+        raise IncompatibleModelError(
+            "feature_bits needs a ReLU/ReLU6 feature layer (its activations are the features); "
+            "the model has none: end the feature extractor with nn.ReLU6()")
+    return relus[-1]
 
 
 def fine_tune(quantized_model, x, y, epochs: int = 3, lr: float = 1e-4, batch_size: int = 64,

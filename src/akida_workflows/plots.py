@@ -16,6 +16,8 @@ __all__ = [
     "weight_distribution_figure",
     "sqnr_figure",
     "signals_per_class",
+    "accuracy_per_seed_figure",
+    "few_shot_figure",
     "plot_mapping",
     "mapping_figure",
 ]
@@ -577,4 +579,117 @@ def signals_per_class(signals, labels, classes=None, *, per_class: int = 6,
     fig.suptitle(title)
     fig.supylabel(ylabel, fontsize=10)  # once: per-row labels of long text overlap
     fig.tight_layout()
+    return fig
+
+
+def accuracy_per_seed_figure(accuracies: dict, n_test: int, *, published: dict | None = None,
+                             confidence: float = 0.95, title: str = "Accuracy per seed"):
+    """Each stage's test accuracy for every seed, with its Wilson interval.
+
+    On a small test set the interval of one run is wider than the differences
+    between stages; drawing both shows which differences the data can resolve.
+
+    Parameters
+    ----------
+    accuracies : dict of str to sequence of float
+        Stage name -> accuracy (fraction) of each seed, in the same seed order.
+    n_test : int
+        Test samples each accuracy was measured on.
+    published : dict of str to float, optional
+        Reference accuracies (fractions) drawn as labelled horizontal lines.
+    confidence : float, default 0.95
+    title : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from .evaluate import wilson_interval
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    stages = list(accuracies)
+    seeds = max(len(v) for v in accuracies.values())
+    offsets = np.linspace(-0.25, 0.25, seeds) if seeds > 1 else np.zeros(1)
+    for s in range(seeds):
+        xs, ys, lows, highs = [], [], [], []
+        for i, stage in enumerate(stages):
+            if s >= len(accuracies[stage]):
+                continue
+            acc = float(accuracies[stage][s])
+            low, high = wilson_interval(round(acc * n_test), n_test, confidence)
+            xs.append(i + offsets[s])
+            ys.append(100 * acc)
+            lows.append(100 * (acc - low))
+            highs.append(100 * (high - acc))
+        ax.errorbar(xs, ys, yerr=[lows, highs], fmt="o", color=f"C{s}", capsize=3,
+                    markersize=5, label=f"seed {s}" if seeds > 1 else "measured")
+    for k, (name, value) in enumerate((published or {}).items()):
+        ax.axhline(100 * value, color="0.4", linestyle=(0, (4, 2 + k)), linewidth=0.9)
+        ax.annotate(f"{name} {100 * value:.1f} %", (1.0, 100 * value),
+                    xycoords=("axes fraction", "data"), xytext=(4, 0),
+                    textcoords="offset points", fontsize=7, color="0.3", va="center",
+                    ha="left")
+    ax.set_xticks(range(len(stages)), stages, fontsize=8)
+    ax.set_xlim(-0.5, len(stages) - 0.5)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{title}\n(bars: {100 * confidence:.0f} % Wilson interval, "
+                 f"{n_test} test samples)", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left", ncol=min(seeds, 5))
+    fig.tight_layout()
+    return fig
+
+
+def few_shot_figure(shots, curves: dict, *, chance: float | None = None, title: str = ""):
+    """Accuracy against examples per class, one panel per group of classes.
+
+    Parameters
+    ----------
+    shots : sequence of int
+        Examples per class, the x axis.
+    curves : dict
+        ``{method: {group: accuracies}}`` with ``accuracies`` of shape
+        ``(draws, len(shots))`` (fractions): the mean is drawn with a band from
+        the lowest to the highest draw. Groups (e.g. ``"seen classes"``,
+        ``"unseen classes"``) become panels, side by side.
+    chance : float, optional
+        Chance accuracy, drawn as a dotted line.
+    title : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _plt()
+    groups = list(dict.fromkeys(g for per_group in curves.values() for g in per_group))
+    if not groups:
+        raise ValueError("no accuracies to draw")
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.4), sharey=True,
+                             squeeze=False)
+    x = np.asarray(shots)
+    for ax, group in zip(axes[0], groups):
+        for (method, per_group), marker in zip(curves.items(), "osD^v"):
+            if group not in per_group:
+                continue
+            acc = 100 * np.asarray(per_group[group], dtype=float).reshape(-1, len(x))
+            line, = ax.plot(x, acc.mean(axis=0), marker=marker, label=method)
+            ax.fill_between(x, acc.min(axis=0), acc.max(axis=0), alpha=0.2,
+                            color=line.get_color(), linewidth=0)
+        if chance is not None:
+            ax.axhline(100 * chance, color="grey", linestyle=":", label="chance")
+        ax.set_xscale("log")
+        ax.set_xticks(x, [str(s) for s in x])
+        ax.minorticks_off()
+        ax.set_xlabel("examples learned per class")
+        ax.set_title(group)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy (%)")
+    axes[0][0].set_ylim(0, 100)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8,
+               frameon=False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["TrainHistory", "seed_everything", "train", "evaluate_torch"]
+__all__ = ["TrainHistory", "seed_everything", "train", "evaluate_torch", "distillation_set"]
 
 
 def seed_everything(seed: int = 0) -> None:
@@ -171,3 +171,63 @@ def evaluate_torch(model, loader) -> float:
     if seen == 0:
         raise ValueError("the evaluation loader is empty")
     return correct / seen
+
+
+def distillation_set(model, x, *, copies: int = 9, noise: float = 0.2, seed: int = 0,
+                     batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Samples and noisy copies of them, labelled by a trained float model.
+
+    Quantization-aware fine-tuning learns little from the true labels once the
+    quantized model already fits every training sample (its loss is near zero);
+    it learns to follow the float model where their decisions differ when it is
+    trained on the neighbourhood of the training set labelled by the float
+    model (knowledge distillation with hard labels). No test data are used.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The trained float model (the teacher); it is put in eval mode.
+    x : array-like
+        Float training inputs, as the model takes them (e.g. ``(N, C, L)`` signals).
+    copies : int, default 9
+        Noisy copies of each sample (``0``: only ``x``, relabelled).
+    noise : float, default 0.2
+        Standard deviation of the Gaussian noise added to each copy, in the
+        inputs' units (0.2 of the amplitude for z-normalized signals).
+    seed : int, default 0
+        Seeds the noise.
+    batch_size : int, default 1024
+        Samples per forward pass of the teacher.
+
+    Returns
+    -------
+    inputs : numpy.ndarray
+        float32 ``((copies + 1) * N, ...)``: ``x`` first, then the copies in order.
+    labels : numpy.ndarray
+        int64 ``((copies + 1) * N,)``: the teacher's predicted class of each input.
+
+    Raises
+    ------
+    ValueError
+        ``copies < 0``, ``noise < 0`` or an empty ``x``.
+
+    Examples
+    --------
+    >>> inputs, labels = distillation_set(model, x_train, copies=9)  # doctest: +SKIP
+    >>> fine_tune(quantized, lowered.lift(inputs, "nhwc"), labels)   # doctest: +SKIP
+    """
+    import torch
+
+    x = np.asarray(x, dtype=np.float32)
+    if copies < 0 or noise < 0 or len(x) == 0:
+        raise ValueError(f"need copies >= 0, noise >= 0 and samples; got copies={copies}, "
+                         f"noise={noise}, {len(x)} samples")
+    rng = np.random.default_rng(seed)
+    noisy = [x + np.float32(noise) * rng.standard_normal(x.shape, dtype=np.float32)
+             for _ in range(copies)]
+    inputs = np.concatenate([x, *noisy])
+    model.eval()
+    with torch.no_grad():
+        labels = np.concatenate([model(torch.from_numpy(inputs[i:i + batch_size])).argmax(1).numpy()
+                                 for i in range(0, len(inputs), batch_size)])
+    return inputs, labels.astype(np.int64)
