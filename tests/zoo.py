@@ -283,6 +283,43 @@ class TEMPONet(nn.Module):
         return self.out_neuron(self.regr(x))
 
 
+class TEMPONetPPGDalia(nn.Module):
+    """TEMPONet as eml-eda/pytorch-benchmarks publishes it for PPG-Dalia (4 x 256 windows).
+
+    Temporal blocks (dilated Conv1d, padding 'same' → ReLU → BN) with dilations 2, 2, 4, 4,
+    8, 8 (3 taps spanning 5, 9 and 17 samples), conv blocks (Conv1d → AvgPool1d(2) → BN →
+    ReLU, the last two strided 2 and 4) and a Linear → ReLU → BN regressor.
+    """
+
+    def __init__(self):
+        super().__init__()
+
+        def temporal(cin, cout, dilation):
+            return nn.Sequential(nn.Conv1d(cin, cout, 3, dilation=dilation, padding="same"),
+                                 nn.ReLU(), nn.BatchNorm1d(cout))
+
+        def conv(cin, cout, k, stride, pad):
+            return nn.Sequential(nn.Conv1d(cin, cout, k, stride=stride, padding=pad),
+                                 nn.AvgPool1d(2, 2), nn.BatchNorm1d(cout), nn.ReLU())
+
+        ch = [32, 32, 64, 64, 64, 128, 128, 128, 128, 256, 128]
+        self.tcb00, self.tcb01 = temporal(4, ch[0], 2), temporal(ch[0], ch[1], 2)
+        self.cb0 = conv(ch[1], ch[2], 5, 1, 2)
+        self.tcb10, self.tcb11 = temporal(ch[2], ch[3], 4), temporal(ch[3], ch[4], 4)
+        self.cb1 = conv(ch[4], ch[5], 5, 2, 2)
+        self.tcb20, self.tcb21 = temporal(ch[5], ch[6], 8), temporal(ch[6], ch[7], 8)
+        self.cb2 = conv(ch[7], ch[8], 5, 4, 4)
+        self.regr0 = nn.Sequential(nn.Linear(ch[8] * 4, ch[9]), nn.ReLU(), nn.BatchNorm1d(ch[9]))
+        self.regr1 = nn.Sequential(nn.Linear(ch[9], ch[10]), nn.ReLU(), nn.BatchNorm1d(ch[10]))
+        self.out_neuron = nn.Linear(ch[10], 1)
+
+    def forward(self, x):
+        x = self.cb0(self.tcb01(self.tcb00(x)))
+        x = self.cb1(self.tcb11(self.tcb10(x)))
+        x = self.cb2(self.tcb21(self.tcb20(x)))
+        return self.out_neuron(self.regr1(self.regr0(x.flatten(1))))
+
+
 class ECGNet(nn.Module):
     """1-D CNN heartbeat classifier (MIT-BIH style, 1x128 beats), one activation module reused."""
 

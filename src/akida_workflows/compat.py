@@ -277,10 +277,13 @@ def _describe_exception(exc: BaseException) -> str:
 class _Collector:
     """Rows of the report: rule findings, toolchain verdicts, and what was not reached."""
 
-    def __init__(self, model, graph, target):
+    def __init__(self, model, graph, target, kinds=None):
         self.target = target
         self.graph = graph
         self.modules = dict(_leaf_modules(model))
+        #: module -> its type in the user's model (a lowered Conv1d stays "Conv1d")
+        self.kinds = {n: _type_name(m) for n, m in self.modules.items()}
+        self.kinds.update({n: k for n, k in (kinds or {}).items() if n in self.modules})
         self.order = list(self.modules)
         self.names = set(self.modules)
         self.site_names = {s.name for s in graph.sites} if graph is not None else set()
@@ -296,7 +299,7 @@ class _Collector:
     # ------------------------------------------------------------ naming
     def _kind(self, key: str) -> str:
         if key in self.modules:
-            return _type_name(self.modules[key])
+            return self.kinds[key]
         sites = self.graph.named(key) if self.graph is not None else []
         return sites[0].kind if sites else _op_of(key)
 
@@ -343,14 +346,27 @@ class _Collector:
         issue = self.found.get(key)
         if issue is None:
             self.found[key] = CompatibilityIssue(
-                key, finding.site.kind, finding.status, finding.stage, finding.reason,
-                finding.fix, finding.rule.id)
+                key, self.kinds.get(key, finding.site.kind), finding.status, finding.stage,
+                finding.reason, finding.fix, finding.rule.id)
         elif finding.rule.id not in issue.rule.split("+"):
             issue.reason += "; " + finding.reason
             issue.fix += "; and " + finding.fix
             issue.rule += "+" + finding.rule.id
             if finding.status == "unsupported":
                 issue.status = "unsupported"
+
+    def add_blocker(self, blocker) -> None:
+        """A pass's blocker (:class:`~akida_workflows.passes.Blocker`) as a row."""
+        issue = self.found.get(blocker.node)
+        if issue is not None:
+            if blocker.reason not in issue.reason:
+                issue.reason += "; " + blocker.reason
+                issue.fix += "; and " + blocker.fix
+            return
+        kind = self.kinds.get(blocker.node, blocker.kind or "model")
+        self.found[blocker.node] = CompatibilityIssue(
+            blocker.node, kind, blocker.status, blocker.stage, blocker.reason, blocker.fix,
+            blocker.pass_name)
 
     def add_toolchain(self, name: str, stage: str, reason: str, *, kind: str | None = None,
                       fix: str | None = None, status: str | None = None) -> str:
@@ -418,7 +434,7 @@ class _Collector:
                                    toolchain, sorted(self.patched & set(self.found)))
 
     def _verdict(self, name: str) -> CompatibilityIssue:
-        kind = _type_name(self.modules[name])
+        kind = self.kinds[name]
         if name in self.removed:
             return CompatibilityIssue(name, kind, _NOT_REACHED, "", self.removed[name],
                                       "fix the issues above and check again")
@@ -441,17 +457,6 @@ def _fold_quietly(model):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return fold_batchnorm(model)
-
-
-def _fold_info(model, graph) -> None:
-    """Which BatchNorms fold_batchnorm can fold (and where), and which not (and why)."""
-    try:
-        folded = _fold_quietly(model)
-    except AkidaWorkflowError:
-        return
-    report = folded.folding_report
-    graph.unfoldable.update({u.name: u.reason for u in report.unfolded})
-    graph.foldable.update({f.name: (f.direction, f.into) for f in report.folded})
 
 
 @dataclass
@@ -968,6 +973,8 @@ def check_compatibility(model, input_shape, target: str = "akida2", *,
     """
     import torch
 
+    from .lowering import is_1d
+    from .passes import run_plans
     from .rules import check_graph, trace_graph
 
     if target not in TARGETS:
@@ -979,12 +986,11 @@ def check_compatibility(model, input_shape, target: str = "akida2", *,
     if len(shape) < 1 or min(shape) < 1:
         raise AkidaWorkflowError(f"invalid input_shape {input_shape}")
     device = TARGETS[target][1]
-    prepared = _prepare(model, shape, target)
-    work, shape = prepared.model, prepared.input_shape
-    if samples is not None:
-        from .lowering import prepare_samples
-
-        samples = prepare_samples(samples, shape)
+    work = copy.deepcopy(model).eval()
+    if is_1d(work) and len(shape) != 2:
+        raise IncompatibleModelError(
+            f"{type(model).__name__} has 1-D layers: give its input shape as C,L "
+            f"(channels, length), got {','.join(map(str, shape))}")
     torch.manual_seed(seed)
     try:
         with _quiet_logs():
@@ -993,19 +999,32 @@ def check_compatibility(model, input_shape, target: str = "akida2", *,
         raise AkidaWorkflowError(
             f"{type(model).__name__} does not run on an input of shape {shape}: "
             f"{_describe_exception(exc)}") from exc
-    col = _Collector(work, graph, target)
+    kinds = {n: _type_name(m) for n, m in _leaf_modules(work)}
     if graph.n_inputs != 1:
+        col = _Collector(work, graph, target)
         col.add_toolchain("model", "export",
                           f"forward() takes {graph.n_inputs} inputs; an Akida model takes one",
                           kind="model", status="unsupported",
                           fix="merge the inputs into one tensor before the model (e.g. extra "
                               "features as channels), or run the other branch on the host")
         col.stopped = ("model", "export")
-        return col.report(device, None, prepared.rewrites)
-    _fold_info(work, graph)
+        return col.report(device, None, [])
+    with _quiet_logs():
+        flow = run_plans(work, shape, target, graph)
+    rewrites = [change.text for change in flow.changes]
+    if flow.planned_graph is not None:  # a rewrite is blocked: the rules judge its plan
+        return _planned_report(work, flow, target, device, rewrites, kinds)
+    work, shape, graph = flow.model, flow.input_shape, flow.graph
+    if samples is not None:
+        from .lowering import prepare_samples
+
+        samples = prepare_samples(samples, shape)
+    col = _Collector(work, graph, target, kinds)
     findings = check_graph(graph, target)
     for finding in findings:
         col.add_finding(finding)
+    for blocker in flow.blockers:
+        col.add_blocker(blocker)
     working = _WorkingCopy(work, graph)
     for finding in findings:
         if finding.rule.patch is not None and finding.site.name not in col.patched:
@@ -1020,7 +1039,25 @@ def check_compatibility(model, input_shape, target: str = "akida2", *,
     samples = np.ascontiguousarray(samples, dtype=np.float32)
     with _quiet_logs():
         mapping = _run_toolchain(working, shape, col, samples, target, device)
-    return col.report(device, mapping, prepared.rewrites)
+    return col.report(device, mapping, rewrites)
+
+
+def _planned_report(model, flow, target, device, rewrites, kinds) -> CompatibilityReport:
+    """A rewrite has no exact form: the rules judge the graph it would leave; nothing runs."""
+    from .rules import check_graph
+
+    col = _Collector(model, flow.planned_graph, target, kinds)
+    findings = check_graph(flow.planned_graph, target)
+    for finding in findings:
+        col.add_finding(finding)
+    for blocker in flow.blockers:
+        if blocker.node != "model" or not findings:
+            col.add_blocker(blocker)
+    blocked = next((b.node for b in flow.blockers if b.node in col.found), None)
+    first = blocked or next((s.name for s in flow.planned_graph.sites if s.name in col.found),
+                            "model")
+    col.stopped = (first, "no 2-D form yet: nothing was converted")
+    return col.report(device, None, rewrites)
 
 
 @contextlib.contextmanager

@@ -31,7 +31,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from .graph import (  # noqa: F401  (the graph lives in graph.py; re-exported)
+    _ATTENTION,
+    _RECURRENT,
+    _TRANSPARENT,
+    _WEIGHTED,
+    ModelGraph,
+    Site,
+    _function_name,
+    _shape,
+    _trace_fx,
+    _trace_hooks,
+    trace_graph,
+)
 
 __all__ = [
     "Site",
@@ -74,303 +88,13 @@ LIMITS = {
     },
 }
 
-_RECURRENT = {"LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"}
-_ATTENTION = {"MultiheadAttention", "Transformer", "TransformerEncoder", "TransformerDecoder",
-              "TransformerEncoderLayer", "TransformerDecoderLayer"}
+
 _MATMUL_FUNCS = {"matmul", "bmm", "einsum", "baddbmm", "scaled_dot_product_attention"}
 _OTHER_ACTIVATIONS = {"LeakyReLU", "GELU", "SiLU", "Hardswish", "Mish", "ELU", "PReLU",
                       "Softplus", "SELU", "CELU", "Hardsigmoid", "leaky_relu", "gelu", "silu",
                       "hardswish", "mish", "elu", "softplus", "selu", "celu", "hardsigmoid"}
 _SQUASHING = {"Sigmoid", "Tanh", "sigmoid", "tanh"}
 _SOFTMAX = {"Softmax", "LogSoftmax", "softmax", "log_softmax"}
-_WEIGHTED = {"Conv1d", "Conv2d", "Linear"}
-#: Operations that move or relabel data without computing (skipped when looking
-#: for a layer's neighbours).
-_TRANSPARENT = {"Dropout", "Identity", "Flatten", "dropout", "flatten", "view", "reshape",
-                "squeeze", "unsqueeze", "contiguous", "size", "getattr", "getitem", "float",
-                "Dropout1d", "Dropout2d", "to", "clone", "detach"}
-
-
-# --------------------------------------------------------------------------- the graph
-
-
-@dataclass
-class Site:
-    """One operation of the model, as the rules see it.
-
-    Attributes
-    ----------
-    name : str
-        PyTorch qualified name of the module, or the torch.fx name of a
-        functional operation (``add``, ``relu_1``, …).
-    kind : str
-        Module class (``Conv2d``) or function/method name (``add``, ``view``).
-    module : torch.nn.Module or None
-    in_shapes : list of tuple
-        Shapes of the tensor inputs, without the batch axis.
-    out_shape : tuple or None
-        Output shape without the batch axis (``None`` for tuples/unknown).
-    inputs, users : list of int
-        Indices of producing / consuming sites (``-1`` is the model input).
-    params : dict
-        Arguments of a functional operation (``kernel_size``, ``min``, …).
-    has_constant_input : bool
-        A parameter or constant is one of the operands (e.g. ``x + pos_embedding``).
-    """
-
-    index: int
-    name: str
-    kind: str
-    module: object = None
-    in_shapes: list = field(default_factory=list)
-    out_shape: tuple | None = None
-    inputs: list = field(default_factory=list)
-    users: list = field(default_factory=list)
-    params: dict = field(default_factory=dict)
-    has_constant_input: bool = False
-    node: object = None  # the torch.fx node, when traced
-
-
-@dataclass
-class ModelGraph:
-    """The operations of a model in execution order, with shapes and edges.
-
-    Built by :func:`trace_graph` with ``torch.fx`` (functional operations and
-    branches visible) or, for models fx cannot trace, from forward hooks on the
-    leaf modules (a chain is assumed).
-    """
-
-    sites: list[Site]
-    input_shape: tuple
-    traced: bool
-    gm: object = None
-    n_inputs: int = 1
-    unfoldable: dict = field(default_factory=dict)  # BatchNorm name -> why fold_batchnorm cannot
-    foldable: dict = field(default_factory=dict)  # BatchNorm name -> (direction, into)
-
-    # ---------------------------------------------------------------- navigation
-    def producers(self, site: Site) -> list[Site]:
-        return [self.sites[i] for i in site.inputs if i >= 0]
-
-    def consumers(self, site: Site) -> list[Site]:
-        return [self.sites[i] for i in site.users]
-
-    def fed_by_input(self, site: Site) -> bool:
-        """True when only data-moving operations separate ``site`` from the model input."""
-        seen, todo = set(), list(site.inputs)
-        while todo:
-            i = todo.pop()
-            if i < 0:
-                continue
-            if i in seen:
-                continue
-            seen.add(i)
-            s = self.sites[i]
-            if s.kind not in _TRANSPARENT:
-                return False
-            todo += s.inputs
-        return -1 in site.inputs or bool(seen)
-
-    def is_input_layer(self, site: Site) -> bool:
-        return site.kind in _WEIGHTED and self.fed_by_input(site)
-
-    def next_ops(self, site: Site, skip=_TRANSPARENT) -> list[Site]:
-        """The first operations after ``site`` that are not in ``skip``."""
-        out, todo, seen = [], list(site.users), set()
-        while todo:
-            i = todo.pop(0)
-            if i in seen:
-                continue
-            seen.add(i)
-            s = self.sites[i]
-            if s.kind in skip:
-                todo += s.users
-            else:
-                out.append(s)
-        return out
-
-    def previous_op(self, site: Site, skip=_TRANSPARENT) -> Site | None:
-        """The operation feeding ``site``, skipping data-moving ones (first input only)."""
-        i = site.inputs[0] if site.inputs else -1
-        while i >= 0:
-            s = self.sites[i]
-            if s.kind not in skip:
-                return s
-            i = s.inputs[0] if s.inputs else -1
-        return None
-
-    def previous_weighted(self, site: Site) -> Site | None:
-        """The nearest Conv/Linear before ``site`` along its first input."""
-        i = site.inputs[0] if site.inputs else -1
-        while i >= 0:
-            s = self.sites[i]
-            if s.kind in _WEIGHTED:
-                return s
-            i = s.inputs[0] if s.inputs else -1
-        return None
-
-    def is_last_compute(self, site: Site) -> bool:
-        """True when nothing but data-moving operations follow ``site``."""
-        return not self.next_ops(site)
-
-    def named(self, name: str) -> list[Site]:
-        return [s for s in self.sites if s.name == name]
-
-
-def _shape(value):
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return tuple(int(d) for d in value.shape[1:])
-    return None
-
-
-def _function_name(node) -> str:
-    if node.op == "call_method":
-        return str(node.target)
-    name = getattr(node.target, "__name__", str(node.target))
-    return {"iadd": "add", "__add__": "add", "__iadd__": "add", "mul": "mul",
-            "__getitem__": "getitem"}.get(name, name)
-
-
-def _trace_fx(model, example):
-    import torch
-    import torch.fx
-
-    gm = torch.fx.symbolic_trace(model)
-    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
-    if len(placeholders) != 1:
-        return gm, None, len(placeholders)
-    values = {}
-
-    class _Recorder(torch.fx.Interpreter):
-        def run_node(self, n):
-            out = super().run_node(n)
-            values[n] = out
-            return out
-
-    with torch.no_grad():
-        _Recorder(gm).run(example)  # records every node's output (tuples included)
-    modules = dict(gm.named_modules())
-    sites, index = [], {}
-    for node in gm.graph.nodes:
-        if node.op in ("placeholder", "output", "get_attr"):
-            continue
-        if node.op == "call_module":
-            module = modules[node.target]
-            kind, name = type(module).__name__, str(node.target)
-        else:
-            module, kind, name = None, _function_name(node), node.name
-        tensor_inputs, constant = [], False
-        ins = []
-        for arg in node.all_input_nodes:
-            if arg.op == "placeholder":
-                ins.append(-1)
-                tensor_inputs.append(_shape(example) if example is not None else None)
-            elif arg.op == "get_attr":
-                constant = True
-            elif arg in index:
-                ins.append(index[arg])
-                tensor_inputs.append(_shape(values.get(arg)))
-        params = {}
-        if module is None:
-            params = {"args": node.args[1:], "kwargs": dict(node.kwargs)}
-            if any(isinstance(a, (int, float)) for a in node.args[:2]) and kind in ("add", "mul",
-                                                                                       "sub"):
-                constant = True
-        site = Site(index=len(sites), name=name, kind=kind, module=module,
-                    in_shapes=[s for s in tensor_inputs if s is not None],
-                    out_shape=_shape(values.get(node)), inputs=ins, params=params,
-                    has_constant_input=constant, node=node)
-        index[node] = site.index
-        sites.append(site)
-    for site in sites:
-        for i in site.inputs:
-            if i >= 0:
-                sites[i].users.append(site.index)
-    return gm, sites, 1
-
-
-def _trace_hooks(model, example):
-    """Leaf-module calls in order (a chain is assumed): for models fx cannot trace."""
-    import torch
-
-    calls = []
-    handles = []
-
-    def hook(module, args, output, name=None):
-        shapes = [_shape(a) for a in args if isinstance(a, torch.Tensor)]
-        calls.append((name, module, shapes, _shape(output) if isinstance(
-            output, torch.Tensor) else None))
-
-    for name, module in model.named_modules():
-        if name and not list(module.children()) or type(module).__name__ in _RECURRENT | _ATTENTION:
-            handles.append(module.register_forward_hook(
-                lambda m, a, o, n=name: hook(m, a, o, n)))
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for h in handles:
-            h.remove()
-    sites = []
-    seen_units = set()
-    for name, module, shapes, out in calls:
-        if any(name.startswith(u + ".") for u in seen_units):
-            continue
-        if type(module).__name__ in _RECURRENT | _ATTENTION:
-            seen_units.add(name)
-        i = len(sites)
-        sites.append(Site(index=i, name=name, kind=type(module).__name__, module=module,
-                          in_shapes=[s for s in shapes if s is not None], out_shape=out,
-                          inputs=[i - 1] if i else [-1]))
-    for site in sites:
-        for j in site.inputs:
-            if j >= 0:
-                sites[j].users.append(site.index)
-    return sites
-
-
-def trace_graph(model, input_shape) -> ModelGraph:
-    """The :class:`ModelGraph` of ``model`` on one input of ``input_shape``.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        In eval mode.
-    input_shape : tuple of int
-        Channel-first, without the batch axis.
-
-    Returns
-    -------
-    ModelGraph
-        ``n_inputs`` > 1 (and no sites) for a model whose forward takes
-        several tensors.
-
-    Raises
-    ------
-    Exception
-        Whatever the model raises on a zero input of that shape.
-    """
-    import torch
-
-    example = torch.zeros(1, *input_shape)
-    try:
-        gm, sites, n_inputs = _trace_fx(model, example)
-    except Exception:
-        gm, sites, n_inputs = None, None, 1
-    if n_inputs != 1:
-        return ModelGraph([], tuple(input_shape), traced=True, gm=gm, n_inputs=n_inputs)
-    if sites is None:
-        if isinstance(model, torch.jit.ScriptModule):
-            # Compiled TorchScript: neither torch.fx nor hooks see its layers. The rules
-            # have nothing to read; the toolchain still judges it.
-            with torch.no_grad():
-                model(example)
-            return ModelGraph([], tuple(input_shape), traced=False)
-        return ModelGraph(_trace_hooks(model, example), tuple(input_shape), traced=False)
-    return ModelGraph(sites, tuple(input_shape), traced=True, gm=gm)
-
 
 # ---------------------------------------------------------------- layer geometry
 
@@ -615,6 +339,8 @@ def _conv_fix_text(site, graph, target, k=None):
     k = k or _best_kernel(max(g["k"]), allowed)
     stride = g["s"][1] if g["one_d"] else g["s"][0]
     extra = f", stride={stride}" if stride != 1 else ""
+    if stride not in lim["strides"]:
+        extra = f", stride={max(lim['strides'])} (see the stride fix)"
     if target == "akida1" and not g["one_d"] and g["s"] == (2, 2) and g["in"] is not None and \
             any(n is not None and n % 2 == 0 for n in g["in"]):
         extra = ", stride=1 (see the stride-2 fix)"
@@ -641,12 +367,29 @@ def _kernel_size(site, graph, target):
     bad = [k for k in ks if k not in allowed]
     if bad:
         where = "the input layer" if first else "this layer"
+        dilated = _dilated_origin(site, graph)
+        if dilated:
+            k, d = dilated
+            return (f"dilation {d} spreads its {k} taps over {bad[0]} samples (a {bad[0]}-tap "
+                    f"kernel once lowered): {where} takes kernels of "
+                    f"{', '.join(map(str, allowed))}")
         return (f"kernel size {bad[0]}: {where} takes kernels of "
                 f"{', '.join(map(str, allowed))}")
     return None
 
 
 def _kernel_fix(site, graph, target):
+    dilated = _dilated_origin(site, graph)
+    if dilated:
+        k, d = dilated
+        allowed = LIMITS[target]["input_kernels" if graph.is_input_layer(site) else "kernels"]
+        widest = max(allowed)
+        best = (widest - 1) // (k - 1) if k > 1 else 0
+        if best >= 1:
+            return (f"use dilation={best} (its {k} taps then span {best * (k - 1) + 1} "
+                    f"samples, padding='same'), or down-sample before this layer "
+                    f"(nn.MaxPool1d(2)) and halve the dilation to keep the receptive field")
+        return f"use kernel_size={widest}, dilation=1, padding={widest // 2}"
     return f"use {_conv_fix_text(site, graph, target)}"
 
 
@@ -659,6 +402,14 @@ def _input_channels(site, graph, target):
 
 def _input_channels_fix(site, graph, target):
     c = _conv(site)["cin"]
+    if _origin_1d(site, graph) is not None:
+        cout = _conv(site)["cout"]
+        if c == 2:
+            return ("give the model 3 input channels: add a zero third signal in preprocessing "
+                    f"(x = F.pad(x, (0, 0, 0, 1))) and use nn.Conv1d(3, {cout}, ...)")
+        return (f"give the model 1 or 3 input channels: keep 3 of the {c} signals, or mix them "
+                f"down to 3 (or 1) on the host (a fixed linear combination), and use "
+                f"nn.Conv1d(3, {cout}, ...)")
     if c == 2:
         return ("give the model 3 input channels: pad the input with a zero channel "
                 "(x = F.pad(x, (0, 0, 0, 0, 0, 1)) in preprocessing) and use "
@@ -702,7 +453,15 @@ def _input_size_fix(site, graph, target):
         parts.append(f"at least {lim['min_height']} rows (repeat or pad the rows)")
     if w is not None and w < lim["min_width"]:
         parts.append(f"at least {lim['min_width']} columns")
-    return "give the input " + "; ".join(parts)
+    text = "give the input " + "; ".join(parts)
+    if _origin_1d(site, graph) is not None and w is not None and w > lim["max_width"]:
+        hop = max(1, w // 50)
+        text += (". For raw audio, compute a log-mel spectrogram on the host instead (e.g. "
+                 f"torchaudio.transforms.MelSpectrogram(n_mels=40, hop_length={hop}) turns the "
+                 f"{w} samples into a 40 x {w // hop + 1} image) and give it to a 2-D network "
+                 "such as a DS-CNN keyword spotter: the wide, strided filtering of this layer "
+                 "is what the spectrogram computes")
+    return text
 
 
 def _dilation(site, graph, target):
@@ -740,7 +499,8 @@ def _stride(site, graph, target):
         return None
     s = g["s"][1] if g["one_d"] else max(g["s"])
     if s not in LIMITS[target]["strides"] or (not g["one_d"] and g["s"][0] != g["s"][1]):
-        return f"stride {g['s'] if not g['one_d'] else s}: Akida convolutions take stride 1 or 2"
+        shown = s if g["one_d"] or g["s"][0] == g["s"][1] else g["s"]
+        return f"stride {shown}: Akida convolutions take stride 1 or 2"
     return None
 
 
@@ -807,7 +567,12 @@ def _padding(site, graph, target):
         return None
     if target == "akida1" and graph.is_input_layer(site):
         return None  # Akida 1.0's input layer maps with 'valid' padding (measured)
-    return (f"'valid' padding (padding={site.module.padding}): the output is "
+    origin = _origin_1d(site, graph)
+    padding = (origin.module.padding if origin is not None and origin.module is not None
+               else site.module.padding)
+    if isinstance(padding, tuple) and len(set(padding)) == 1:
+        padding = padding[0]
+    return (f"'valid' padding (padding={padding!r}): the output is "
             f"{'x'.join(str(v) for v in g['out'] if v is not None)}, not the "
             f"{'x'.join(str(-(-n // s)) for n, s in zip(g['in'], g['s']) if n is not None)} "
             "of 'same' padding")
@@ -1310,14 +1075,52 @@ def rules_for(target: str) -> list[Rule]:
 
 
 def check_graph(graph: ModelGraph, target: str) -> list[Finding]:
-    """Every rule violation of the model, in execution order then table order."""
+    """Every rule violation of the model, in execution order then table order.
+
+    On a graph a pass lowered from 1-D (``graph.origins``), reasons and fixes
+    name the 1-D layers the user wrote (``nn.MaxPool1d``, not ``nn.MaxPool2d``).
+    """
     findings = []
     for site in graph.sites:
         for rule in rules_for(target):
             reason = rule.check(site, graph, target)
             if reason:
-                findings.append(Finding(rule, site, reason, rule.fix(site, graph, target)))
+                fix = rule.fix(site, graph, target)
+                if _origin_1d(site, graph) is not None:
+                    reason, fix = _one_d_terms(reason), _one_d_terms(fix)
+                findings.append(Finding(rule, site, reason, fix))
     return findings
+
+
+_ONE_D_TERMS = (("nn.MaxPool2d(", "nn.MaxPool1d("), ("nn.AvgPool2d(", "nn.AvgPool1d("),
+                ("nn.AdaptiveAvgPool2d(", "nn.AdaptiveAvgPool1d("), ("nn.Conv2d(", "nn.Conv1d("),
+                ("Conv2d → ", "Conv1d → "), ("→ AvgPool2d", "→ AvgPool1d"),
+                ("→ MaxPool2d", "→ MaxPool1d"), ("after AvgPool2d", "after AvgPool1d"),
+                ("after MaxPool2d", "after MaxPool1d"), ("2x2 windows", "windows of 2"))
+
+
+def _one_d_terms(text: str) -> str:
+    for two_d, one_d in _ONE_D_TERMS:
+        text = text.replace(two_d, one_d)
+    return text
+
+
+def _origin_1d(site, graph):
+    """The 1-D operation of the user's model that ``site`` was lowered from, if any."""
+    origin = getattr(graph, "origins", {}).get(site.name)
+    if origin is not None and (origin.kind.endswith("1d") or origin.kind in ("Linear",)) and \
+            any(o.kind.endswith("1d") for o in graph.origins.values()):
+        return origin
+    return None
+
+
+def _dilated_origin(site, graph):
+    """``(k, d)`` of the dilated Conv1d ``site`` was lowered from (kernel expanded), or None."""
+    origin = _origin_1d(site, graph)
+    if origin is None or origin.kind != "Conv1d" or origin.module is None:
+        return None
+    k, d = _pair(origin.module.kernel_size, 1)[0], _pair(origin.module.dilation, 1)[0]
+    return (k, d) if d > 1 else None
 
 
 def rule_for_message(message: str, target: str) -> Rule | None:
