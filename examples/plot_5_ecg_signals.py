@@ -129,7 +129,7 @@ metrics = {"float": evaluate(model, x_test, y_test, classes=data.classes),
 # layer) → CNN2SNN for the AKD1000. The lowered model is an ordinary 2-D CNN,
 # so :func:`~akida_workflows.keras_bridge.to_keras` takes it; Keras wants
 # NHWC, which ``lowered.lift(x, "nhwc")`` gives.
-from akida_workflows.keras_bridge import convert_keras, fine_tune, quantize_4bit, to_keras
+from akida_workflows.keras_bridge import convert_keras, quantize_4bit, to_keras
 
 train_nhwc = lowered.lift(x_train, "nhwc")
 quantized = quantize_4bit(to_keras(lowered.model, lowered.shape), train_nhwc,
@@ -149,18 +149,23 @@ metrics["Akida 1.0 4-bit"] = evaluate(akida_v1_ptq, x_test, y_test, classes=data
 # classifies every training signal correctly (its loss is near zero), and a
 # longer or faster fine-tuning only drifts. So it learns from the float model
 # instead (knowledge distillation, no test data involved):
-# :func:`~akida_workflows.training.distillation_set` adds nine noisy copies of
-# each training signal (Gaussian noise, 0.2 of the z-normalized amplitude)
+# :func:`~akida_workflows.training.distill_fine_tune` trains on nine noisy copies
+# of each training signal (Gaussian noise, 0.2 of the z-normalized amplitude)
 # labelled by the float model, the neighbourhood of the training set where the
-# two models' decisions can differ.
-from akida_workflows.training import distillation_set
+# two models' decisions can differ, one epoch at a time; after each it measures
+# how often the 4-bit model agrees with the float one on *other* noisy copies
+# (held out, never the test set) and keeps the best epoch — epoch 0, the
+# calibrated model, included — since on a hundred signals fine-tuning can
+# also drift.
+from akida_workflows.training import distill_fine_tune
 
 FT_EPOCHS, FT_LR, COPIES, NOISE = 10, 3e-4, 9, 0.2
-x_distill, y_distill = distillation_set(model, x_train, copies=COPIES, noise=NOISE, seed=SEEDS[0])
-print(f"fine-tuning on {len(y_distill)} signals; the float model relabels "
-      f"{np.mean(y_distill != np.tile(y_train, COPIES + 1)):.1%} of the noisy copies")
-fine_tune(quantized, lowered.lift(x_distill, "nhwc"), y_distill, epochs=FT_EPOCHS, lr=FT_LR,
-          batch_size=50, seed=SEEDS[0])
+tuning = distill_fine_tune(quantized, model, x_train, prepare=lambda x: lowered.lift(x, "nhwc"),
+                           epochs=FT_EPOCHS, lr=FT_LR, copies=COPIES, noise=NOISE, seed=SEEDS[0])
+print(f"fine-tuning on {(COPIES + 1) * len(x_train)} signals; the float model relabels "
+      f"{tuning['relabelled']:.1%} of the noisy copies; agreement with float on held-out "
+      f"copies {100 * tuning['agreement'][0]:.1f} % → {100 * max(tuning['agreement']):.1f} % "
+      f"(epoch {tuning['best_epoch']} kept)")
 akida_v1 = convert_keras(quantized)
 metrics["Akida 1.0 4-bit, fine-tuned"] = evaluate(akida_v1, x_test, y_test, classes=data.classes)
 mapping_v1_tuned = map_report(akida_v1, "AKD1000")
@@ -239,9 +244,8 @@ for seed in SEEDS[1:]:
     q4 = quantize_4bit(to_keras(low.model, low.shape), low.lift(x_train, "nhwc"),
                        akida_version="v1", batch_size=100)
     ptq = convert_keras(q4)
-    x_distill, y_distill = distillation_set(net, x_train, copies=COPIES, noise=NOISE, seed=seed)
-    fine_tune(q4, low.lift(x_distill, "nhwc"), y_distill, epochs=FT_EPOCHS, lr=FT_LR,
-              batch_size=50, seed=seed)
+    distill_fine_tune(q4, net, x_train, prepare=lambda x, low=low: low.lift(x, "nhwc"),
+                      epochs=FT_EPOCHS, lr=FT_LR, copies=COPIES, noise=NOISE, seed=seed)
     tuned = convert_keras(q4)
     for stage, m in zip(per_seed, (net, v2, ptq, tuned)):
         per_seed[stage].append(evaluate(m, x_test, y_test).accuracy)

@@ -19,7 +19,6 @@ from zoo import (
 from akida_workflows.compat import (
     STATUSES,
     CompatibilityReport,
-    _prepare,
     check_compatibility,
 )
 from akida_workflows.errors import AkidaWorkflowError, IncompatibleModelError
@@ -238,11 +237,14 @@ def test_mlp_with_an_unsigned_input_names_the_cause(tmp_path):
     assert "input_dtype='int8'" in message
 
 
-def test_prepare_is_a_copy_in_eval_mode():
-    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)).train()
-    prepared = _prepare(model, (1, 8, 8))
-    assert prepared.model is not model and not prepared.model.training and model.training
-    assert prepared.input_shape == (1, 8, 8) and prepared.rewrites == []
+def test_check_works_on_a_copy_in_eval_mode():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU6(),
+                          nn.Flatten(), nn.Linear(4 * 8 * 8, 2)).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = check_compatibility(model, (1, 8, 8), "akida2")
+    assert model.training and all(torch.equal(before[k], v) for k, v in
+                                  model.state_dict().items())
+    assert report.rewrites == ["1 BatchNorm folded by the ONNX export (1 → 0)"]
 
 
 def test_bad_arguments():

@@ -45,6 +45,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import AkidaWorkflowError, IncompatibleModelError
+from .tables import Table
+from .working_copy import _generic_patch, _to_features, _WorkingCopy
 
 __all__ = ["TARGETS", "STATUSES", "CompatibilityIssue", "CompatibilityReport",
            "check_compatibility"]
@@ -196,8 +198,6 @@ class CompatibilityReport:
         return line
 
     def __str__(self) -> str:
-        from .evaluate import Table
-
         return self.summary_line() + "\n" + str(Table(self.records()))
 
     __repr__ = __str__
@@ -457,207 +457,6 @@ def _fold_quietly(model):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return fold_batchnorm(model)
-
-
-@dataclass
-class _Prepared:
-    """The model the checks run on: a copy, after exact rewrites (see :func:`_prepare`)."""
-
-    model: object
-    input_shape: tuple
-    rewrites: list = field(default_factory=list)
-
-
-def _prepare(model, input_shape, target: str | None = None) -> _Prepared:
-    """A copy of ``model`` in eval mode, after the exact rewrites the conversion applies.
-
-    This is the one place where model rewrites that keep the numerics (e.g.
-    lowering 1-D layers to their exact 2-D form) run before the rules and the
-    toolchain see the model; each rewrite that changed something is named in
-    ``rewrites`` and shown in the report. ``input_shape`` is returned as the
-    rewritten model takes it (a ``(C, L)`` signal becomes ``(C, rows, L)``).
-    A 1-D model without an exact 2-D form, or past ``target``'s limits once
-    lowered, raises :class:`~akida_workflows.errors.IncompatibleModelError`
-    with the fix (:func:`akida_workflows.lowering.prepare`).
-    """
-    from .lowering import is_1d, prepare
-
-    work = copy.deepcopy(model).eval()
-    shape = tuple(input_shape)
-    if not is_1d(work):
-        return _Prepared(work, shape, [])
-    with _quiet_logs():
-        lowered, shape = prepare(work, shape, target)
-    return _Prepared(lowered, tuple(shape),
-                     [f"1-D layers lowered to their exact 2-D form ({shape[1]} rows)"])
-
-
-# ------------------------------------------------------------------ working copy
-
-
-def _add_module(root, name: str, new) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = root.get_submodule(parent_name) if parent_name else root
-    parent.add_module(child, new)
-
-
-def _set_module(root, name: str, new) -> bool:
-    parent_name, _, child = name.rpartition(".")
-    try:
-        parent = root.get_submodule(parent_name) if parent_name else root
-        getattr(parent, child)
-    except AttributeError:
-        return False
-    setattr(parent, child, new)
-    return True
-
-
-class _WorkingCopy:
-    """The model the toolchain runs on, with stand-ins for the reported operations."""
-
-    def __init__(self, model, graph):
-        self.model = model
-        self.graph = graph
-        self.gm = graph.gm if graph is not None and graph.traced else None
-        self.use_gm = False
-
-    @property
-    def current(self):
-        return self.gm if self.use_gm else self.model
-
-    def patch(self, site, action, col: _Collector) -> bool:
-        """Apply one stand-in; False when there is none for this operation."""
-        from torch import nn
-
-        if action is None:
-            return False
-        if isinstance(action, list):  # several operations at once (e.g. a conv and its BN)
-            done = [self.patch(other, act, col) for other, act in action]
-            return all(done)
-        if isinstance(action, tuple):  # a stand-in for another operation (e.g. the Flatten before)
-            other, action = action
-            return self.patch(other, action, col)
-        if isinstance(action, nn.Module):
-            return self._swap(site.name, action)
-        if action == "relu6":
-            if site.module is not None:
-                return self._swap(site.name, nn.ReLU6())
-            return self._retarget(site, "relu6")
-        if action == "identity":
-            if site.module is not None:
-                return self._swap(site.name, nn.Identity())
-            return self._bypass(site, col)
-        if action == "flatten":
-            if site.module is not None:
-                return self._swap(site.name, nn.Flatten())
-            return self._retarget(site, "flatten")
-        if action == "split-calls":
-            return self._split_calls(site.name, col)
-        if action == "drop-add":
-            return self._bypass(site, col, keep_last=True)
-        if action == "identity-next-activation":
-            done = False
-            for nxt in self.graph.next_ops(site, skip={"BatchNorm2d", "Dropout", "Identity"}):
-                if nxt.kind in ("ReLU", "ReLU6", "Hardtanh", "relu", "relu6", "hardtanh"):
-                    done = self.patch(nxt, "identity", col) or done
-            return done
-        return False
-
-    def _swap(self, name, new) -> bool:
-        ok = _set_module(self.model, name, new)
-        if self.gm is not None:
-            ok = _set_module(self.gm, name, copy.deepcopy(new)) or ok
-        return ok
-
-    def _retarget(self, site, function) -> bool:
-        import torch
-        import torch.nn.functional as F
-
-        node = site.node
-        if self.gm is None or node is None or node.op not in ("call_function", "call_method"):
-            return False
-        if function == "flatten":
-            node.op, node.target = "call_function", torch.flatten
-            node.args, node.kwargs = (node.args[0], 1), {}
-        else:
-            node.op, node.target = "call_function", getattr(F, function)
-            node.args, node.kwargs = node.args[:1], {}
-        self._recompile()
-        return True
-
-    def _bypass(self, site, col, keep_last=False) -> bool:
-        node = site.node
-        if self.gm is None or node is None:
-            return False
-        operands = [a for a in node.all_input_nodes if a.op != "get_attr"]
-        if not operands:
-            return False
-        keep = operands[-1] if keep_last else operands[0]
-        node.replace_all_uses_with(keep)
-        self.gm.graph.erase_node(node)
-        before = {n.target for n in self.gm.graph.nodes if n.op == "call_module"}
-        self.gm.graph.eliminate_dead_code()
-        after = {n.target for n in self.gm.graph.nodes if n.op == "call_module"}
-        for name in before - after:
-            col.removed[name] = (f"not judged: its branch was taken out with {site.name} so "
-                                 "that the rest could be checked")
-        self._recompile()
-        return True
-
-    def _split_calls(self, name, col) -> bool:
-        """One copy of a reused module per call (later calls get ``name_call2``, …)."""
-        if self.gm is None:
-            return False
-        calls = [n for n in self.gm.graph.nodes if n.op == "call_module" and n.target == name]
-        if len(calls) < 2:
-            return False
-        module = self.gm.get_submodule(name)
-        for i, node in enumerate(calls[1:], start=2):
-            alias = f"{name}_call{i}"
-            _add_module(self.gm, alias, copy.deepcopy(module))
-            node.target = alias
-            col.aliases[alias] = name
-        self._recompile()
-        return True
-
-    def _recompile(self):
-        self.gm.graph.lint()
-        self.gm.recompile()
-        self.use_gm = True
-
-
-_GENERIC_PATCHES = {
-    **{k: "relu6" for k in ("ReLU", "relu", "relu_", "LeakyReLU", "GELU", "SiLU", "ELU",
-                            "Hardswish", "Mish", "PReLU", "Softplus", "gelu", "silu",
-                            "leaky_relu")},
-    **{k: "identity" for k in ("Sigmoid", "Tanh", "sigmoid", "tanh", "BatchNorm1d",
-                               "BatchNorm2d", "Dropout", "Softmax", "LogSoftmax", "softmax",
-                               "log_softmax")},
-}
-
-
-def _to_features(site, graph) -> bool:
-    """A reshape whose result feeds a Linear as (batch, features): torch.flatten(x, 1)."""
-    if site.kind not in ("view", "reshape", "squeeze", "flatten", "Flatten", "Unflatten"):
-        return False
-    if site.out_shape is not None and len(site.out_shape) <= 1:
-        return True
-    nxt = graph.next_ops(site) if graph is not None else []
-    return bool(nxt) and all(n.kind == "Linear" for n in nxt)
-
-
-def _generic_patch(site, target, graph=None):
-    """A stand-in for an operation the toolchain refused but no rule reported."""
-    if _to_features(site, graph):
-        return "flatten"
-    if site.module is not None and graph is not None and len(graph.named(site.name)) > 1:
-        return "split-calls"
-    action = _GENERIC_PATCHES.get(site.kind)
-    if action == "relu6" and target == "akida2" and site.kind in ("ReLU", "relu", "relu_"):
-        return None
-    if site.kind in ("add",) and target == "akida1":
-        return "drop-add"
-    return action
 
 
 # ---------------------------------------------------------------- toolchain rounds
@@ -967,15 +766,45 @@ def check_compatibility(model, input_shape, target: str = "akida2", *,
     ------
     AkidaWorkflowError
         Unknown target, invalid ``input_shape``, or a model that does not run
-        on an input of that shape (the message says why); a 1-D model that has
-        no exact 2-D form or exceeds the target's limits
-        (:class:`~akida_workflows.errors.IncompatibleModelError`, with the fix).
+        on an input of that shape (the message says why). A 1-D model past the
+        target's limits is *reported* (every limit, in whichever rewrite it shows
+        up), not raised.
     """
     import torch
 
-    from .lowering import is_1d
     from .passes import run_plans
-    from .rules import check_graph, trace_graph
+    from .rules import check_graph
+
+    shape, device = _validated(model, input_shape, target)
+    work = copy.deepcopy(model).eval()
+    torch.manual_seed(seed)
+    graph = _trace(work, shape)
+    kinds = {n: _type_name(m) for n, m in _leaf_modules(work)}
+    if graph.n_inputs != 1:
+        return _several_inputs(work, graph, target, device)
+    with _quiet_logs():
+        flow = run_plans(work, shape, target, graph)
+    rewrites = [change.text for change in flow.changes]
+    if flow.planned_graph is not None:  # a rewrite is blocked: the rules judge its plan
+        return _planned_report(work, flow, target, device, rewrites, kinds)
+    work, shape, graph = flow.model, flow.input_shape, flow.graph
+    col = _Collector(work, graph, target, kinds)
+    findings = check_graph(graph, target)
+    for finding in findings:
+        col.add_finding(finding)
+    for blocker in flow.blockers:
+        col.add_blocker(blocker)
+    working = _WorkingCopy(work, graph)
+    _patch_findings(findings, working, col, graph, target)
+    samples = _samples(samples, shape, seed)
+    with _quiet_logs():
+        mapping = _run_toolchain(working, shape, col, samples, target, device)
+    return col.report(device, mapping, rewrites)
+
+
+def _validated(model, input_shape, target) -> tuple[tuple, str]:
+    """``(input shape, virtual device)``, or AkidaWorkflowError on bad arguments."""
+    from .lowering import is_1d
 
     if target not in TARGETS:
         raise AkidaWorkflowError(f"target must be one of {sorted(TARGETS)}, got {target!r}")
@@ -985,61 +814,57 @@ def check_compatibility(model, input_shape, target: str = "akida2", *,
         raise AkidaWorkflowError(f"invalid input_shape {input_shape!r}") from None
     if len(shape) < 1 or min(shape) < 1:
         raise AkidaWorkflowError(f"invalid input_shape {input_shape}")
-    device = TARGETS[target][1]
-    work = copy.deepcopy(model).eval()
-    if is_1d(work) and len(shape) != 2:
+    if is_1d(model) and len(shape) != 2:
         raise IncompatibleModelError(
             f"{type(model).__name__} has 1-D layers: give its input shape as C,L "
             f"(channels, length), got {','.join(map(str, shape))}")
-    torch.manual_seed(seed)
+    return shape, TARGETS[target][1]
+
+
+def _trace(model, shape):
+    """The one graph of ``model`` (:func:`akida_workflows.graph.trace_graph`), quietly."""
+    from .graph import trace_graph
+
     try:
         with _quiet_logs():
-            graph = trace_graph(work, shape)
+            return trace_graph(model, shape)
     except Exception as exc:
         raise AkidaWorkflowError(
             f"{type(model).__name__} does not run on an input of shape {shape}: "
             f"{_describe_exception(exc)}") from exc
-    kinds = {n: _type_name(m) for n, m in _leaf_modules(work)}
-    if graph.n_inputs != 1:
-        col = _Collector(work, graph, target)
-        col.add_toolchain("model", "export",
-                          f"forward() takes {graph.n_inputs} inputs; an Akida model takes one",
-                          kind="model", status="unsupported",
-                          fix="merge the inputs into one tensor before the model (e.g. extra "
-                              "features as channels), or run the other branch on the host")
-        col.stopped = ("model", "export")
-        return col.report(device, None, [])
-    with _quiet_logs():
-        flow = run_plans(work, shape, target, graph)
-    rewrites = [change.text for change in flow.changes]
-    if flow.planned_graph is not None:  # a rewrite is blocked: the rules judge its plan
-        return _planned_report(work, flow, target, device, rewrites, kinds)
-    work, shape, graph = flow.model, flow.input_shape, flow.graph
-    if samples is not None:
-        from .lowering import prepare_samples
 
-        samples = prepare_samples(samples, shape)
-    col = _Collector(work, graph, target, kinds)
-    findings = check_graph(graph, target)
+
+def _several_inputs(model, graph, target, device) -> CompatibilityReport:
+    col = _Collector(model, graph, target)
+    col.add_toolchain("model", "export",
+                      f"forward() takes {graph.n_inputs} inputs; an Akida model takes one",
+                      kind="model", status="unsupported",
+                      fix="merge the inputs into one tensor before the model (e.g. extra "
+                          "features as channels), or run the other branch on the host")
+    col.stopped = ("model", "export")
+    return col.report(device, None, [])
+
+
+def _patch_findings(findings, working, col, graph, target) -> None:
+    """Put each reported operation's stand-in (if its rule has one) in the working copy."""
     for finding in findings:
-        col.add_finding(finding)
-    for blocker in flow.blockers:
-        col.add_blocker(blocker)
-    working = _WorkingCopy(work, graph)
-    for finding in findings:
-        if finding.rule.patch is not None and finding.site.name not in col.patched:
-            action = finding.rule.patch(finding.site, graph, target)
-            if action is None:
-                continue
-            col.tried.add((finding.site.name, _action_id(action)))
-            if working.patch(finding.site, action, col):
-                col.patched.add(finding.site.name)
+        if finding.rule.patch is None or finding.site.name in col.patched:
+            continue
+        action = finding.rule.patch(finding.site, graph, target)
+        if action is None:
+            continue
+        col.tried.add((finding.site.name, _action_id(action)))
+        if working.patch(finding.site, action, col):
+            col.patched.add(finding.site.name)
+
+
+def _samples(samples, shape, seed) -> np.ndarray:
+    """Calibration inputs as the (lowered) model takes them; random in [-1, 1] by default."""
+    from .lowering import prepare_samples
+
     if samples is None:
-        samples = np.random.default_rng(seed).uniform(-1, 1, (64, *shape)).astype(np.float32)
-    samples = np.ascontiguousarray(samples, dtype=np.float32)
-    with _quiet_logs():
-        mapping = _run_toolchain(working, shape, col, samples, target, device)
-    return col.report(device, mapping, rewrites)
+        return np.random.default_rng(seed).uniform(-1, 1, (64, *shape)).astype(np.float32)
+    return np.ascontiguousarray(prepare_samples(samples, shape), dtype=np.float32)
 
 
 def _planned_report(model, flow, target, device, rewrites, kinds) -> CompatibilityReport:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import AkidaWorkflowError, MappingError
+from .tables import Table
 
 __all__ = [
     "LayerMapping",
@@ -374,15 +375,11 @@ class DeploymentSummary:
         ]
 
     def __str__(self) -> str:
-        from .evaluate import Table
-
         return str(Table(self.records(), title=f"Akida model on {self.device}"))
 
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        from .evaluate import Table
-
         return Table(self.records(), title=f"Akida model on {self.device}")._repr_html_()
 
 

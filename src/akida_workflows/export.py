@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ExportError
+from .validation import check_finite_parameters  # noqa: F401  (re-exported)
 
 __all__ = ["OnnxExport", "export_onnx", "check_finite_parameters", "explicit_pool_pads"]
 
@@ -49,24 +50,6 @@ class OnnxExport:
     def size_bytes(self) -> int:
         """Size of the ``.onnx`` file in bytes."""
         return self.path.stat().st_size
-
-
-def check_finite_parameters(model) -> None:
-    """Raise :class:`ExportError` naming the first parameter or buffer holding NaN/inf.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-    """
-    import torch
-
-    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            bad = (~torch.isfinite(tensor)).sum().item()
-            raise ExportError(
-                f"parameter {name!r} holds {bad} NaN/inf value(s); "
-                "the model cannot be exported meaningfully (retrain or fix the checkpoint)"
-            )
 
 
 def explicit_pool_pads(onnx_model) -> int:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import QuantizationError
+from .tables import Table
 
 __all__ = [
     "QuantizationError",
@@ -399,8 +400,6 @@ def quantization_error_report(model, bits: int = 4, method: str = "maxabs", *,
     akida_workflows.evaluate.Table
         Prints as text, renders as HTML; ``.rows`` holds the numbers.
     """
-    from .evaluate import Table
-
     rows, records = [], []
     for name, module in _weighted_layers(model):
         w = module.weight.detach().cpu().numpy()

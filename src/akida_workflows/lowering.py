@@ -42,6 +42,8 @@ import numpy as np
 
 from . import folding
 from .errors import FoldingError, IncompatibleModelError
+from .tables import Table
+from .validation import check_finite_parameters
 
 __all__ = [
     "HARDWARE_LIMITS",
@@ -177,16 +179,12 @@ class LoweringReport:
                 f"max |difference| {self.max_abs_diff:.2g} on {self.checked} inputs")
 
     def __str__(self) -> str:
-        from .evaluate import Table
-
         return self.summary_line() + "\n" + str(Table(self.records()))
 
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
         import html
-
-        from .evaluate import Table
 
         return f"<p>{html.escape(self.summary_line())}</p>" + Table(self.records())._repr_html_()
 
@@ -1006,8 +1004,6 @@ def lower_1d(model, input_shape, rows: int = DEFAULT_ROWS, *, target: str | None
     """
     import torch
     from torch import nn
-
-    from .export import check_finite_parameters
 
     try:
         shape = tuple(int(s) for s in input_shape)

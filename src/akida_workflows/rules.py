@@ -33,6 +33,18 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .geometry import (  # noqa: F401  (layer geometry; re-exported for callers of rules)
+    _conv,
+    _dilated_origin,
+    _is_depthwise,
+    _is_global_pool,
+    _one_d_terms,
+    _origin_1d,
+    _pair,
+    _pool,
+    _relu_site,
+    _same_output,
+)
 from .graph import (  # noqa: F401  (the graph lives in graph.py; re-exported)
     _ATTENTION,
     _RECURRENT,
@@ -46,6 +58,18 @@ from .graph import (  # noqa: F401  (the graph lives in graph.py; re-exported)
     _trace_hooks,
     trace_graph,
 )
+from .stand_ins import (  # noqa: F401  (re-exported)
+    _conv_then_pool,
+    _depthwise_patch,
+    _drop_add,
+    _identity,
+    _relu6,
+    _safe_conv,
+    _stride2_even,
+    _stride2_stand_in,
+    copy_module,
+)
+from .tables import Table
 
 __all__ = [
     "Site",
@@ -95,115 +119,6 @@ _OTHER_ACTIVATIONS = {"LeakyReLU", "GELU", "SiLU", "Hardswish", "Mish", "ELU", "
                       "hardswish", "mish", "elu", "softplus", "selu", "celu", "hardsigmoid"}
 _SQUASHING = {"Sigmoid", "Tanh", "sigmoid", "tanh"}
 _SOFTMAX = {"Softmax", "LogSoftmax", "softmax", "log_softmax"}
-
-# ---------------------------------------------------------------- layer geometry
-
-
-def _pair(v, n=2):
-    if isinstance(v, (tuple, list)):
-        return tuple(int(x) for x in v) if len(v) == n else tuple(int(v[0]) for _ in range(n))
-    return tuple(int(v) for _ in range(n))
-
-
-def _conv(site: Site):
-    """Geometry of a Conv1d/Conv2d site as a 2-D conv (a Conv1d as its lowered square form)."""
-    m = site.module
-    kind = site.kind
-    if kind not in ("Conv1d", "Conv2d") or m is None:
-        return None
-    one_d = kind == "Conv1d"
-    k = _pair(m.kernel_size, 1 if one_d else 2)
-    s = _pair(m.stride, 1 if one_d else 2)
-    d = _pair(m.dilation, 1 if one_d else 2)
-    pad = m.padding
-    in_shape = site.in_shapes[0] if site.in_shapes else None
-    out_shape = site.out_shape
-    if one_d:
-        k, s, d = (k[0], k[0]), (1, s[0]), (1, d[0])
-        pad = pad if isinstance(pad, str) else (k[0] // 2 if k[0] > 1 else 0, _pair(pad, 1)[0])
-        in_hw = (None, in_shape[1]) if in_shape and len(in_shape) == 2 else None
-        out_hw = (None, out_shape[1]) if out_shape and len(out_shape) == 2 else None
-    else:
-        pad = pad if isinstance(pad, str) else _pair(pad)
-        in_hw = tuple(in_shape[1:]) if in_shape and len(in_shape) == 3 else None
-        out_hw = tuple(out_shape[1:]) if out_shape and len(out_shape) == 3 else None
-    return {"k": k, "s": s, "d": d, "pad": pad, "groups": m.groups, "cin": m.in_channels,
-            "cout": m.out_channels, "in": in_hw, "out": out_hw, "one_d": one_d}
-
-
-def _is_depthwise(g) -> bool:
-    return g["groups"] > 1 and g["groups"] == g["cin"] and g["cout"] % g["cin"] == 0
-
-
-def _same_output(g) -> bool:
-    """True when the conv keeps ceil(n / stride) outputs along every spatial axis ('same')."""
-    if g["in"] is None or g["out"] is None:
-        return True
-    if g["pad"] == "same":
-        return True
-    for n, o, s in zip(g["in"], g["out"], g["s"]):
-        if n is None:
-            continue
-        if o != -(-n // s):
-            return False
-    return True
-
-
-def _pool(site: Site):
-    """(kind, kernel, stride, padding, ceil_mode, in_hw) of a pooling site, or None."""
-    m, kind = site.module, site.kind
-    in_shape = site.in_shapes[0] if site.in_shapes else None
-    if kind in ("MaxPool2d", "AvgPool2d", "MaxPool1d", "AvgPool1d") and m is not None:
-        one_d = kind.endswith("1d")
-        n = 1 if one_d else 2
-        k = _pair(m.kernel_size, n)
-        s = _pair(m.stride if m.stride is not None else m.kernel_size, n)
-        p = _pair(m.padding, n)
-        ceil = bool(m.ceil_mode)
-    elif kind in ("max_pool2d", "avg_pool2d", "max_pool1d", "avg_pool1d"):
-        one_d = kind.endswith("1d")
-        n = 1 if one_d else 2
-        args, kwargs = list(site.params.get("args", ())), site.params.get("kwargs", {})
-        names = ["kernel_size", "stride", "padding"]
-        values = {key: (args[i] if i < len(args) else kwargs.get(key)) for i, key in
-                  enumerate(names)}
-        if not isinstance(values["kernel_size"], (int, tuple, list)):
-            return None  # e.g. F.avg_pool1d(x, x.shape[-1]): resolved only at run time
-        k = _pair(values["kernel_size"], n)
-        stride = values["stride"]
-        s = _pair(stride if isinstance(stride, (int, tuple, list)) and stride != () else
-                  values["kernel_size"], n)
-        p = _pair(values["padding"] or 0, n)
-        ceil = bool(kwargs.get("ceil_mode", False))
-    else:
-        return None
-    if one_d:
-        k, s, p = (k[0], k[0]), (s[0], s[0]), (p[0], p[0])
-        in_hw = (None, in_shape[1]) if in_shape and len(in_shape) == 2 else None
-    else:
-        in_hw = tuple(in_shape[1:]) if in_shape and len(in_shape) == 3 else None
-    return {"max": "max" in kind.lower(), "k": k, "s": s, "p": p, "ceil": ceil, "in": in_hw,
-            "one_d": one_d}
-
-
-def _is_global_pool(site: Site) -> bool:
-    if site.kind in ("AdaptiveAvgPool2d", "AdaptiveAvgPool1d"):
-        size = site.module.output_size
-        return all(v == 1 for v in (size if isinstance(size, (tuple, list)) else (size,)))
-    if site.kind in ("adaptive_avg_pool2d", "adaptive_avg_pool1d"):
-        args = site.params.get("args", ())
-        return bool(args) and args[0] in (1, (1, 1), [1, 1])
-    if site.kind == "mean":
-        return True
-    g = _pool(site)
-    if g and not g["max"] and g["in"]:
-        return all(n is None or k >= n for n, k in zip(g["in"], g["k"]))
-    return False
-
-
-def _relu_site(site: Site) -> bool:
-    return site.kind in ("ReLU", "relu", "relu_")
-
 
 # ---------------------------------------------------------------------------- rules
 
@@ -516,51 +431,6 @@ def _stride_fix(site, graph, target):
             "after this convolution's activation, the others after earlier convolutions")
 
 
-def _stride2_even(site, graph, target):
-    """Akida 1.0 path: a stride-2 conv padded k//2 on an even map is not Keras 'same'.
-
-    PyTorch pads (k//2, k//2); Keras/Akida 'same' pads (k//2 - 1, k//2) there,
-    so the 4-bit bridge refuses it (measured; an exact flipped route may lift this).
-    """
-    g = _conv(site)
-    if g is None or g["one_d"] or g["s"] != (2, 2) or g["in"] is None or g["pad"] == "same":
-        return None
-    if not _same_output(g) or not any(n is not None and n % 2 == 0 for n in g["in"]):
-        return None
-    pad = g["pad"] if isinstance(g["pad"], tuple) else (0, 0)
-    if any(p for p in pad):
-        return (f"stride 2 with padding={pad[0]} on an even {g['in'][0]}x{g['in'][1]} map: "
-                "PyTorch pads both sides, Akida 1.0's 'same' pads one side less before")
-    return None
-
-
-def _stride2_stand_in(site, graph, target, k=None):
-    """Stride 1 and a 2x2 max pooling in its place (same output shape on an even map).
-
-    A depthwise conv gets the pooling before it (a separable block stays depthwise →
-    pointwise); another conv after it, with the BatchNorm that follows it moved in between
-    so that it still folds (the BatchNorm itself becomes an identity).
-    """
-    import copy
-
-    from torch import nn
-
-    g = _conv(site)
-    m = site.module
-    k = k or (g["k"][0] if g["k"][0] == g["k"][1] and g["k"][0] % 2 else 3)
-    conv = nn.Conv2d(g["cin"], g["cout"], k, padding=k // 2, groups=m.groups,
-                     bias=m.bias is not None)
-    if any(n is None or n % 2 for n in g["in"] or (None,)):
-        return None  # an odd side: 2x2 pooling would not give the strided conv's shape
-    if _is_depthwise(g):
-        return nn.Sequential(nn.MaxPool2d(2), conv).eval()
-    nxt = [graph.sites[i] for i in site.users]
-    if len(nxt) == 1 and nxt[0].kind == "BatchNorm2d" and nxt[0].module is not None:
-        stand_in = nn.Sequential(conv, copy.deepcopy(nxt[0].module), nn.MaxPool2d(2)).eval()
-        return [(site, stand_in), (nxt[0], "identity")]
-    return nn.Sequential(conv, nn.MaxPool2d(2)).eval()
-
-
 def _padding(site, graph, target):
     g = _conv(site)
     if g is None or _same_output(g):
@@ -641,23 +511,6 @@ def _pool_after_conv_fix(site, graph, target):
     c = site.in_shapes[0][0] if site.in_shapes else "C"
     return (f"give the map{where} an nn.Conv2d({c}, {c}, 3, padding=1) → nn.ReLU6() before this "
             "pooling (and keep an unpooled convolution between it and a Flatten → Linear)")
-
-
-def _conv_then_pool(site, graph, target):
-    """Stand-in: a 3x3 conv and ReLU6 in front of the pooling (same output shape)."""
-    from torch import nn
-
-    shape = site.in_shapes[0] if site.in_shapes else None
-    if shape is None or len(shape) != 3 or site.module is None:
-        return None
-    return nn.Sequential(nn.Conv2d(shape[0], shape[0], 3, padding=1), nn.ReLU6(),
-                         copy_module(site.module)).eval()
-
-
-def copy_module(module):
-    import copy
-
-    return copy.deepcopy(module)
 
 
 def _avgpool(site, graph, target):
@@ -950,49 +803,6 @@ def _depthwise_fix(site, graph, target):
             "→ ReLU6, an Akida 1.0 separable block)")
 
 
-def _depthwise_patch(site, graph, target):
-    return "identity-next-activation"
-
-
-def _identity(site, graph, target):
-    return "identity"
-
-
-def _relu6(site, graph, target):
-    return "relu6"
-
-
-def _drop_add(site, graph, target):
-    return "drop-add"
-
-
-def _safe_conv(site, graph, target):
-    """A conv with an allowed square kernel, same stride/output shape: lets the check go on."""
-    import torch
-    from torch import nn
-
-    g = _conv(site)
-    if g is None or g["one_d"] or g["s"][0] != g["s"][1] or g["s"][0] not in (1, 2):
-        return None
-    if target == "akida1" and _stride2_even(site, graph, target) is not None or (
-            target == "akida1" and g["s"] == (2, 2) and g["in"] is not None
-            and all(n is not None and n % 2 == 0 for n in g["in"])):
-        return _stride2_stand_in(site, graph, target, k=3)
-    groups = g["cin"] if _is_depthwise(g) and g["cout"] == g["cin"] else 1
-    for k in (3, 1):
-        conv = nn.Conv2d(g["cin"], g["cout"], k, stride=g["s"][0], padding=k // 2, groups=groups,
-                         bias=site.module.bias is not None)
-        shape = site.in_shapes[0] if site.in_shapes else None
-        if shape is None or site.out_shape is None:
-            return None
-        with torch.no_grad():
-            out = conv(torch.zeros(1, *shape))
-        if tuple(out.shape[1:]) == tuple(site.out_shape):
-            conv.eval()
-            return conv
-    return None
-
-
 #: The table, in checking order.
 RULES: tuple[Rule, ...] = (
     Rule("recurrent", TARGETS, "no recurrent layers (LSTM, GRU, RNN)", "quantization",
@@ -1092,37 +902,6 @@ def check_graph(graph: ModelGraph, target: str) -> list[Finding]:
     return findings
 
 
-_ONE_D_TERMS = (("nn.MaxPool2d(", "nn.MaxPool1d("), ("nn.AvgPool2d(", "nn.AvgPool1d("),
-                ("nn.AdaptiveAvgPool2d(", "nn.AdaptiveAvgPool1d("), ("nn.Conv2d(", "nn.Conv1d("),
-                ("Conv2d → ", "Conv1d → "), ("→ AvgPool2d", "→ AvgPool1d"),
-                ("→ MaxPool2d", "→ MaxPool1d"), ("after AvgPool2d", "after AvgPool1d"),
-                ("after MaxPool2d", "after MaxPool1d"), ("2x2 windows", "windows of 2"))
-
-
-def _one_d_terms(text: str) -> str:
-    for two_d, one_d in _ONE_D_TERMS:
-        text = text.replace(two_d, one_d)
-    return text
-
-
-def _origin_1d(site, graph):
-    """The 1-D operation of the user's model that ``site`` was lowered from, if any."""
-    origin = getattr(graph, "origins", {}).get(site.name)
-    if origin is not None and (origin.kind.endswith("1d") or origin.kind in ("Linear",)) and \
-            any(o.kind.endswith("1d") for o in graph.origins.values()):
-        return origin
-    return None
-
-
-def _dilated_origin(site, graph):
-    """``(k, d)`` of the dilated Conv1d ``site`` was lowered from (kernel expanded), or None."""
-    origin = _origin_1d(site, graph)
-    if origin is None or origin.kind != "Conv1d" or origin.module is None:
-        return None
-    k, d = _pair(origin.module.kernel_size, 1)[0], _pair(origin.module.dilation, 1)[0]
-    return (k, d) if d > 1 else None
-
-
 def rule_for_message(message: str, target: str) -> Rule | None:
     """The rule whose limit a toolchain message reports, if any (first in table order)."""
     text = message.lower()
@@ -1134,8 +913,6 @@ def rule_for_message(message: str, target: str) -> Rule | None:
 
 def limits_table(target: str | None = None):
     """The rule table as a :class:`~akida_workflows.evaluate.Table` (id, targets, limit, stage)."""
-    from .evaluate import Table
-
     rows = [{"rule": r.id, "targets": ", ".join(r.targets), "limit": r.limit,
              "refused at": r.stage, "status": r.status}
             for r in RULES if target is None or r.applies(target)]

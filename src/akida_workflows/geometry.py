@@ -1,0 +1,148 @@
+"""Layer geometry as the rules read it, from the one graph's nodes.
+
+Kernels, strides, paddings and input/output sizes of convolution and pooling
+sites (a Conv1d as its lowered square form), and, on a graph a pass lowered
+from 1-D, the user's 1-D operation behind each node and the 1-D wording of
+reasons and fixes.
+"""
+
+from __future__ import annotations
+
+from .graph import Site
+
+
+def _pair(v, n=2):
+    if isinstance(v, (tuple, list)):
+        return tuple(int(x) for x in v) if len(v) == n else tuple(int(v[0]) for _ in range(n))
+    return tuple(int(v) for _ in range(n))
+
+
+def _conv(site: Site):
+    """Geometry of a Conv1d/Conv2d site as a 2-D conv (a Conv1d as its lowered square form)."""
+    m = site.module
+    kind = site.kind
+    if kind not in ("Conv1d", "Conv2d") or m is None:
+        return None
+    one_d = kind == "Conv1d"
+    k = _pair(m.kernel_size, 1 if one_d else 2)
+    s = _pair(m.stride, 1 if one_d else 2)
+    d = _pair(m.dilation, 1 if one_d else 2)
+    pad = m.padding
+    in_shape = site.in_shapes[0] if site.in_shapes else None
+    out_shape = site.out_shape
+    if one_d:
+        k, s, d = (k[0], k[0]), (1, s[0]), (1, d[0])
+        pad = pad if isinstance(pad, str) else (k[0] // 2 if k[0] > 1 else 0, _pair(pad, 1)[0])
+        in_hw = (None, in_shape[1]) if in_shape and len(in_shape) == 2 else None
+        out_hw = (None, out_shape[1]) if out_shape and len(out_shape) == 2 else None
+    else:
+        pad = pad if isinstance(pad, str) else _pair(pad)
+        in_hw = tuple(in_shape[1:]) if in_shape and len(in_shape) == 3 else None
+        out_hw = tuple(out_shape[1:]) if out_shape and len(out_shape) == 3 else None
+    return {"k": k, "s": s, "d": d, "pad": pad, "groups": m.groups, "cin": m.in_channels,
+            "cout": m.out_channels, "in": in_hw, "out": out_hw, "one_d": one_d}
+
+
+def _is_depthwise(g) -> bool:
+    return g["groups"] > 1 and g["groups"] == g["cin"] and g["cout"] % g["cin"] == 0
+
+
+def _same_output(g) -> bool:
+    """True when the conv keeps ceil(n / stride) outputs along every spatial axis ('same')."""
+    if g["in"] is None or g["out"] is None:
+        return True
+    if g["pad"] == "same":
+        return True
+    for n, o, s in zip(g["in"], g["out"], g["s"]):
+        if n is None:
+            continue
+        if o != -(-n // s):
+            return False
+    return True
+
+
+def _pool(site: Site):
+    """(kind, kernel, stride, padding, ceil_mode, in_hw) of a pooling site, or None."""
+    m, kind = site.module, site.kind
+    in_shape = site.in_shapes[0] if site.in_shapes else None
+    if kind in ("MaxPool2d", "AvgPool2d", "MaxPool1d", "AvgPool1d") and m is not None:
+        one_d = kind.endswith("1d")
+        n = 1 if one_d else 2
+        k = _pair(m.kernel_size, n)
+        s = _pair(m.stride if m.stride is not None else m.kernel_size, n)
+        p = _pair(m.padding, n)
+        ceil = bool(m.ceil_mode)
+    elif kind in ("max_pool2d", "avg_pool2d", "max_pool1d", "avg_pool1d"):
+        one_d = kind.endswith("1d")
+        n = 1 if one_d else 2
+        args, kwargs = list(site.params.get("args", ())), site.params.get("kwargs", {})
+        names = ["kernel_size", "stride", "padding"]
+        values = {key: (args[i] if i < len(args) else kwargs.get(key)) for i, key in
+                  enumerate(names)}
+        if not isinstance(values["kernel_size"], (int, tuple, list)):
+            return None  # e.g. F.avg_pool1d(x, x.shape[-1]): resolved only at run time
+        k = _pair(values["kernel_size"], n)
+        stride = values["stride"]
+        s = _pair(stride if isinstance(stride, (int, tuple, list)) and stride != () else
+                  values["kernel_size"], n)
+        p = _pair(values["padding"] or 0, n)
+        ceil = bool(kwargs.get("ceil_mode", False))
+    else:
+        return None
+    if one_d:
+        k, s, p = (k[0], k[0]), (s[0], s[0]), (p[0], p[0])
+        in_hw = (None, in_shape[1]) if in_shape and len(in_shape) == 2 else None
+    else:
+        in_hw = tuple(in_shape[1:]) if in_shape and len(in_shape) == 3 else None
+    return {"max": "max" in kind.lower(), "k": k, "s": s, "p": p, "ceil": ceil, "in": in_hw,
+            "one_d": one_d}
+
+
+def _is_global_pool(site: Site) -> bool:
+    if site.kind in ("AdaptiveAvgPool2d", "AdaptiveAvgPool1d"):
+        size = site.module.output_size
+        return all(v == 1 for v in (size if isinstance(size, (tuple, list)) else (size,)))
+    if site.kind in ("adaptive_avg_pool2d", "adaptive_avg_pool1d"):
+        args = site.params.get("args", ())
+        return bool(args) and args[0] in (1, (1, 1), [1, 1])
+    if site.kind == "mean":
+        return True
+    g = _pool(site)
+    if g and not g["max"] and g["in"]:
+        return all(n is None or k >= n for n, k in zip(g["in"], g["k"]))
+    return False
+
+
+def _relu_site(site: Site) -> bool:
+    return site.kind in ("ReLU", "relu", "relu_")
+
+
+_ONE_D_TERMS = (("nn.MaxPool2d(", "nn.MaxPool1d("), ("nn.AvgPool2d(", "nn.AvgPool1d("),
+                ("nn.AdaptiveAvgPool2d(", "nn.AdaptiveAvgPool1d("), ("nn.Conv2d(", "nn.Conv1d("),
+                ("Conv2d → ", "Conv1d → "), ("→ AvgPool2d", "→ AvgPool1d"),
+                ("→ MaxPool2d", "→ MaxPool1d"), ("after AvgPool2d", "after AvgPool1d"),
+                ("after MaxPool2d", "after MaxPool1d"), ("2x2 windows", "windows of 2"))
+
+
+def _one_d_terms(text: str) -> str:
+    for two_d, one_d in _ONE_D_TERMS:
+        text = text.replace(two_d, one_d)
+    return text
+
+
+def _origin_1d(site, graph):
+    """The 1-D operation of the user's model that ``site`` was lowered from, if any."""
+    origin = getattr(graph, "origins", {}).get(site.name)
+    if origin is not None and (origin.kind.endswith("1d") or origin.kind in ("Linear",)) and \
+            any(o.kind.endswith("1d") for o in graph.origins.values()):
+        return origin
+    return None
+
+
+def _dilated_origin(site, graph):
+    """``(k, d)`` of the dilated Conv1d ``site`` was lowered from (kernel expanded), or None."""
+    origin = _origin_1d(site, graph)
+    if origin is None or origin.kind != "Conv1d" or origin.module is None:
+        return None
+    k, d = _pair(origin.module.kernel_size, 1)[0], _pair(origin.module.dilation, 1)[0]
+    return (k, d) if d > 1 else None
