@@ -186,6 +186,12 @@ class CompatibilityReport:
     def summary_line(self) -> str:
         desc = TARGETS[self.target][0]
         if self.ok:
+            passes = self.mapping.hardware_passes if self.mapping is not None else 1
+            if passes > 1:
+                return (f"{desc}: compatible over {passes} hardware passes, not at once: every "
+                        f"layer maps onto {self.device}, but the model does not fit its NPs "
+                        f"together, so the mapper reprograms them {passes - 1} time(s) per "
+                        "input (slower; a smaller model runs in one pass)")
             return f"{desc}: compatible; every layer maps onto {self.device}"
         counts = {s: sum(r.status == s for r in self.issues) for s in STATUSES[1:]}
         line = (f"{desc}: {counts['fixable']} fixable, {counts['unsupported']} unsupported "

@@ -143,6 +143,11 @@ class MapReport:
             for layer in self.layers
         ]
 
+    @property
+    def hardware_passes(self) -> int:
+        """Passes the mapper needs for the hardware sequences (1 when the model fits at once)."""
+        return sum(n for backend, n, _ in self.sequences if backend == "hardware")
+
     def summary_line(self) -> str:
         compute = self.compute_layers
         hw = sum(layer.backend == "hardware" for layer in compute)
