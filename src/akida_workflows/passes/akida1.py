@@ -71,7 +71,8 @@ class FlipStride2(Pass):
 
     def plan(self, state: FlowState) -> Plan:
         from ..folding import fold_batchnorm
-        from ..keras_bridge import _choose_flip, _sequence
+        from ..backends.keras_cnn2snn.geometry import _choose_flip
+        from ..backends.keras_cnn2snn.trace import _sequence
 
         if len(state.input_shape) != 3:
             return Plan(self.name)
