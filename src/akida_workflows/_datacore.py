@@ -1,5 +1,5 @@
-"""What every data-set loader shares: the :class:`Dataset` record, the data folder,
-the offline switch, and how data is named on pages and in warnings.
+"""What every data-set loader shares: the :class:`Dataset` and :class:`Location` records,
+the data folder, the offline switch, and how data is named on pages and in warnings.
 
 Part of :mod:`akida_workflows.datasets`, which re-exports the public names.
 """
@@ -61,6 +61,38 @@ class Dataset:
             f"train={self.x_train.shape[0]}, test={self.x_test.shape[0]})"
         )
 
+
+@dataclass(frozen=True)
+class Location:
+    """Where a loader would read a data set from, as :func:`locate` finds it.
+
+    Attributes
+    ----------
+    name : str
+        The set: ``"mnist"``, ``"fashion-mnist"`` or a UCR/UEA set name.
+    source : str or None
+        ``"idx-cache"`` (IDX files in ``folder``), ``"ts-cache"`` (``.ts`` files in the
+        cache), ``"packaged"`` (shipped with akida-workflows) or ``"bundled"`` (with
+        sktime); None when no folder holds the set: the loader downloads it into
+        ``cache``, or falls back to offline data.
+    folder : pathlib.Path or None
+        The folder holding the set's files (None when not found).
+    files : dict of str to pathlib.Path
+        The files by role: ``"train_images"``, ``"train_labels"``, ``"test_images"``
+        and ``"test_labels"`` (IDX), or ``"train"`` and ``"test"`` (``.ts``). All of
+        them when the set is found, else those already in ``cache``.
+    cache : pathlib.Path
+        The folder looked in first, where downloads go.
+    missing : tuple of str
+        When the set is not found, the file names ``cache`` lacks; else empty.
+    """
+
+    name: str
+    source: str | None
+    folder: Path | None
+    files: dict[str, Path]
+    cache: Path
+    missing: tuple[str, ...] = ()
 
 
 def _digest(path: Path, algorithm: str) -> str:

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._datacore import Dataset
+from ._datacore import Dataset, _digest
 from ._inputs import resample_signals
-from .errors import DatasetError
+from .errors import ChecksumError, DatasetError
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,22 @@ def _sktime_data_dir() -> Path:
 def _ts_pair(directory: Path, name: str) -> tuple[Path, Path] | None:
     pair = (directory / f"{name}_TRAIN.ts", directory / f"{name}_TEST.ts")
     return pair if all(p.is_file() for p in pair) else None
+
+
+def _sha256(path: Path) -> str:
+    return _digest(path, "sha256")
+
+
+def _verify_packaged(pair: Sequence[Path], sha256: dict[str, str]) -> None:
+    """Check files shipped with this package against their SHA-256 (by file name)."""
+    for path in pair:
+        expected = sha256[path.name]
+        actual = _sha256(path)
+        if actual != expected:
+            raise ChecksumError(
+                f"{path.name} (shipped with akida-workflows): SHA-256 {actual}, expected "
+                f"{expected}. The installed copy is damaged or was edited; reinstall "
+                "akida-workflows.")
 
 
 def _ts_header(path: Path, lines: list[str]) -> tuple[dict[str, str], int]:

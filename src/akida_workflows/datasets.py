@@ -16,7 +16,8 @@
 shipped with this package (ECG200, real heartbeats, SHA-256 checked) or with
 sktime, a download of the archive's zip, or offline ECG200.
 :func:`resample_signals` and :func:`window_signals` bring signals longer than
-the hardware takes down to size.
+the hardware takes down to size. :func:`locate` says where a loader would find a
+set (the folders above, in their order) without reading it.
 
 The returned :class:`Dataset` always says which data it holds (``source`` and
 ``description``), so a result is never reported against the wrong data.
@@ -40,8 +41,8 @@ import numpy as np  # noqa: F401  (Dataset's annotations are resolved in this mo
 from ._datacore import (
     MNIST_CLASSES,
     Dataset,
+    Location,
     OfflineDataWarning,
-    _digest,
     _display,
     _offline_requested,
     _warn_offline,
@@ -52,7 +53,7 @@ from ._idx import (
     _download,  # noqa: F401  (re-exported)
     _download_missing,
     _embedded_dataset,
-    _find_idx,
+    _find_idx,  # noqa: F401  (re-exported)
     _full_dataset,
     _idx_paths,
     read_idx,
@@ -64,6 +65,7 @@ from ._ucr import (
     _SeriesSet,
     _sktime_data_dir,
     _ts_pair,
+    _verify_packaged,
 )
 from .errors import ChecksumError, DatasetError
 
@@ -89,6 +91,8 @@ __all__ = [
     "packaged_timeseries",
     "PACKAGED_SHA256",
     "load_timeseries",
+    "locate",
+    "Location",
     "resample_signals",
     "window_signals",
 ]
@@ -129,10 +133,96 @@ IDX_MAX_BYTES = _IDX_MAX_BYTES
 
 # Defined in the helper modules, documented (and pickled, and shown by help()) as
 # members of this module, where they have always been.
-for _public in (Dataset, OfflineDataWarning, default_data_dir, read_idx, preprocess,
+for _public in (Dataset, Location, OfflineDataWarning, default_data_dir, read_idx, preprocess,
                 to_torch_loaders, resample_signals, window_signals):
     _public.__module__ = __name__
 del _public
+
+
+# ----------------------------------------------------------- where the loaders look
+
+
+def locate(name: str, root: str | os.PathLike | None = None) -> Location:
+    """Where the loaders would read the set ``name`` from, found without reading it.
+
+    The one place that knows where the loaders look, and in which order (the data
+    check before the site build, :func:`akida_workflows.availability.data_status`,
+    asks it too):
+
+    - ``"mnist"``: the four IDX files (``.gz`` or raw) in ``root``;
+    - ``"fashion-mnist"``: the same in ``root``, then in
+      :data:`DEBIAN_FASHION_MNIST_DIR`;
+    - any other name, a UCR/UEA set: ``<name>_TRAIN.ts`` and ``<name>_TEST.ts`` in
+      ``root / name``, then among the sets shipped with this package
+      (:data:`PACKAGED_SHA256`), then among those sktime bundles.
+
+    When no folder holds the set, a loader downloads it into ``Location.cache``
+    (unless offline), else falls back to offline data (see :func:`load_mnist` and
+    :func:`load_timeseries`).
+
+    Parameters
+    ----------
+    name : str
+        ``"mnist"``, ``"fashion-mnist"`` or a UCR/UEA set name (``"ECG5000"``).
+    root : str or path-like, optional
+        The loader's ``root``: by default ``default_data_dir() / name`` for MNIST and
+        Fashion-MNIST, ``default_data_dir() / "timeseries"`` for time series.
+
+    Returns
+    -------
+    Location
+        ``source`` None when the set is in none of these folders.
+
+    Raises
+    ------
+    DatasetError
+        A time-series set neither cached nor shipped with this package, when sktime
+        (which reads ``.ts`` files and bundles more sets) is not installed.
+
+    Examples
+    --------
+    >>> place = locate("ECG200")  # doctest: +SKIP
+    >>> place.source, place.folder.name
+    ('packaged', 'ECG200')
+    """
+    if name in ("mnist", "fashion-mnist"):
+        root = Path(root).expanduser() if root is not None else default_data_dir() / name
+        return _idx_location(name, root)
+    root = Path(root).expanduser() if root is not None else default_data_dir() / "timeseries"
+    return _series_location(name, root / name)
+
+
+def _idx_location(name: str, cache: Path) -> Location:
+    files = MNIST_FILES if name == "mnist" else FASHION_MNIST_FILES
+    folders = [cache] if name == "mnist" else [cache, DEBIAN_FASHION_MNIST_DIR]
+    for folder in folders:
+        paths = _idx_paths(folder, files)
+        if all(paths.values()):
+            return Location(name, "idx-cache", folder, paths, cache)
+    cached = {key: path for key, path in _idx_paths(cache, files).items() if path}
+    missing = tuple(f"{stem}.gz" for key, (stem, _) in files.items() if key not in cached)
+    return Location(name, None, None, cached, cache, missing)
+
+
+def _series_places(name: str, cache: Path | None):
+    """Where the time-series loader looks for ``name``, in order: ``(source, folder)``."""
+    if cache is not None:
+        yield "ts-cache", cache
+    if name in PACKAGED_SHA256:
+        yield "packaged", PACKAGED_DATA_DIR / name
+    yield "bundled", _sktime_data_dir() / name  # asked last: DatasetError without sktime
+
+
+def _series_location(name: str, cache: Path, *, cached: bool = True) -> Location:
+    """:func:`locate` for a UCR/UEA set; ``cached=False`` skips ``cache`` (offline fallback)."""
+    for source, folder in _series_places(name, cache if cached else None):
+        pair = _ts_pair(folder, name)
+        if pair:
+            return Location(name, source, folder, {"train": pair[0], "test": pair[1]}, cache)
+    wanted = {"train": cache / f"{name}_TRAIN.ts", "test": cache / f"{name}_TEST.ts"}
+    present = {role: path for role, path in wanted.items() if path.is_file()}
+    missing = tuple(path.name for role, path in wanted.items() if role not in present)
+    return Location(name, None, None, present, cache, missing)
 
 
 def _load(
@@ -144,15 +234,13 @@ def _load(
     *,
     download: bool,
     offline_fallback: bool,
-    extra_roots: Sequence[Path] = (),
     timeout: float = _DOWNLOAD_TIMEOUT,
 ) -> Dataset:
     label = "MNIST" if name == "mnist" else "Fashion-MNIST"
-    for directory in (root, *extra_roots):
-        paths = _idx_paths(directory, files)
-        if all(paths.values()):
-            return _full_dataset(name, label, paths, classes, "idx-cache",
-                                 f"read from IDX files in {_display(directory)}")
+    place = locate(name, root)
+    if place.source is not None:
+        return _full_dataset(name, label, place.files, classes, "idx-cache",
+                             f"read from IDX files in {_display(place.folder)}")
 
     offline = _offline_requested(download)
     why = "offline mode (download=False or AKIDA_WORKFLOWS_OFFLINE=1)"
@@ -182,9 +270,9 @@ def _load(
             f"(files in {DEBIAN_FASHION_MNIST_DIR}), pass root=, or allow the download."
         )
 
-    test_paths = (_find_idx(root, files["test_images"][0]),
-                  _find_idx(root, files["test_labels"][0]))
-    dataset = _embedded_dataset(name, classes, test_paths, root)
+    cached = locate(name, root).files  # looked at again: a failed download may have added some
+    dataset = _embedded_dataset(
+        name, classes, (cached.get("test_images"), cached.get("test_labels")), root)
     _warn_offline(
         f"Full MNIST not available ({why}); using the {dataset.description}. "
         "Accuracies are not comparable with full-MNIST figures."
@@ -281,8 +369,7 @@ def load_fashion_mnist(
     return _load(
         "fashion-mnist", root, FASHION_MNIST_FILES,
         list(mirrors or FASHION_MNIST_MIRRORS), FASHION_MNIST_CLASSES,
-        download=download, offline_fallback=offline_fallback,
-        extra_roots=(DEBIAN_FASHION_MNIST_DIR,), timeout=timeout,
+        download=download, offline_fallback=offline_fallback, timeout=timeout,
     )
 
 
@@ -366,45 +453,20 @@ def packaged_timeseries() -> list[str]:
     return sorted(name for name in PACKAGED_SHA256 if _ts_pair(PACKAGED_DATA_DIR / name, name))
 
 
-def _sha256(path: Path) -> str:
-    return _digest(path, "sha256")
-
-
-def _verify_packaged(name: str, pair: Sequence[Path]) -> None:
-    """Check the shipped files of ``name`` against :data:`PACKAGED_SHA256`."""
-    for path in pair:
-        expected = PACKAGED_SHA256[name][path.name]
-        actual = _sha256(path)
-        if actual != expected:
-            raise ChecksumError(
-                f"{path.name} (shipped with akida-workflows): SHA-256 {actual}, expected "
-                f"{expected}. The installed copy is damaged or was edited; reinstall "
-                "akida-workflows.")
-
-
-def _local_set(name: str, root: Path, length: int | None) -> Dataset | None:
-    """``name`` from the cache, the sets shipped with this package, or sktime's; else None."""
-    pair = _ts_pair(root / name, name)
-    if pair:
+def _found_series(place: Location, length: int | None, instead: str = "") -> Dataset:
+    """The set :func:`locate` found, read and checked (shipped files: their SHA-256 too)."""
+    name, pair = place.name, (place.files["train"], place.files["test"])
+    if place.source == "ts-cache":
         return _series_dataset(name, pair, "ts-cache", "read from the local cache", length,
                                UCR_SETS.get(name))
-    return _shipped_set(name, length)
-
-
-def _shipped_set(name: str, length: int | None, instead: str = "") -> Dataset | None:
-    """``name`` as shipped with akida-workflows (checksummed) or with sktime; else None."""
     suffix = f", instead of {instead}" if instead else ""
-    pair = _ts_pair(PACKAGED_DATA_DIR / name, name) if name in PACKAGED_SHA256 else None
-    if pair:
-        _verify_packaged(name, pair)
-        return _series_dataset(name, pair, "packaged" + ("-fallback" if instead else ""),
-                               f"as shipped with akida-workflows{suffix}", length,
-                               UCR_SETS.get(name))
-    pair = _ts_pair(_sktime_data_dir() / name, name)
-    if pair:
-        return _series_dataset(name, pair, "bundled" + ("-fallback" if instead else ""),
-                               f"as bundled with sktime{suffix}", length, UCR_SETS.get(name))
-    return None
+    source = place.source + ("-fallback" if instead else "")
+    if place.source == "packaged":
+        _verify_packaged(pair, PACKAGED_SHA256[name])
+        where = f"as shipped with akida-workflows{suffix}"
+    else:
+        where = f"as bundled with sktime{suffix}"
+    return _series_dataset(name, pair, source, where, length, UCR_SETS.get(name))
 
 
 def load_timeseries(
@@ -473,9 +535,9 @@ def load_timeseries(
     if length is not None and int(length) < 2:
         raise DatasetError(f"length must be >= 2, got {length}")
     root = Path(root).expanduser() if root is not None else default_data_dir() / "timeseries"
-    local = _local_set(name, root, length)
-    if local is not None:
-        return local
+    place = locate(name, root)
+    if place.source is not None:
+        return _found_series(place, length)
     why = "offline mode (download=False or AKIDA_WORKFLOWS_OFFLINE=1)"
     if not _offline_requested(download):
         try:
@@ -494,11 +556,12 @@ def load_timeseries(
             f"{name} is not cached, not shipped with akida-workflows or sktime, and was not "
             f"downloaded ({why}). Put {name}_TRAIN.ts and {name}_TEST.ts under <data "
             "folder>/timeseries/{name}, allow the download, or pass offline_fallback=True.")
-    dataset = _shipped_set(fallback, length, instead=name)
-    if dataset is None:
+    shipped = _series_location(fallback, root / fallback, cached=False)
+    if shipped.source is None:
         raise DatasetError(
             f"the fallback set {fallback!r} is not shipped with akida-workflows nor bundled "
             f"with sktime; choose one of {', '.join(packaged_timeseries() + bundled_timeseries())}")
+    dataset = _found_series(shipped, length, instead=name)
     where = ("shipped with akida-workflows" if dataset.source.startswith("packaged")
              else "bundled with sktime")
     _warn_offline(  # the caller's file named relatively: no build-machine path on pages
