@@ -556,6 +556,12 @@ def load_timeseries(
             f"{name} is not cached, not shipped with akida-workflows or sktime, and was not "
             f"downloaded ({why}). Put {name}_TRAIN.ts and {name}_TEST.ts under <data "
             "folder>/timeseries/{name}, allow the download, or pass offline_fallback=True.")
+    return _fallback_series(name, fallback, root, length, why)
+
+
+def _fallback_series(name: str, fallback: str, root: Path, length: int | None,
+                     why: str) -> Dataset:
+    """The shipped set ``fallback`` in place of ``name``, with an OfflineDataWarning."""
     shipped = _series_location(fallback, root / fallback, cached=False)
     if shipped.source is None:
         raise DatasetError(
