@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import SHARED_MNIST, STEMS, idx_bytes, write_fake_mnist, write_idx
 
-from akida_workflows import datasets
+from akida_workflows import _idx, datasets
 from akida_workflows.datasets import (
     Dataset,
     OfflineDataWarning,
@@ -201,7 +201,7 @@ def _forbid_network(monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("the network must not be used")
 
-    monkeypatch.setattr(datasets, "_download", boom)
+    monkeypatch.setattr(_idx, "_download", boom)  # where _download_missing looks it up
 
 
 def test_offline_env_skips_the_network(tmp_path, monkeypatch):

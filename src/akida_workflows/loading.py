@@ -671,6 +671,23 @@ def load_model(path: str | os.PathLike | None = None, *,
     >>> model = load_model(weights="kws_state.pt", model_class="kws.models:DSCNN",
     ...                    model_kwargs={"n_classes": 12})  # doctest: +SKIP
     """
+    path = _model_path(path, weights, model_class, model_kwargs)
+    data = _read_bytes(path)
+    kind, records = _sniff(path, data)
+    if model_class is not None:
+        return _load_with_class(path, data, kind, model_class, model_kwargs)
+    if kind == "onnx":
+        return _load_onnx(path)
+    if kind == "torchscript":
+        return _load_torchscript(path, data, records)
+    if kind in ("torch.export", "unknown"):
+        raise _unsupported(path, kind)
+    # torch.save files: a state dict, a checkpoint, or a pickled module.
+    return _load_torch_save(path, data, trust_pickle)
+
+
+def _model_path(path, weights, model_class, model_kwargs) -> Path:
+    """The one model file :func:`load_model`'s arguments name (ModelFileError if they clash)."""
     if path is not None and weights is not None and Path(path) != Path(weights):
         raise ModelFileError(
             f"give the model file once: path={path} and weights={weights} differ")
@@ -679,41 +696,43 @@ def load_model(path: str | os.PathLike | None = None, *,
     path = Path(path if path is not None else weights)
     if model_kwargs is not None and model_class is None:
         raise ModelFileError("model_kwargs given without model_class")
-    data = _read_bytes(path)
-    kind, records = _sniff(path, data)
+    return path
 
-    if model_class is not None:
-        if kind not in ("torch.save", "torch.save-legacy"):
-            what = {"onnx": "an ONNX model", "torchscript": "a TorchScript file",
-                    "torch.export": "a torch.export archive"}.get(kind, "not a PyTorch file")
-            hint = (": give it as the model file, without --model-class"
-                    if kind in ("onnx", "torchscript") else "")
-            raise ModelFileError(
-                f"{path} is {what}, not a state dict saved with torch.save{hint}")
-        cls = resolve_model_class(model_class)
-        class_name = getattr(cls, "__qualname__", str(model_class))
-        state, where = _extract_state_dict(path, _torch_load_safe(path, data))
-        return _load_state_dict(path, _instantiate(cls, model_kwargs), state,
-                                where, class_name)
 
-    if kind == "onnx":
-        return _load_onnx(path)
-    if kind == "torch.export":
+def _load_with_class(path: Path, data: bytes, kind: str, model_class, model_kwargs):
+    """A state dict (or checkpoint) loaded safely into ``model_class(**model_kwargs)``."""
+    if kind not in ("torch.save", "torch.save-legacy"):
+        what = {"onnx": "an ONNX model", "torchscript": "a TorchScript file",
+                "torch.export": "a torch.export archive"}.get(kind, "not a PyTorch file")
+        hint = (": give it as the model file, without --model-class"
+                if kind in ("onnx", "torchscript") else "")
         raise ModelFileError(
+            f"{path} is {what}, not a state dict saved with torch.save{hint}")
+    cls = resolve_model_class(model_class)
+    class_name = getattr(cls, "__qualname__", str(model_class))
+    state, where = _extract_state_dict(path, _torch_load_safe(path, data))
+    return _load_state_dict(path, _instantiate(cls, model_kwargs), state,
+                            where, class_name)
+
+
+def _unsupported(path: Path, kind: str) -> ModelFileError:
+    """Why a torch.export archive, or a file of no known kind, is not loaded."""
+    if kind == "torch.export":
+        return ModelFileError(
             f"{path.name}: torch.export programs are not supported: they hold ATen operations, "
             "not nn.Module layers (which check and the Akida 1.0 path need), fix the batch size, "
             "and their ONNX exporter needs a newer onnx-ir than QuantizeML 1.2.5 allows. Save "
             "the model's state_dict() and give it with --model-class/--weights, save TorchScript "
             "(torch.jit.save(torch.jit.trace(model, x))), or export it to ONNX with "
             "torch.onnx.export(..., dynamo=False).")
-    if kind == "torchscript":
-        return _load_torchscript(path, data, records)
-    if kind == "unknown":
-        raise ModelFileError(
-            f"cannot read {path} as a model: it is neither ONNX (.onnx), TorchScript, nor a "
-            "file written by torch.save (it may be truncated or corrupt)")
+    return ModelFileError(
+        f"cannot read {path} as a model: it is neither ONNX (.onnx), TorchScript, nor a "
+        "file written by torch.save (it may be truncated or corrupt)")
 
-    # torch.save files: a state dict, a checkpoint, or a pickled module.
+
+def _load_torch_save(path: Path, data: bytes, trust_pickle: bool):
+    """A pickled module (only with ``trust_pickle``), else an error that says what the
+    file holds: a state dict needs its class, anything else is not a model."""
     if trust_pickle:
         obj = _load_pickle(path, data)
     else:

@@ -410,21 +410,36 @@ def plot_mapping(map_report, ax=None, *, title: str | None = None, legend: bool 
     >>> report = map_report(akida_model, "SixNodesIPv2")  # doctest: +SKIP
     >>> plot_mapping(report, title="BrainChip's MNIST CNN")  # doctest: +SKIP
     """
-    from matplotlib.patches import FancyBboxPatch, Patch
-
     plt = _plt()
     layers = list(getattr(map_report, "layers", None) or [])
     if not layers:
         raise ValueError("the mapping report has no layers to draw")
     if ax is None:
-        row_width = width or _DEFAULT_WIDTH
-        boxes = _mapping_rows(map_report, row_width)
-        used = max(b.x + b.width for b in boxes) + _MARGIN
-        content = _mapping_height(boxes[-1].row + 1)
-        head, foot = 0.72, (0.42 if legend else 0.05)
-        fig, ax = plt.subplots(figsize=(max(used, 4.0), content + head + foot))
-        fig.subplots_adjust(left=0.0, right=1.0, top=1.0 - head / (content + head + foot),
-                            bottom=foot / (content + head + foot))
+        ax = _mapping_axes(plt, map_report, width or _DEFAULT_WIDTH, legend)
+    boxes = _mapping_frame(ax, map_report)
+    for box in boxes:
+        _draw_box(ax, box)
+    _draw_arrows(ax, boxes)
+    _mapping_titles(ax, map_report, title)
+    if legend:
+        _mapping_legend(ax)
+    return ax
+
+
+def _mapping_axes(plt, map_report, row_width: float, legend: bool):
+    """A new figure's axes, sized to the model's rows of boxes (and the legend)."""
+    boxes = _mapping_rows(map_report, row_width)
+    used = max(b.x + b.width for b in boxes) + _MARGIN
+    content = _mapping_height(boxes[-1].row + 1)
+    head, foot = 0.72, (0.42 if legend else 0.05)
+    fig, ax = plt.subplots(figsize=(max(used, 4.0), content + head + foot))
+    fig.subplots_adjust(left=0.0, right=1.0, top=1.0 - head / (content + head + foot),
+                        bottom=foot / (content + head + foot))
+    return ax
+
+
+def _mapping_frame(ax, map_report) -> list:
+    """The boxes laid out for ``ax``'s width, its limits set so a data unit is an inch."""
     row_width = _axes_width_inches(ax)
     boxes = _mapping_rows(map_report, row_width)
     content = _mapping_height(boxes[-1].row + 1)
@@ -434,66 +449,81 @@ def plot_mapping(map_report, ax=None, *, title: str | None = None, legend: bool 
     ax.set_ylim(max(content, box_h), 0)
     ax.set_aspect("equal", adjustable="box", anchor="NW")
     ax.axis("off")
+    return boxes
 
-    def y_top(row):
-        return _MARGIN + row * (_BOX_H + _ROW_GAP)
 
-    for box in boxes:
-        fill, edge = MAPPING_COLORS[box.kind]
-        y0 = y_top(box.row)
-        ax.add_patch(FancyBboxPatch(
-            (box.x, y0), box.width, _BOX_H, boxstyle="round,pad=0,rounding_size=0.08",
-            facecolor=fill, edgecolor=edge, linewidth=1.4 if box.kind != "none" else 0.9,
-        ))
-        cx, layer = box.x + box.width / 2, box.layer
-        if box.kind == "none":  # a narrow box, its name written upwards
-            ax.text(cx, y0 + _BOX_H / 2, _shorten(layer.name, 16), ha="center", va="center",
-                    rotation=90, fontsize=7.5, color="#444444")
-            continue
-        inner = box.width - 0.1
-        _fit(ax, ax.text(cx, y0 + 0.2, "", ha="center", va="center", fontsize=8.5,
-                         fontweight="bold"), layer.name, inner)
-        _fit(ax, ax.text(cx, y0 + 0.4, "", ha="center", va="center", fontsize=8,
-                         color="#444444"), layer.layer_type, inner)
-        _fit(ax, ax.text(cx, y0 + 0.63, "", ha="center", va="center", fontsize=8.5,
-                         fontweight="bold", color=edge), _status(layer, box.kind), inner)
-        detail = _detail(layer, box.kind)
-        if detail:
-            _fit_wrapped(ax, ax.text(cx, y0 + 0.79, "", ha="center", va="top", fontsize=6.8,
-                                     style="italic", color="#333333", linespacing=1.15),
-                         detail, inner)
+def _y_top(row: int) -> float:
+    return _MARGIN + row * (_BOX_H + _ROW_GAP)
 
+
+def _draw_box(ax, box) -> None:
+    """One layer's box: name, type, where it runs and the small print under it."""
+    from matplotlib.patches import FancyBboxPatch
+
+    fill, edge = MAPPING_COLORS[box.kind]
+    y0 = _y_top(box.row)
+    ax.add_patch(FancyBboxPatch(
+        (box.x, y0), box.width, _BOX_H, boxstyle="round,pad=0,rounding_size=0.08",
+        facecolor=fill, edgecolor=edge, linewidth=1.4 if box.kind != "none" else 0.9,
+    ))
+    cx, layer = box.x + box.width / 2, box.layer
+    if box.kind == "none":  # a narrow box, its name written upwards
+        ax.text(cx, y0 + _BOX_H / 2, _shorten(layer.name, 16), ha="center", va="center",
+                rotation=90, fontsize=7.5, color="#444444")
+        return
+    inner = box.width - 0.1
+    _fit(ax, ax.text(cx, y0 + 0.2, "", ha="center", va="center", fontsize=8.5,
+                     fontweight="bold"), layer.name, inner)
+    _fit(ax, ax.text(cx, y0 + 0.4, "", ha="center", va="center", fontsize=8,
+                     color="#444444"), layer.layer_type, inner)
+    _fit(ax, ax.text(cx, y0 + 0.63, "", ha="center", va="center", fontsize=8.5,
+                     fontweight="bold", color=edge), _status(layer, box.kind), inner)
+    detail = _detail(layer, box.kind)
+    if detail:
+        _fit_wrapped(ax, ax.text(cx, y0 + 0.79, "", ha="center", va="top", fontsize=6.8,
+                                 style="italic", color="#333333", linespacing=1.15),
+                     detail, inner)
+
+
+def _draw_arrows(ax, boxes) -> None:
+    """The data flow: along a row, and down from a row's end to the next row's start."""
     arrow = dict(arrowstyle="-|>", color="#555555", lw=1.0, shrinkA=0, shrinkB=0,
                  mutation_scale=9)
     for a, b in zip(boxes, boxes[1:]):
-        ya, yb = y_top(a.row) + _BOX_H / 2, y_top(b.row)
+        ya, yb = _y_top(a.row) + _BOX_H / 2, _y_top(b.row)
         if a.row == b.row:
             ax.annotate("", xy=(b.x, ya), xytext=(a.x + a.width, ya), arrowprops=arrow)
         else:  # down from the end of a row, back to the start of the next
             xa, xb = a.x + a.width / 2, b.x + b.width / 2
-            ymid = y_top(a.row) + _BOX_H + _ROW_GAP / 2
-            ax.plot([xa, xa, xb], [y_top(a.row) + _BOX_H, ymid, ymid], color="#555555",
+            ymid = _y_top(a.row) + _BOX_H + _ROW_GAP / 2
+            ax.plot([xa, xa, xb], [_y_top(a.row) + _BOX_H, ymid, ymid], color="#555555",
                     lw=1.0, solid_joinstyle="round")
             ax.annotate("", xy=(xb, yb), xytext=(xb, ymid), arrowprops=arrow)
 
+
+def _mapping_titles(ax, map_report, title: str | None) -> None:
+    """The report's summary line above the boxes, and ``title`` above it."""
     summary = map_report.summary_line() if hasattr(map_report, "summary_line") else ""
     if summary:
         ax.text(_MARGIN, -0.1, summary, ha="left", va="bottom", fontsize=9.5, clip_on=False)
     if title:
         ax.text(_MARGIN, -0.1 - (0.26 if summary else 0.0), title, ha="left", va="bottom",
                 fontsize=11, fontweight="bold", clip_on=False)
-    if legend:
-        handles = [
-            Patch(facecolor=MAPPING_COLORS["hardware"][0], edgecolor=MAPPING_COLORS["hardware"][1],
-                  label="on the device's NPs (hardware)"),
-            Patch(facecolor=MAPPING_COLORS["software"][0], edgecolor=MAPPING_COLORS["software"][1],
-                  label="in software on the host, with the mapper's reason"),
-            Patch(facecolor=MAPPING_COLORS["none"][0], edgecolor=MAPPING_COLORS["none"][1],
-                  label="no computation (input quantizer, dequantizer)"),
-        ]
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, 0.0), ncol=3,
-                  frameon=False, fontsize=8, handlelength=1.4, borderaxespad=0.2)
-    return ax
+
+
+def _mapping_legend(ax) -> None:
+    from matplotlib.patches import Patch
+
+    handles = [
+        Patch(facecolor=MAPPING_COLORS["hardware"][0], edgecolor=MAPPING_COLORS["hardware"][1],
+              label="on the device's NPs (hardware)"),
+        Patch(facecolor=MAPPING_COLORS["software"][0], edgecolor=MAPPING_COLORS["software"][1],
+              label="in software on the host, with the mapper's reason"),
+        Patch(facecolor=MAPPING_COLORS["none"][0], edgecolor=MAPPING_COLORS["none"][1],
+              label="no computation (input quantizer, dequantizer)"),
+    ]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, 0.0), ncol=3,
+              frameon=False, fontsize=8, handlelength=1.4, borderaxespad=0.2)
 
 
 def mapping_figure(reports, *, width: float = _DEFAULT_WIDTH, title: str = ""):
