@@ -414,6 +414,23 @@ def fold_batchnorm(model, *, strict: bool = False, example_input=None, rtol: flo
     ['Conv2d', 'ReLU', 'Flatten', 'Linear']
     """
     import torch
+
+    _check_eval_module(model)
+    work = copy.deepcopy(model).eval()
+    reference = None
+    if example_input is not None:
+        with torch.no_grad():
+            reference = work(example_input)
+    gm = _trace(work)
+    report = _fold_graph(gm)
+    result = _rebuild(gm, model, report)
+    _report_unfolded(report, strict)
+    _check_folded(result, example_input, reference, rtol)
+    return result
+
+
+def _check_eval_module(model) -> None:
+    """Refuse what is not an ``nn.Module`` and BatchNorms in training mode."""
     from torch import nn
 
     if not isinstance(model, nn.Module):
@@ -423,86 +440,112 @@ def fold_batchnorm(model, *, strict: bool = False, example_input=None, rtol: flo
             raise FoldingError(
                 f"{name}: BatchNorm is in training mode; call model.eval() before folding"
             )
-    work = copy.deepcopy(model).eval()
-    reference = None
-    if example_input is not None:
-        with torch.no_grad():
-            reference = work(example_input)
-    gm = _trace(work)
+
+
+def _fold_graph(gm) -> FoldingReport:
+    """Fold every BatchNorm node of ``gm`` that can be; report each one."""
     modules = dict(gm.named_modules())
     report = FoldingReport()
-
-    def absorb(bn_node, into, layer, weight, bias, direction):
-        """Give ``layer`` the folded parameters and remove the BatchNorm node."""
-        _replace_params(layer, weight, bias)
-        bn_node.replace_all_uses_with(bn_node.args[0])
-        gm.graph.erase_node(bn_node)
-        report.folded.append(FoldedBatchNorm(bn_node.target, into, direction))
-
     for node in list(gm.graph.nodes):
         if node.op != "call_module" or not isinstance(modules.get(node.target), _bn_types()):
             continue
-        bn = modules[node.target]
-        name = node.target
-        producer = node.args[0] if node.args else None
-        producer_mod = (
-            modules.get(producer.target)
-            if producer is not None and producer.op == "call_module" else None
+        reason = _fold_node(gm, modules, node, report)
+        if reason is not None:
+            report.unfolded.append(FoldedBatchNorm(node.target, None, "not folded", reason))
+    return report
+
+
+def _absorb(gm, report, bn_node, into, layer, weight, bias, direction):
+    """Give ``layer`` the folded parameters and remove the BatchNorm node."""
+    _replace_params(layer, weight, bias)
+    bn_node.replace_all_uses_with(bn_node.args[0])
+    gm.graph.erase_node(bn_node)
+    report.folded.append(FoldedBatchNorm(bn_node.target, into, direction))
+
+
+def _fold_node(gm, modules, node, report) -> str | None:
+    """Fold the BatchNorm ``node`` backward, else forward; None when folded, else why not."""
+    from torch import nn
+
+    bn = modules[node.target]
+    name = node.target
+    producer = node.args[0] if node.args else None
+    producer_mod = (
+        modules.get(producer.target)
+        if producer is not None and producer.op == "call_module" else None
+    )
+    # 1. Backward: Conv2d/Linear -> BN, the layer feeding only this BN.
+    conv_types = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    if isinstance(producer_mod, (*conv_types, nn.Linear)) and _single_user(producer) is node:
+        fold = fold_conv_bn if isinstance(producer_mod, conv_types) else fold_linear_bn
+        _absorb(gm, report, node, producer.target, producer_mod,
+                *fold(producer_mod, bn, name), "backward")
+        return None
+    # 2. Forward: BN -> (Flatten/Dropout)* -> Linear, or BN -> Conv2d without padding.
+    bn_scale_shift(bn, name)  # validate before looking further
+    return _fold_forward(gm, modules, node, bn, report)
+
+
+def _fold_forward(gm, modules, node, bn, report) -> str | None:
+    """Fold ``bn`` into the Linear or unpadded Conv2d it feeds; None when folded, else why not."""
+    from torch import nn
+
+    name = node.target
+    chain, nxt = [], _single_user(node)
+    while nxt is not None and _is_pass_through(nxt, modules):
+        chain.append(nxt)
+        nxt = _single_user(nxt)
+    consumer_mod = modules.get(nxt.target) if nxt is not None and nxt.op == "call_module" else None
+    reason = ""
+    flattened = any(_is_flatten(n, modules) for n in chain)
+    # A Linear acts on the last axis: it sees the BatchNorm's channels only
+    # after a Flatten, or directly when a BatchNorm1d sees (N, C) inputs.
+    linear_ok = isinstance(consumer_mod, nn.Linear) and (
+        flattened
+        or (isinstance(bn, nn.BatchNorm1d) and consumer_mod.in_features == bn.num_features)
+    )
+    if linear_ok:
+        _absorb(gm, report, node, nxt.target, consumer_mod,
+                *fold_bn_into_next_linear(bn, consumer_mod, name), "forward")
+        return None
+    if isinstance(consumer_mod, nn.Conv2d) and not chain:
+        try:
+            weight, bias = fold_bn_into_next_conv(bn, consumer_mod, name)
+        except FoldingError as exc:
+            reason = str(exc).split(": ", 1)[1]
+        else:
+            _absorb(gm, report, node, nxt.target, consumer_mod, weight, bias, "forward")
+            return None
+    return reason or _unfoldable_reason(nxt, consumer_mod)
+
+
+def _unfoldable_reason(nxt, consumer_mod) -> str:
+    """Why no layer can absorb a BatchNorm followed by ``nxt`` (its module ``consumer_mod``)."""
+    from torch import nn
+
+    if isinstance(consumer_mod, nn.Linear):
+        return (
+            "the next Linear does not act on the BatchNorm's channels "
+            "(put a Flatten between them)"
         )
-        # 1. Backward: Conv2d/Linear -> BN, the layer feeding only this BN.
-        conv_types = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-        if isinstance(producer_mod, (*conv_types, nn.Linear)) and _single_user(producer) is node:
-            fold = fold_conv_bn if isinstance(producer_mod, conv_types) else fold_linear_bn
-            absorb(node, producer.target, producer_mod, *fold(producer_mod, bn, name), "backward")
-            continue
-        # 2. Forward: BN -> (Flatten/Dropout)* -> Linear, or BN -> Conv2d without padding.
-        bn_scale_shift(bn, name)  # validate before looking further
-        chain, nxt = [], _single_user(node)
-        while nxt is not None and _is_pass_through(nxt, modules):
-            chain.append(nxt)
-            nxt = _single_user(nxt)
-        consumer_mod = modules.get(nxt.target) if nxt is not None and nxt.op == "call_module" else None
-        reason = ""
-        flattened = any(_is_flatten(n, modules) for n in chain)
-        # A Linear acts on the last axis: it sees the BatchNorm's channels only
-        # after a Flatten, or directly when a BatchNorm1d sees (N, C) inputs.
-        linear_ok = isinstance(consumer_mod, nn.Linear) and (
-            flattened
-            or (isinstance(bn, nn.BatchNorm1d) and consumer_mod.in_features == bn.num_features)
+    if nxt is None:
+        return "its output feeds several layers"
+    if nxt.op == "output":
+        return (
+            "its output is the model's output and a non-linear layer precedes it; "
+            "no layer can absorb it"
         )
-        if linear_ok:
-            absorb(node, nxt.target, consumer_mod,
-                   *fold_bn_into_next_linear(bn, consumer_mod, name), "forward")
-            continue
-        if isinstance(consumer_mod, nn.Conv2d) and not chain:
-            try:
-                weight, bias = fold_bn_into_next_conv(bn, consumer_mod, name)
-            except FoldingError as exc:
-                reason = str(exc).split(": ", 1)[1]
-            else:
-                absorb(node, nxt.target, consumer_mod, weight, bias, "forward")
-                continue
-        if not reason:
-            if isinstance(consumer_mod, nn.Linear):
-                reason = (
-                    "the next Linear does not act on the BatchNorm's channels "
-                    "(put a Flatten between them)"
-                )
-            elif nxt is None:
-                reason = "its output feeds several layers"
-            elif nxt.op == "output":
-                reason = (
-                    "its output is the model's output and a non-linear layer precedes it; "
-                    "no layer can absorb it"
-                )
-            else:
-                what = consumer_mod.__class__.__name__ if consumer_mod is not None else str(nxt.target)
-                reason = (
-                    f"it sits between a non-linear layer and {what}; only a Conv2d/Linear "
-                    "just before it, or a Linear (through Flatten) or unpadded Conv2d just "
-                    "after it, can absorb it"
-                )
-        report.unfolded.append(FoldedBatchNorm(name, None, "not folded", reason))
+    what = consumer_mod.__class__.__name__ if consumer_mod is not None else str(nxt.target)
+    return (
+        f"it sits between a non-linear layer and {what}; only a Conv2d/Linear "
+        "just before it, or a Linear (through Flatten) or unpadded Conv2d just "
+        "after it, can absorb it"
+    )
+
+
+def _rebuild(gm, model, report: FoldingReport):
+    """The folded module in eval mode, carrying ``report`` as ``folding_report``."""
+    from torch import nn
 
     gm.graph.lint()
     gm.graph.eliminate_dead_code()
@@ -513,11 +556,22 @@ def fold_batchnorm(model, *, strict: bool = False, example_input=None, rtol: flo
         result = _to_sequential_if_chain(gm, model) or gm
     result.eval()
     result.folding_report = report
+    return result
+
+
+def _report_unfolded(report: FoldingReport, strict: bool) -> None:
+    """Raise (``strict``) or warn, at :func:`fold_batchnorm`'s caller, about BatchNorms left."""
     if report.unfolded:
         message = "; ".join(f"{u.name}: {u.reason}" for u in report.unfolded)
         if strict:
             raise FoldingError(f"{len(report.unfolded)} BatchNorm(s) not foldable: {message}")
-        warnings.warn(f"BatchNorm(s) left unfolded: {message}", FoldingWarning, stacklevel=2)
+        warnings.warn(f"BatchNorm(s) left unfolded: {message}", FoldingWarning, stacklevel=3)
+
+
+def _check_folded(result, example_input, reference, rtol: float) -> None:
+    """Finite parameters, and the example input's output as before within ``rtol``."""
+    import torch
+
     with torch.no_grad():
         for pname, p in result.named_parameters():
             if not torch.isfinite(p).all():
@@ -532,7 +586,6 @@ def fold_batchnorm(model, *, strict: bool = False, example_input=None, rtol: flo
                     f"the folded model differs from the original by {diff:.3g} on the example "
                     f"input (largest output {scale:.3g}); please report this model"
                 )
-    return result
 
 
 def _safe_name(name: str) -> str:

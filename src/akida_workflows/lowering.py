@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import folding
 from .errors import FoldingError, IncompatibleModelError
+from .lowering_ops import _single, _TooFewRows
+from .lowering_pass import _Lifter
 from .tables import Table
 from .validation import check_finite_parameters
 
@@ -306,249 +307,6 @@ def lift_1d(x, rows: int = DEFAULT_ROWS, *, layout: str = "nchw"):
     return out.contiguous()
 
 
-# -------------------------------------------------------------------- value bookkeeping
-
-
-@dataclass
-class _Signal:
-    """A lowered ``(N, C, H, L')`` tensor standing for an original ``(N, C, L)`` one.
-
-    ``valid`` columns from the left hold the original values; columns after it
-    (created by 'same' pooling of an odd length) hold values the original does
-    not have.
-    """
-
-    valid: int
-
-    def tail(self, value) -> int:
-        return int(value.shape[-1]) - self.valid
-
-
-@dataclass
-class _Flat:
-    """A lowered ``(N, F')`` tensor standing for an original ``(N, F)`` one.
-
-    ``index[j]`` is the original feature lowered feature ``j`` carries, or -1
-    for features the next Linear must ignore (other rows, padded columns).
-    """
-
-    index: np.ndarray
-
-
-class _Context:
-    def __init__(self, gm, report: LoweringReport, tolerance: float):
-        self.gm = gm
-        self.report = report
-        self.tolerance = tolerance
-        self.modules = dict(gm.named_modules())
-        self.original = dict(self.modules)  # a module called twice is lowered once per call
-        self.lowered: set = set()
-
-    def set_module(self, target: str, module) -> None:
-        parent, _, child = target.rpartition(".")
-        setattr(self.gm.get_submodule(parent) if parent else self.gm, child, module)
-        self.modules[target] = module
-
-    def add_module(self, base: str, module) -> str:
-        name, i = base, 0
-        while name in self.modules:
-            i += 1
-            name = f"{base}_{i}"
-        self.gm.add_submodule(name, module)
-        self.modules[name] = module
-        return name
-
-
-class _TooFewRows(Exception):
-    """Akida pools only windows that fit the input: the lowered input needs more rows."""
-
-
-def _refuse(name: str, kind: str, why: str, fix: str):
-    return IncompatibleModelError(f"{name} ({kind}): {why}. Fix: {fix}", nodes=[name])
-
-
-def _single(v):
-    return v[0] if isinstance(v, (tuple, list)) else v
-
-
-# ---------------------------------------------------------------- module converters
-
-
-#: Converter of each 1-D module type, by class name: ``fn(module, name, lowered_input, ctx)``
-#: returns ``(2-D module, description, note)``. Adding a layer type is adding an entry.
-_MODULE_CONVERTERS: dict[str, Callable] = {}
-
-
-def _converts(*names):
-    def register(fn):
-        for n in names:
-            _MODULE_CONVERTERS[n] = fn
-        return fn
-
-    return register
-
-
-def _converter_for(module):
-    for cls in type(module).__mro__:
-        if cls.__name__ in _MODULE_CONVERTERS:
-            return _MODULE_CONVERTERS[cls.__name__]
-    return None
-
-
-def _conv_padding(name, kind, k_eff, padding, stride, dilation):
-    """Padding of the lowered square kernel (same ``k_eff // 2`` or valid 0)."""
-    if isinstance(padding, str):
-        if padding == "valid":
-            return 0
-        if k_eff % 2 == 0:
-            raise _refuse(name, kind, f"padding='same' with an even kernel ({k_eff} taps) pads "
-                          "unevenly, which Akida cannot do",
-                          "use an odd kernel (k + 1) or padding=0")
-        return k_eff // 2
-    p = _single(padding)
-    if p == 0:
-        return 0
-    if k_eff % 2 == 1 and p == k_eff // 2:
-        return p
-    if k_eff % 2 == 0:
-        raise _refuse(name, kind, f"an even kernel ({k_eff} taps) with padding={p} has no "
-                      "Akida form: Akida pads square kernels of odd size symmetrically",
-                      f"use an odd kernel ({k_eff + 1}) with padding={(k_eff + 1) // 2}, or "
-                      "padding=0")
-    raise _refuse(name, kind, f"padding={p} with a {k_eff}-tap kernel is neither 'same' "
-                  f"(padding={k_eff // 2}) nor 'valid' (padding=0)",
-                  f"use padding={k_eff // 2} or 0")
-
-
-@_converts("Conv1d")
-def _lower_conv(m, name, value, ctx):
-    import torch
-    from torch import nn
-
-    kind = type(m).__name__
-    if m.padding_mode != "zeros":
-        raise _refuse(name, kind, f"padding_mode={m.padding_mode!r}",
-                      "use zero padding (padding_mode='zeros')")
-    k, s, d = _single(m.kernel_size), _single(m.stride), _single(m.dilation)
-    k_eff = d * (k - 1) + 1
-    p = _conv_padding(name, kind, k_eff, m.padding, s, d)
-    w = m.weight.detach()
-    if d > 1:  # a dilated kernel is an ordinary kernel with zeros between its taps
-        expanded = torch.zeros(*w.shape[:2], k_eff, dtype=w.dtype)
-        expanded[:, :, ::d] = w
-        w = expanded
-    square = torch.zeros(*w.shape[:2], k_eff, k_eff, dtype=w.dtype)
-    square[:, :, k_eff // 2, :] = w
-    conv = nn.Conv2d(m.in_channels, m.out_channels, k_eff, stride=s, padding=p,
-                     groups=m.groups, bias=m.bias is not None)
-    with torch.no_grad():
-        conv.weight.copy_(square)
-        if m.bias is not None:
-            conv.bias.copy_(m.bias.detach())
-    note = f"dilation {d} expanded to {k_eff} taps" if d > 1 else ""
-    if s > 1:
-        note = (note + "; " if note else "") + f"stride {s} in both directions"
-    return conv.to(w.dtype).eval(), f"Conv2d {k_eff}x{k_eff}, padding {p}", note
-
-
-def _lower_pool(m, name, value, ctx, cls, kind_is_max):
-    k, s = _single(m.kernel_size), _single(m.stride if m.stride is not None else m.kernel_size)
-    s = s or k
-    p = _single(m.padding)
-    if kind_is_max and _single(m.dilation) != 1:
-        raise _refuse(name, type(m).__name__, "dilated pooling", "use dilation=1")
-    _, _, h, length = value.shape
-    if h < k:  # Akida: "Pooling size cannot be greater than input dimensions"
-        raise _TooFewRows(f"{name}: {h} row(s) < pooling size {k}")
-
-    def out(n, pad, ceil):
-        num = n + 2 * pad - k
-        o = (-(-num // s) if ceil else num // s) + 1
-        if ceil and (o - 1) * s >= n + pad:
-            o -= 1
-        return o
-
-    # Akida pools 'same' (ceil): the lowered pooling does too wherever floor and ceil
-    # differ. On the signal axis that keeps a column a floor-mode original drops; it is
-    # tracked (see _Signal) and refused where a later layer would read it.
-    ceil = out(h, p, False) != out(h, p, True) or out(length, p, False) != out(length, p, True)
-    kwargs = {}
-    if not kind_is_max:
-        kwargs["count_include_pad"] = m.count_include_pad
-        if getattr(m, "divisor_override", None):
-            raise _refuse(name, type(m).__name__, "divisor_override", "remove divisor_override")
-    # Average pooling pads only the signal axis: zero rows would enter the average.
-    padding = (p, p) if kind_is_max else (0, p)
-    pool = cls((k, k), (s, s), padding=padding, ceil_mode=ceil, **kwargs)
-    return pool, f"{cls.__name__} {k}x{k}, stride {s}" + (", ceil ('same')" if ceil else ""), ""
-
-
-@_converts("MaxPool1d")
-def _lower_max_pool(m, name, value, ctx):
-    from torch import nn
-
-    return _lower_pool(m, name, value, ctx, nn.MaxPool2d, True)
-
-
-@_converts("AvgPool1d")
-def _lower_avg_pool(m, name, value, ctx):
-    from torch import nn
-
-    return _lower_pool(m, name, value, ctx, nn.AvgPool2d, False)
-
-
-@_converts("AdaptiveAvgPool1d", "AdaptiveMaxPool1d")
-def _lower_adaptive_pool(m, name, value, ctx):
-    from torch import nn
-
-    size = _single(m.output_size)
-    if size != 1:
-        raise _refuse(name, type(m).__name__, f"output_size={size}: only global pooling "
-                      "(output_size=1) has an Akida form",
-                      "use AdaptiveAvgPool1d(1) (global average pooling) before the head")
-    cls = nn.AdaptiveAvgPool2d if isinstance(m, nn.AdaptiveAvgPool1d) else nn.AdaptiveMaxPool2d
-    return cls(1), f"{cls.__name__}(1) (global pooling)", ""
-
-
-@_converts("BatchNorm1d")
-def _lower_batchnorm(m, name, value, ctx):
-    from torch import nn
-
-    bn = nn.BatchNorm2d(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats)
-    bn.load_state_dict(m.state_dict())
-    return (bn.eval(), "BatchNorm2d",
-            "not foldable where it is: QuantizeML cannot quantize it (see check_compatibility)")
-
-
-@_converts("Dropout1d")
-def _lower_dropout(m, name, value, ctx):
-    from torch import nn
-
-    return nn.Identity(), "Identity", "dropout does nothing in eval mode"
-
-
-#: Modules that act element by element: valid on the lowered tensor as they are.
-_ELEMENTWISE_MODULES = (
-    "ReLU", "ReLU6", "Hardtanh", "LeakyReLU", "GELU", "SiLU", "Sigmoid", "Tanh", "ELU",
-    "Hardswish", "Hardsigmoid", "Mish", "PReLU", "Softplus", "Dropout", "Identity",
-    "AlphaDropout",
-)
-#: Functions / methods that act element by element (or channel-wise) on any layout.
-_ELEMENTWISE_FUNCTIONS = {
-    "relu", "relu_", "relu6", "hardtanh", "hardtanh_", "clamp", "clip", "clamp_", "clamp_min",
-    "clamp_max", "leaky_relu", "gelu", "silu", "sigmoid", "tanh", "elu", "hardswish",
-    "dropout", "add", "iadd", "sub", "mul", "imul", "truediv", "neg", "abs", "contiguous",
-    "float", "to", "clone", "detach", "identity",
-}
-_FLATTENING_METHODS = {"flatten", "view", "reshape", "squeeze"}
-
-
-def _fn_name(node) -> str:
-    if node.op == "call_method":
-        return str(node.target)
-    return getattr(node.target, "__name__", str(node.target)).lstrip("_")
-
-
 # ------------------------------------------------------------------------- the passes
 
 
@@ -593,314 +351,18 @@ def _lift(gm, shape, rows, report: LoweringReport, tolerance: float, seed: int):
     """Pass 2: rewrite every node that sees the signal into its 2-D form.
 
     Runs the original and the rewritten node side by side on a random batch and
-    checks each rewritten signal node against the original as it goes.
+    checks each rewritten signal node against the original as it goes
+    (:class:`akida_workflows.lowering_pass._Lifter`).
     """
     import torch
-    import torch.fx
-    from torch import nn
 
-    ctx = _Context(gm, report, tolerance)
     generator = torch.Generator().manual_seed(seed)
     x1 = torch.randn(3, *shape, generator=generator)
-    old_env: dict = {}
-    new_env: dict = {}
-    info: dict = {}
-    graph = gm.graph
 
-    def old(a):
-        return torch.fx.node.map_arg(a, lambda n: old_env[n])
+    def record(*rewrite):
+        report.rewrites.append(Rewrite(*rewrite))
 
-    def new(a):
-        return torch.fx.node.map_arg(a, lambda n: new_env[n])
-
-    def signal_inputs(node):
-        return [a for a in node.all_input_nodes if isinstance(info.get(a), _Signal)]
-
-    def flat_inputs(node):
-        return [a for a in node.all_input_nodes if isinstance(info.get(a), _Flat)]
-
-    def record(node, kind, into, note=""):
-        value = new_env[node]
-        shape_ = tuple(int(s) for s in value.shape[1:]) if hasattr(value, "shape") else ()
-        report.rewrites.append(Rewrite(node.target if node.op == "call_module" else node.name,
-                                       kind, into, shape_, note))
-
-    def check(node, label):
-        o, n = old_env[node], new_env[node]
-        sig = info[node]
-        if not isinstance(sig, _Signal):
-            return
-        if n.ndim != 4 or n.shape[:2] != o.shape[:2] or sig.valid != o.shape[-1]:
-            raise IncompatibleModelError(
-                f"{label}: the lowered output {tuple(n.shape)} does not match the original "
-                f"{tuple(o.shape)}; please report this model", nodes=[label])
-        diff = float((n[..., : sig.valid] - o[:, :, None, :]).abs().max())
-        scale = max(1.0, float(o.abs().max()))
-        if diff > tolerance * scale:
-            raise IncompatibleModelError(
-                f"{label}: the 2-D rewrite differs from the original by {diff:.3g}; "
-                "please report this model", nodes=[label])
-
-    def flatten_value(node, src, label, kind):
-        """Make ``node`` (a flattening op on a signal) an ``nn.Flatten``; record the feature order."""
-        sig, value = info[src], new_env[src]
-        c, h, width = (int(v) for v in value.shape[1:])
-        index = -np.ones((c, h, width), dtype=np.int64)
-        mid = h // 2
-        original = np.arange(c * sig.valid).reshape(c, sig.valid)
-        index[:, mid, : sig.valid] = original
-        if node.op == "call_module":  # an nn.Flatten flattens (C, H, L) as it is
-            flat, target = node, node.target
-        else:
-            target = ctx.add_module(f"{node.name}_flatten", nn.Flatten())
-            with graph.inserting_after(node):
-                flat = graph.call_module(target, (src,))
-            node.replace_all_uses_with(flat)
-        old_env[flat] = old_env[node]
-        new_env[flat] = torch.flatten(value, 1)
-        info[flat] = _Flat(index.ravel())
-        note = f"{c}x{h}x{width} -> {c * h * width} features"
-        if sig.tail(value):
-            note += f"; {sig.tail(value)} padded column(s) get zero weights"
-        report.rewrites.append(Rewrite(label, kind, "Flatten", (c * h * width,), note))
-        return flat
-
-    for node in list(graph.nodes):
-        if node.op == "placeholder":
-            if old_env:
-                raise IncompatibleModelError("models with several inputs cannot be lowered")
-            old_env[node] = x1
-            new_env[node] = lift_1d(x1, rows)
-            info[node] = _Signal(shape[-1])
-            continue
-        if node.op == "output":
-            continue
-        if node.op == "get_attr":
-            old_env[node] = new_env[node] = getattr(gm, node.target) if "." not in node.target \
-                else gm.get_parameter(node.target)
-            continue
-        sig_in, flat_in = signal_inputs(node), flat_inputs(node)
-        if node.op == "call_module":
-            m = ctx.original.get(node.target, ctx.modules[node.target])
-            kind = type(m).__name__
-            old_env[node] = m(*old(node.args), **old(node.kwargs))
-            if sig_in:
-                src = sig_in[0]
-                sig, value = info[src], new_env[src]
-                converter = _converter_for(m)
-                if isinstance(m, nn.Flatten):
-                    if m.start_dim != 1 or m.end_dim != -1:
-                        raise _refuse(node.target, kind, f"Flatten(start_dim={m.start_dim}, "
-                                      f"end_dim={m.end_dim})", "use nn.Flatten() (start_dim=1)")
-                    flatten_value(node, src, node.target, kind)
-                    continue
-                if converter is not None:
-                    if sig.tail(value) and not isinstance(m, nn.Dropout1d):
-                        raise _refuse(
-                            node.target, kind,
-                            f"it follows a pooling of an odd length: Akida pools 'same' and "
-                            f"keeps {sig.tail(value)} extra column(s) the original drops, "
-                            "which this layer would read",
-                            "use ceil_mode=True in the pooling layers and retrain, or a signal "
-                            "length that every pooling divides (window or resample it)")
-                    lowered, into, note = converter(m, node.target, value, ctx)
-                    if node.target in ctx.lowered:  # second call: its own lowered copy
-                        node.target = ctx.add_module(node.target.replace(".", "_"), lowered)
-                    else:
-                        ctx.set_module(node.target, lowered)
-                        ctx.lowered.add(node.target)
-                    new_env[node] = lowered(new_env[src])
-                    valid = int(old_env[node].shape[-1])
-                    info[node] = _Signal(valid)
-                    if isinstance(lowered, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
-                        info[node] = _Signal(1)
-                    record(node, kind, into, note)
-                    check(node, node.target)
-                    continue
-                if kind in _ELEMENTWISE_MODULES:
-                    new_env[node] = m(*new(node.args), **new(node.kwargs))
-                    info[node] = _Signal(sig.valid)
-                    check(node, node.target)
-                    continue
-                if isinstance(m, nn.Linear):
-                    raise _refuse(node.target, kind, "a Linear applied along the time axis has "
-                                  "no Akida form", "flatten (nn.Flatten()) before the Linear, "
-                                  "or use a Conv1d with kernel 1 to mix channels")
-                raise _refuse(node.target, kind, "no 2-D equivalent is known for this layer",
-                              "use Conv1d, MaxPool1d, AvgPool1d, AdaptiveAvgPool1d(1), "
-                              "BatchNorm1d, ReLU/ReLU6, Flatten and Linear")
-            if flat_in and isinstance(m, nn.Linear):
-                index = info[flat_in[0]].index
-                if m.in_features != int(np.max(index)) + 1:
-                    raise _refuse(node.target, kind, f"expects {m.in_features} features, the "
-                                  f"flattened signal has {int(np.max(index)) + 1}",
-                                  "check the model's input length")
-                linear = nn.Linear(len(index), m.out_features, bias=m.bias is not None)
-                with torch.no_grad():
-                    weight = torch.zeros(m.out_features, len(index), dtype=m.weight.dtype)
-                    keep = torch.from_numpy(np.flatnonzero(index >= 0))
-                    weight[:, keep] = m.weight.detach()[:, torch.from_numpy(index[index >= 0])]
-                    linear.weight.copy_(weight)
-                    if m.bias is not None:
-                        linear.bias.copy_(m.bias.detach())
-                ctx.set_module(node.target, linear.eval())
-                new_env[node] = linear(new_env[flat_in[0]])
-                info[node] = None
-                record(node, kind, f"Linear {len(index)} -> {m.out_features}",
-                       f"weights permuted to the lowered (C, H, L) order; "
-                       f"{int(np.sum(index < 0))} input(s) get zero weights")
-                continue
-            if flat_in and (kind in _ELEMENTWISE_MODULES or isinstance(m, nn.BatchNorm1d)):
-                if isinstance(m, nn.BatchNorm1d):
-                    raise _refuse(node.target, kind, "a BatchNorm on flattened features that "
-                                  "could not be folded", "put a Linear right after it (it folds)")
-                new_env[node] = m(*new(node.args), **new(node.kwargs))
-                info[node] = info[flat_in[0]]
-                continue
-            if flat_in:
-                raise _refuse(node.target, kind, "only element-wise layers may sit between the "
-                              "Flatten and the Linear", "move it after the Linear")
-            new_env[node] = m(*new(node.args), **new(node.kwargs))
-            info[node] = None
-            continue
-
-        # call_function / call_method
-        name = _fn_name(node)
-        old_env[node] = _run(node, old)
-        if not sig_in and not flat_in:
-            new_env[node] = _run(node, new)
-            info[node] = None
-            continue
-        if sig_in:
-            src = sig_in[0]
-            sig = info[src]
-            out_old = old_env[node]
-            if name in ("size", "dim") or (name == "getattr" and node.args[1] in ("shape",)):
-                new_env[node] = old_env[node]  # batch size and rank questions: as before
-                info[node] = None
-                continue
-            if name in _FLATTENING_METHODS or name == "flatten":
-                ok = (hasattr(out_old, "shape") and out_old.ndim == 2
-                      and out_old.shape[0] == old_env[src].shape[0])
-                if not ok:
-                    raise _refuse(node.name, name, f"reshapes the signal to "
-                                  f"{tuple(getattr(out_old, 'shape', ()))}",
-                                  "only flattening to (N, features) is supported")
-                flatten_value(node, src, node.name, name)
-                graph.erase_node(node)
-                continue
-            if name == "mean" and _reduces_time_axis(node, out_old):
-                if out_old.ndim != 2:
-                    raise _refuse(node.name, "mean", "keepdim=True leaves a 3-D tensor",
-                                  "use x.mean(-1) (no keepdim) before the Linear head")
-                if sig.tail(new_env[src]):
-                    raise _refuse(node.name, "mean", "it averages over extra columns kept by "
-                                  "'same' pooling", "use ceil_mode=True in the pooling layers")
-                target = ctx.add_module(f"{node.name}_gap", nn.AdaptiveAvgPool2d(1))
-                flat_target = ctx.add_module(f"{node.name}_flatten", nn.Flatten())
-                with graph.inserting_before(node):
-                    gap = graph.call_module(target, (src,))
-                    res = graph.call_module(flat_target, (gap,))
-                node.replace_all_uses_with(res)
-                graph.erase_node(node)
-                new_env[gap] = ctx.modules[target](new_env[src])
-                old_env[res] = out_old
-                new_env[res] = torch.flatten(new_env[gap], 1)
-                info[res] = _Flat(np.arange(out_old.shape[1]))
-                report.rewrites.append(Rewrite(node.name, "mean over time",
-                                               "AdaptiveAvgPool2d(1) + Flatten",
-                                               tuple(new_env[res].shape[1:])))
-                continue
-            pool = _FUNCTIONAL_POOLS.get(name)
-            if pool is not None:
-                module = pool(node)
-                target = ctx.add_module(f"{node.name}_1d", module)
-                with graph.inserting_before(node):
-                    call = graph.call_module(target, (src,))
-                node.replace_all_uses_with(call)
-                graph.erase_node(node)
-                old_env[call] = out_old
-                converter = _converter_for(module)
-                if sig.tail(new_env[src]):
-                    raise _refuse(node.name, name, "it reads extra columns kept by 'same' "
-                                  "pooling", "use ceil_mode=True in the pooling layers")
-                lowered, into, note = converter(module, node.name, new_env[src], ctx)
-                ctx.set_module(target, lowered)
-                new_env[call] = lowered(new_env[src])
-                info[call] = _Signal(1 if "adaptive" in name else int(out_old.shape[-1]))
-                report.rewrites.append(Rewrite(node.name, name, into,
-                                               tuple(new_env[call].shape[1:]), note))
-                check(call, node.name)
-                continue
-            if name in _ELEMENTWISE_FUNCTIONS or name == "cat" and _cat_dim(node) == 1:
-                new_env[node] = _run(node, new)
-                tails = {info[a].tail(new_env[a]) for a in sig_in}
-                info[node] = _Signal(sig.valid)
-                if len(tails) > 1:
-                    raise _refuse(node.name, name, "its inputs have different lengths after "
-                                  "'same' pooling", "use ceil_mode=True in the pooling layers")
-                check(node, node.name)
-                continue
-            raise _refuse(node.name, name, "this operation on the signal has no 2-D equivalent "
-                          "here", "use layers (Conv1d, pooling, activations, Flatten) or "
-                          "element-wise functions; reshape only to flatten before the head")
-        # flat inputs: element-wise only until the Linear
-        if name in _ELEMENTWISE_FUNCTIONS:
-            new_env[node] = _run(node, new)
-            info[node] = info[flat_in[0]]
-            continue
-        raise _refuse(node.name, name, "only element-wise functions may sit between the "
-                      "Flatten and the Linear", "move it after the Linear")
-    graph.eliminate_dead_code()
-    graph.lint()
-    gm.delete_all_unused_submodules()
-    gm.recompile()
-    return gm
-
-
-def _run(node, fetch):
-    args, kwargs = fetch(node.args), fetch(node.kwargs)
-    if node.op == "call_method":
-        self_, *rest = args
-        return getattr(self_, node.target)(*rest, **kwargs)
-    return node.target(*args, **kwargs)
-
-
-def _cat_dim(node) -> int:
-    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
-    return dim
-
-
-def _reduces_time_axis(node, out_old) -> bool:
-    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
-    if isinstance(dim, (tuple, list)) and len(dim) == 1:
-        dim = dim[0]
-    return dim in (-1, 2)
-
-
-def _functional_pool(cls_name, *names):
-    def build(node):
-        from torch import nn
-
-        cls = getattr(nn, cls_name)
-        args = list(node.args[1:])
-        kwargs = dict(node.kwargs)
-        kwargs.pop("return_indices", None)
-        params = dict(zip(names, args))
-        params.update({k: v for k, v in kwargs.items() if k in names})
-        return cls(**params)
-
-    return build
-
-
-_FUNCTIONAL_POOLS = {
-    "max_pool1d": _functional_pool("MaxPool1d", "kernel_size", "stride", "padding", "dilation",
-                                   "ceil_mode"),
-    "avg_pool1d": _functional_pool("AvgPool1d", "kernel_size", "stride", "padding", "ceil_mode",
-                                   "count_include_pad"),
-    "adaptive_avg_pool1d": _functional_pool("AdaptiveAvgPool1d", "output_size"),
-    "adaptive_max_pool1d": _functional_pool("AdaptiveMaxPool1d", "output_size"),
-}
+    return _Lifter(gm, tolerance, record).run(x1, lift_1d(x1, rows))
 
 
 def _check_equivalence(original, lowered, shape, rows, example_input, seed, tolerance):
@@ -936,6 +398,118 @@ def _check_equivalence(original, lowered, shape, rows, example_input, seed, tole
                     f"{scale:.3g}); please report this model")
             worst, count = max(worst, diff), count + len(x)
     return worst, count
+
+
+def _checked_shape(model, input_shape) -> tuple[int, ...]:
+    """``input_shape`` as ``(C, L)``; refuses a bad shape and what is not an ``nn.Module``."""
+    import torch
+    from torch import nn
+
+    try:
+        shape = tuple(int(s) for s in input_shape)
+    except (TypeError, ValueError):
+        raise IncompatibleModelError(f"input_shape must be (C, L), got {input_shape!r}") from None
+    if len(shape) != 2 or min(shape) < 1:
+        raise IncompatibleModelError(
+            f"input_shape must be (C, L) for a 1-D model (channels, length), got {input_shape}")
+    if not isinstance(model, nn.Module):
+        raise IncompatibleModelError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(model, torch.jit.ScriptModule):
+        raise IncompatibleModelError(
+            "a TorchScript model cannot be lowered to 2-D: torch.fx needs the Python module. "
+            "Pass the nn.Module (on the command line: --model-class with --weights, or a "
+            "pickled module with --trust-pickle).")
+    return shape
+
+
+def _checked_copy(model, shape, rows):
+    """An eval-mode copy of ``model`` that runs on ``(1, C, L)``, and the fewest rows to try.
+
+    At least ``rows``, and at least the first convolution's (dilated) kernel size.
+    """
+    import torch
+    from torch import nn
+
+    check_finite_parameters(model)
+    for name, m in model.named_modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training:
+            raise FoldingError(f"{name}: BatchNorm is in training mode; its output depends on "
+                               "the batch. Call model.eval() before lowering.")
+    rows = int(rows)
+    if rows < 1:
+        raise IncompatibleModelError(f"rows must be >= 1, got {rows}")
+    original = copy.deepcopy(model).eval()
+    first = next((m for m in original.modules() if isinstance(m, nn.Conv1d)), None)
+    if first is not None:
+        k_eff = _single(first.dilation) * (_single(first.kernel_size) - 1) + 1
+        rows = max(rows, k_eff)
+    with torch.no_grad():
+        try:
+            original(torch.zeros(1, *shape))
+        except Exception as exc:
+            raise IncompatibleModelError(
+                f"{type(model).__name__} does not accept a (1, {shape[0]}, {shape[1]}) input: "
+                f"{exc}") from exc
+    return original, rows
+
+
+def _attempt(original, shape, rows, tolerance, seed):
+    """(report, lowered graph) with ``rows`` rows, or None when too few rows."""
+    import torch
+
+    report = LoweringReport(shape, rows)
+    gm = _trace(_fold(original, report))
+    try:
+        with torch.no_grad():
+            return report, _lift(gm, shape, rows, report, tolerance, seed)
+    except _TooFewRows:  # each pooling window must fit the rows it pools
+        return None
+    except RuntimeError as exc:  # a 'valid' or strided convolution ran out of rows
+        if "size" in str(exc).lower() or "kernel" in str(exc).lower():
+            return None
+        raise
+
+
+def _fewest_rows(attempt, rows: int, model_name: str):
+    """``(attempt(n), n)`` for the fewest ``n >= rows`` where ``attempt`` is not None.
+
+    Doubles until one works, then bisects (more rows never hurt).
+    """
+    low, high, found = rows - 1, rows, attempt(rows)
+    while found is None:
+        low, high = high, high * 2
+        if high > _MAX_ROWS:
+            raise IncompatibleModelError(
+                f"{model_name} needs more than {_MAX_ROWS} identical rows: its "
+                "strides, poolings or unpadded convolutions shrink the rows until a window "
+                "no longer fits. Fix: use 'same' convolutions (padding=k//2, stride 1) and "
+                "poolings of 2 or 3, fewer of them, or a global average pooling head")
+        found = attempt(high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        result = attempt(middle)
+        if result is None:
+            low = middle
+        else:
+            high, found = middle, result
+    return found, high
+
+
+def _assemble(gm, model, shape, rows):
+    """The lowered module in eval mode, carrying ``lowered_from_1d = (shape, rows)``.
+
+    An ``nn.Sequential`` when ``model`` is one and the graph is still a chain, else ``gm``.
+    """
+    from torch import nn
+
+    from .folding import _to_sequential_if_chain
+
+    lowered_model = gm
+    if isinstance(model, nn.Sequential):
+        lowered_model = _to_sequential_if_chain(gm, model) or gm
+    lowered_model.eval()
+    lowered_model.lowered_from_1d = (shape, rows)
+    return lowered_model
 
 
 def lower_1d(model, input_shape, rows: int = DEFAULT_ROWS, *, target: str | None = None,
@@ -1002,91 +576,18 @@ def lower_1d(model, input_shape, rows: int = DEFAULT_ROWS, *, target: str | None
     >>> lowered.max_abs_diff < 1e-4
     True
     """
-    import torch
-    from torch import nn
-
-    try:
-        shape = tuple(int(s) for s in input_shape)
-    except (TypeError, ValueError):
-        raise IncompatibleModelError(f"input_shape must be (C, L), got {input_shape!r}") from None
-    if len(shape) != 2 or min(shape) < 1:
-        raise IncompatibleModelError(
-            f"input_shape must be (C, L) for a 1-D model (channels, length), got {input_shape}")
-    if not isinstance(model, nn.Module):
-        raise IncompatibleModelError(f"expected a torch.nn.Module, got {type(model).__name__}")
-    if isinstance(model, torch.jit.ScriptModule):
-        raise IncompatibleModelError(
-            "a TorchScript model cannot be lowered to 2-D: torch.fx needs the Python module. "
-            "Pass the nn.Module (on the command line: --model-class with --weights, or a "
-            "pickled module with --trust-pickle).")
+    shape = _checked_shape(model, input_shape)
     if target is not None and target not in HARDWARE_LIMITS:
         raise IncompatibleModelError(
             f"target must be one of {sorted(HARDWARE_LIMITS)}, got {target!r}")
-    check_finite_parameters(model)
-    for name, m in model.named_modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training:
-            raise FoldingError(f"{name}: BatchNorm is in training mode; its output depends on "
-                               "the batch. Call model.eval() before lowering.")
-    rows = int(rows)
-    if rows < 1:
-        raise IncompatibleModelError(f"rows must be >= 1, got {rows}")
-    original = copy.deepcopy(model).eval()
-    first = next((m for m in original.modules() if isinstance(m, nn.Conv1d)), None)
-    if first is not None:
-        k_eff = _single(first.dilation) * (_single(first.kernel_size) - 1) + 1
-        rows = max(rows, k_eff)
-    with torch.no_grad():
-        try:
-            original(torch.zeros(1, *shape))
-        except Exception as exc:
-            raise IncompatibleModelError(
-                f"{type(model).__name__} does not accept a (1, {shape[0]}, {shape[1]}) input: "
-                f"{exc}") from exc
-
-    def attempt(n_rows):
-        """(report, lowered graph) with ``n_rows`` rows, or None when too few rows."""
-        report = LoweringReport(shape, n_rows)
-        gm = _trace(_fold(original, report))
-        try:
-            with torch.no_grad():
-                return report, _lift(gm, shape, n_rows, report, tolerance, seed)
-        except _TooFewRows:  # each pooling window must fit the rows it pools
-            return None
-        except RuntimeError as exc:  # a 'valid' or strided convolution ran out of rows
-            if "size" in str(exc).lower() or "kernel" in str(exc).lower():
-                return None
-            raise
-
-    # Fewest rows that work: double until one does, then bisect (more rows never hurt).
-    low, high, found = rows - 1, rows, attempt(rows)
-    while found is None:
-        low, high = high, high * 2
-        if high > _MAX_ROWS:
-            raise IncompatibleModelError(
-                f"{type(model).__name__} needs more than {_MAX_ROWS} identical rows: its "
-                "strides, poolings or unpadded convolutions shrink the rows until a window "
-                "no longer fits. Fix: use 'same' convolutions (padding=k//2, stride 1) and "
-                "poolings of 2 or 3, fewer of them, or a global average pooling head")
-        found = attempt(high)
-    while high - low > 1:
-        middle = (low + high) // 2
-        result = attempt(middle)
-        if result is None:
-            low = middle
-        else:
-            high, found = middle, result
-    attempt_rows = high
-    report, gm = found
+    original, rows = _checked_copy(model, shape, rows)
+    (report, gm), attempt_rows = _fewest_rows(
+        lambda n_rows: _attempt(original, shape, n_rows, tolerance, seed), rows,
+        type(model).__name__)
     report.passes.append("lift_1d_to_2d")
     if any(r.kind == "Linear" for r in report.rewrites):
         report.passes.append("permute_linear")
-    from .folding import _to_sequential_if_chain
-
-    lowered_model = gm
-    if isinstance(model, nn.Sequential):
-        lowered_model = _to_sequential_if_chain(gm, model) or gm
-    lowered_model.eval()
-    lowered_model.lowered_from_1d = (shape, attempt_rows)
+    lowered_model = _assemble(gm, model, shape, attempt_rows)
     diff, count = _check_equivalence(original, lowered_model, shape, attempt_rows,
                                      example_input, seed, tolerance)
     report.max_abs_diff, report.checked = diff, count
