@@ -11,6 +11,7 @@ exceptions still propagate normally.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
 import warnings
@@ -62,4 +63,14 @@ def quiet_toolchain_logs():
         pass
     with _stderr_fd_silenced(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        yield
+
+
+@contextlib.contextmanager
+def quiet_logs():
+    """Silence what the toolchain prints: QuantizeML's progress, ONNX Runtime, TorchScript, fx."""
+    # torch.fx's ShapeProp prints a traceback (traceback.print_exc) before it re-raises:
+    # Python-level stderr too, not only file descriptor 2 (captured streams, notebooks).
+    with quiet_toolchain_logs(), contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()):
         yield

@@ -32,10 +32,8 @@ Targets:
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import html
-import io
 import re
 import tempfile
 import warnings
@@ -44,7 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import AkidaWorkflowError, IncompatibleModelError
+from ._quiet import quiet_logs as _quiet_logs
+from .errors import AkidaWorkflowError, IncompatibleModelError, describe_exception
 from .tables import Table
 from .working_copy import _generic_patch, _to_features, _WorkingCopy
 
@@ -274,11 +273,6 @@ def _op_of(name: str) -> str:
     return name.rstrip("/").split("/")[-1] if "/" in name else name
 
 
-def _describe_exception(exc: BaseException) -> str:
-    from .errors import describe_exception
-
-    return describe_exception(exc)
-
 
 class _Collector:
     """Rows of the report: rule findings, toolchain verdicts, and what was not reached."""
@@ -505,7 +499,7 @@ def _check_akida2(model, col: _Collector, samples):
                 warnings.simplefilter("ignore")
                 akida_model = to_akida(quantized, allow_partial=True)
         except Exception as exc:
-            message = _describe_exception(exc).replace("cnn2snn.convert failed: ", "")
+            message = describe_exception(exc).replace("cnn2snn.convert failed: ", "")
             nodes = getattr(exc, "nodes", None) or [_first_unpatched_finding(col) or "model"]
             keys = [col.add_toolchain(node, "conversion", message) for node in nodes]
             return None, keys, "conversion"
@@ -525,7 +519,7 @@ def _export_failure(col, exc) -> str:
     culprit = _first_unpatched_finding(col)
     if culprit is not None:  # the exporter stops on an operation the rules already reported
         return culprit
-    return col.add_toolchain("model", "export", _describe_exception(exc), kind="model",
+    return col.add_toolchain("model", "export", describe_exception(exc), kind="model",
                              fix="make forward() exportable with torch.onnx.export(dynamo=False) "
                                  "on one input of this shape", status="unsupported")
 
@@ -536,7 +530,7 @@ def _quantization_failure(col, exported, exc) -> str:
     if culprit is not None:
         return culprit
     node = _first_quantizable(exported)
-    return col.add_toolchain(node or "model", "quantization", _describe_exception(exc),
+    return col.add_toolchain(node or "model", "quantization", describe_exception(exc),
                              kind=None if node else "model")
 
 
@@ -554,7 +548,7 @@ def _check_akida1(model, input_shape, col: _Collector, samples):
     try:
         work = _fold_quietly(model)
     except Exception as exc:
-        return None, [col.add_toolchain("model", "conversion", _describe_exception(exc),
+        return None, [col.add_toolchain("model", "conversion", describe_exception(exc),
                                         kind="model")], "conversion"
     keys = []
     for entry in work.folding_report.unfolded:
@@ -570,7 +564,7 @@ def _check_akida1(model, input_shape, col: _Collector, samples):
                 for node in exc.nodes or [_first_unpatched_finding(col) or "model"]]
         return None, keys, "conversion"
     except Exception as exc:  # the bridge's tracer can raise anything on unusual models
-        message = _describe_exception(exc)
+        message = describe_exception(exc)
         reused = re.search(r'name "([^"]+)" is used (\d+) times', message)
         if reused and col.resolve(reused.group(1)) != _op_of(reused.group(1)):
             key = col.add_toolchain(
@@ -588,7 +582,7 @@ def _check_akida1(model, input_shape, col: _Collector, samples):
     except Exception as exc:
         if not isinstance(exc, IncompatibleModelError):
             return None, [_first_unpatched_finding(col) or col.add_toolchain(
-                "model", "quantization", _describe_exception(exc), kind="model")], "quantization"
+                "model", "quantization", describe_exception(exc), kind="model")], "quantization"
         keys = [col.add_toolchain(node, "quantization",
                                   "Akida 1.0 needs bounded activations; this ReLU has no maximum"
                                   if "bounded" in str(exc) else str(exc))
@@ -703,7 +697,7 @@ def _run_toolchain(work: _WorkingCopy, shape, col: _Collector, samples, target, 
                 akida_model, keys, stage = _check_akida1(work.current, shape, col, samples)
         except Exception as exc:  # last resort: never crash, say what stopped the check
             key = _first_unpatched_finding(col) or col.add_toolchain(
-                "model", "conversion", _describe_exception(exc), kind="model",
+                "model", "conversion", describe_exception(exc), kind="model",
                 status="unsupported", fix=_GENERIC_FIX)
             col.stopped = (key, "conversion")
             return None
@@ -837,7 +831,7 @@ def _trace(model, shape):
     except Exception as exc:
         raise AkidaWorkflowError(
             f"{type(model).__name__} does not run on an input of shape {shape}: "
-            f"{_describe_exception(exc)}") from exc
+            f"{describe_exception(exc)}") from exc
 
 
 def _several_inputs(model, graph, target, device) -> CompatibilityReport:
@@ -889,15 +883,3 @@ def _planned_report(model, flow, target, device, rewrites, kinds) -> Compatibili
                             "model")
     col.stopped = (first, "no 2-D form yet: nothing was converted")
     return col.report(device, None, rewrites)
-
-
-@contextlib.contextmanager
-def _quiet_logs():
-    """Silence what the toolchain prints: QuantizeML's progress, ONNX Runtime, TorchScript, fx."""
-    from ._quiet import quiet_toolchain_logs
-
-    # torch.fx's ShapeProp prints a traceback (traceback.print_exc) before it re-raises:
-    # Python-level stderr too, not only file descriptor 2 (captured streams, notebooks).
-    with quiet_toolchain_logs(), contextlib.redirect_stdout(io.StringIO()), \
-            contextlib.redirect_stderr(io.StringIO()):
-        yield

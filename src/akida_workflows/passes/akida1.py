@@ -70,9 +70,9 @@ class FlipStride2(Pass):
                "flipped coordinates")
 
     def plan(self, state: FlowState) -> Plan:
-        from ..folding import fold_batchnorm
         from ..backends.keras_cnn2snn.geometry import _choose_flip
         from ..backends.keras_cnn2snn.trace import _sequence
+        from ..folding import fold_batchnorm
 
         if len(state.input_shape) != 3:
             return Plan(self.name)

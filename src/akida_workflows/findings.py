@@ -1,0 +1,76 @@
+"""The data of the rule table: a :class:`Rule` (one Akida limit, its check and fix) and a
+:class:`Finding` (a rule a node of the graph breaks). They refer to the graph's nodes only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .graph import Site
+
+__all__ = ["Rule", "Finding"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One Akida limit, with its check and its fix.
+
+    Attributes
+    ----------
+    id : str
+        Stable identifier (``"square-kernel"``), shown in reports and tests.
+    targets : tuple of str
+        ``"akida2"``, ``"akida1"`` or both.
+    limit : str
+        The limit in words (the documentation table).
+    stage : str
+        Where the real toolchain refuses it: ``"export"``, ``"quantization"``,
+        ``"conversion"`` or ``"mapping"``.
+    status : str
+        ``"fixable"`` (a local edit) or ``"unsupported"`` (no Akida
+        equivalent: redesign that part or run it on the host).
+    check : callable
+        ``check(site, graph, target) -> str | None``: the reason, or None.
+    fix : callable
+        ``fix(site, graph, target) -> str``: what to change, in PyTorch terms.
+    patch : callable, optional
+        ``patch(site, graph, target) -> torch.nn.Module | str | None``: a
+        shape-preserving stand-in for the module (or ``"identity"`` /
+        ``"relu6"`` / ``"drop-add"`` for functional operations) that lets the
+        toolchain check the rest of the model. ``None`` when the fix changes
+        shapes: the toolchain then stops at this operation.
+    messages : tuple of str
+        Lower-case fragments of the toolchain's own messages for this limit.
+    """
+
+    id: str
+    targets: tuple
+    limit: str
+    stage: str
+    status: str
+    check: Callable
+    fix: Callable
+    patch: Callable | None = None
+    messages: tuple = ()
+
+    def applies(self, target: str) -> bool:
+        return target in self.targets
+
+
+@dataclass
+class Finding:
+    """A rule that an operation of the model violates."""
+
+    rule: Rule
+    site: Site
+    reason: str
+    fix: str
+
+    @property
+    def status(self) -> str:
+        return self.rule.status
+
+    @property
+    def stage(self) -> str:
+        return self.rule.stage
