@@ -295,8 +295,16 @@ def _lower_1d(job: _Conversion, model, samples):
         raise UsageError(f"{job.args.samples}: samples must be a 4-D NCHW batch for this model, "
                          f"got shape {samples.shape}; (N, C, L) signals go with a 1-D "
                          "PyTorch model (Conv1d layers), not ONNX")
-    with _quiet():
-        model, shape = lowering.prepare(model, samples.shape[1:], job.args.target)
+    from .errors import IncompatibleModelError
+    from .passes import PASSES
+
+    # The flow's lower_1d pass, as check plans it: the toolchain and the mapper judge the
+    # limits; a model without an exact 2-D form gets the full compatibility report.
+    try:
+        with _quiet():
+            model, shape = PASSES["lower_1d"].apply(model, samples.shape[1:], job.args.target)
+    except IncompatibleModelError as exc:
+        raise job.incompatible(job.args.target, "1-D lowering", exc) from exc
     return model, lowering.prepare_samples(samples, shape)
 
 

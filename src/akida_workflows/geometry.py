@@ -121,7 +121,8 @@ _ONE_D_TERMS = (("nn.MaxPool2d(", "nn.MaxPool1d("), ("nn.AvgPool2d(", "nn.AvgPoo
                 ("nn.AdaptiveAvgPool2d(", "nn.AdaptiveAvgPool1d("), ("nn.Conv2d(", "nn.Conv1d("),
                 ("Conv2d → ", "Conv1d → "), ("→ AvgPool2d", "→ AvgPool1d"),
                 ("→ MaxPool2d", "→ MaxPool1d"), ("after AvgPool2d", "after AvgPool1d"),
-                ("after MaxPool2d", "after MaxPool1d"), ("2x2 windows", "windows of 2"))
+                ("after MaxPool2d", "after MaxPool1d"), ("2x2 windows", "windows of 2"),
+                ("unpooled Conv2d", "unpooled Conv1d"))
 
 
 def _one_d_terms(text: str) -> str:

@@ -507,9 +507,20 @@ def _dense_input(site, graph, target):
     if limit is None or site.kind != "Linear":
         return None
     if site.module.in_features > limit:
-        return f"Linear with {site.module.in_features} inputs (a fully-connected NP takes " \
+        rows = _lowered_rows(site, graph)
+        how = (f" once lowered: it reads all {rows} identical rows, {site.module.in_features // rows}"
+               f" values each" if rows else "")
+        return f"Linear with {site.module.in_features} inputs{how} (a fully-connected NP takes " \
                f"at most {limit})"
     return None
+
+
+def _lowered_rows(site, graph) -> int | None:
+    """Rows of a model lowered from 1-D when ``site`` reads them all (a Linear after Flatten)."""
+    shape = graph.input_shape
+    if _origin_1d(site, graph) is None or len(shape) != 3 or not shape[1]:
+        return None
+    return shape[1]
 
 
 def _dense_input_fix(site, graph, target):
@@ -523,6 +534,14 @@ def _dense_input_fix(site, graph, target):
             same = [-(-size // stride) for size, stride in zip(g["in"], g["s"])]
             area = area * same[0] * same[1] // (g["out"][0] * g["out"][1])
         channels = max(1, limit // area)
+        rows = _lowered_rows(site, graph)
+        if rows:
+            samples = area // rows
+            channels = max(1, limit // area)
+            return (f"bring the Linear's {n} inputs to ≤ {limit}: give the last convolution "
+                    f"({conv.name}) at most {channels} output channels ({channels} x {samples} "
+                    f"samples x {rows} rows = {channels * area}), or add nn.MaxPool1d(2) and "
+                    "an unpooled Conv1d before the Flatten, or end with nn.AdaptiveAvgPool1d(1)")
         return (f"bring the Linear's {n} inputs to ≤ {limit}: give the last convolution "
                 f"({conv.name}) at most {channels} output channels ({channels} x {area} "
                 f"positions = {channels * area} features), or add nn.MaxPool2d(2) followed by "
