@@ -555,7 +555,7 @@ def load_timeseries(
         raise DatasetError(
             f"{name} is not cached, not shipped with akida-workflows or sktime, and was not "
             f"downloaded ({why}). Put {name}_TRAIN.ts and {name}_TEST.ts under <data "
-            "folder>/timeseries/{name}, allow the download, or pass offline_fallback=True.")
+            f"folder>/timeseries/{name}, allow the download, or pass offline_fallback=True.")
     return _fallback_series(name, fallback, root, length, why)
 
 
