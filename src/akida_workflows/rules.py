@@ -70,14 +70,13 @@ from .stand_ins import (  # noqa: F401  (re-exported)
 )
 from .tables import Table
 
+# Site, ModelGraph and trace_graph are importable from here but documented (and
+# listed) in akida_workflows.graph, where they live: one target per cross-reference.
 __all__ = [
-    "Site",
-    "ModelGraph",
     "Rule",
     "Finding",
     "RULES",
     "rules_for",
-    "trace_graph",
     "check_graph",
     "rule_for_message",
     "limits_table",
