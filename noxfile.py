@@ -107,11 +107,14 @@ def _build_wheel(session: nox.Session) -> Path:
 
 
 #: One thread per process, and one instruction-set path per library, so that training
-#: gives the same weights bit for bit on every x86-64 machine with AVX2 (measured:
+#: gives the same weights bit for bit run after run (measured:
 #: ATen's vector kernels, oneDNN (torch convolutions; TensorFlow's matmuls, even with
 #: TF_ENABLE_ONEDNN_OPTS=0) and OpenBLAS (numpy) each change the trained weights between
 #: their AVX2 and AVX-512 paths; the thread count changes reduction orders). The
-#: examples' golden notebooks are made and compared under this environment.
+#: examples' golden notebooks are made and compared under this environment. It makes a
+#: machine reproduce its own runs; it does not make different CPU models agree (their
+#: libraries block the matrix kernels by cache size): tests/notebooks/sanitize.cfg masks
+#: the trained figures, and only those.
 REPRODUCIBLE_ENV = {
     "PYTHONHASHSEED": "0",
     "OMP_NUM_THREADS": "1",
