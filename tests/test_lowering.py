@@ -388,11 +388,19 @@ def test_compatibility_check_takes_1d_models():
     model = _ecg_like()
     report = check_compatibility(model, (1, 96), "akida2")
     assert report.ok and report.hw_fraction == 1.0, str(report)
-    assert [r.kind for r in report.rows][:1] == ["Conv2d"]
-    with pytest.raises(IncompatibleModelError, match="width 500 > 384"):
-        check_compatibility(nn.Sequential(nn.Conv1d(1, 4, 3, padding=1), nn.ReLU6(),
-                                          nn.AdaptiveAvgPool1d(1), nn.Flatten(),
-                                          nn.Linear(4, 2)).eval(), (1, 500), "akida2")
+    assert [r.kind for r in report.rows][:1] == ["Conv1d"]  # the user's layers
+    assert any("lowered to their exact 2-D form" in r for r in report.rewrites)
+    # Past the limits: a report in 1-D terms, every limit at once, never an exception.
+    report = check_compatibility(nn.Sequential(nn.Conv1d(1, 4, 3, padding=1), nn.ReLU6(),
+                                               nn.AdaptiveAvgPool1d(1), nn.Flatten(),
+                                               nn.Linear(4, 2)).eval(), (1, 500), "akida2")
+    assert not report.ok
+    by_kind = {r.kind: r for r in report.rows}
+    assert "input width 500 > 384" in by_kind["Conv1d"].reason
+    pool = by_kind["AdaptiveAvgPool1d"]
+    assert "500 samples x 5 identical rows = 2500 positions" in pool.reason, pool.reason
+    assert "at most 28 samples" in pool.fix and "18x less" in pool.fix, pool.fix
+    assert "12x12" not in pool.fix
 
 
 @pytest.mark.slow

@@ -467,6 +467,9 @@ def _gap_area(site, graph, target):
         return None
     shape = site.in_shapes[0] if site.in_shapes else None
     if shape and len(shape) == 3 and shape[1] * shape[2] > limit:
+        if _origin_1d(site, graph) is not None:
+            return (f"global average pooling over {shape[2]} samples x {shape[1]} identical "
+                    f"rows = {shape[1] * shape[2]} positions once lowered (at most {limit})")
         return (f"global average pooling over {shape[1]}x{shape[2]} = {shape[1] * shape[2]} "
                 f"positions (at most {limit})")
     return None
@@ -474,7 +477,15 @@ def _gap_area(site, graph, target):
 
 def _gap_area_fix(site, graph, target):
     shape = site.in_shapes[0]
-    side = int(math.isqrt(LIMITS[target]["gap_area"]))
+    limit = LIMITS[target]["gap_area"]
+    if _origin_1d(site, graph) is not None and shape[1]:
+        # A lowered signal keeps its rows: only its length can shrink.
+        length = limit // shape[1]
+        factor = -(-shape[2] // length)
+        return (f"shorten the signal to at most {length} samples before it ({shape[1]} rows x "
+                f"{length} = {shape[1] * length} ≤ {limit}): {factor}x less in all, e.g. "
+                "stride-2 convolutions or nn.MaxPool1d(2) after earlier convolutions")
+    side = int(math.isqrt(limit))
     return (f"down-sample the {shape[1]}x{shape[2]} map to at most {side}x{side} before it "
             "(nn.MaxPool2d(2) after an earlier convolution)")
 
