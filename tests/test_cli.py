@@ -262,8 +262,8 @@ def test_help_documents_the_safe_model_forms(command):
         assert form in text
 
 
-def test_interrupted_convert_leaves_no_fbz(files, tmp_path):
-    out = tmp_path / "out.fbz"
+def _interrupt_convert(files, out):
+    """Run a conversion, press Ctrl-C once it is under way; the exit code."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "akida_workflows", "convert", str(files / "good.onnx"),
          "--samples", str(files / "calib.npy"), "-o", str(out)],
@@ -283,7 +283,20 @@ def test_interrupted_convert_leaves_no_fbz(files, tmp_path):
                 pass
     finally:
         proc.kill()
-    assert proc.returncode == 130
+    return proc.returncode
+
+
+def test_interrupted_convert_leaves_no_fbz(files, tmp_path):
+    out = tmp_path / "out.fbz"
+    # The small conversion can finish before this process, slowed by a loaded machine,
+    # reads "quantizing" and signals (seen in CI: exit 0 with out.fbz written). That run
+    # interrupted nothing; try again. A CLI that ignored Ctrl-C exits 0 every time.
+    for _ in range(3):
+        code = _interrupt_convert(files, out)
+        if code != 0:
+            break
+        out.unlink()  # the conversion won the race: its output is complete
+    assert code == 130
     assert list(tmp_path.iterdir()) == []  # neither out.fbz nor a temporary file
 
 # ------------------------------------------------ reports that stay true on user models
