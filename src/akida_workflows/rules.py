@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 
+from . import targets as _targets
 from .findings import Finding, Rule
 from .geometry import (  # noqa: F401  (layer geometry; re-exported for callers of rules)
     _conv,
@@ -82,33 +83,36 @@ __all__ = [
     "limits_table",
 ]
 
-TARGETS = ("akida2", "akida1")
+TARGETS = tuple(_targets.TARGETS)
 
-#: Measured limits (quantizeml 1.2.5, cnn2snn/akida 2.19.3).
-LIMITS = {
-    "akida2": {
-        "input_kernels": (3, 5, 7),   # 4 only with stride 2 ("SameUpper")
-        "kernels": (1, 3, 5, 7),
-        "input_channels": (1, 3),
-        "max_width": 384,
-        "min_height": 5,
-        "min_width": 5,
-        "dense_inputs": 2048,
-        "gap_area": 144,
-        "strides": (1, 2),
-    },
-    "akida1": {
-        "input_kernels": (3, 5, 7),
-        "kernels": (1, 3, 5, 7),
-        "input_channels": (1, 3),
-        "max_width": 256,
-        "min_height": 5,
-        "min_width": 5,
-        "dense_inputs": None,
-        "gap_area": None,
-        "strides": (1, 2),
-    },
-}
+
+def _limits_dict(lim: _targets.Limits) -> dict:
+    """The rule table's view of one :class:`akida_workflows.targets.Limits`."""
+    return {
+        "input_kernels": lim.input_kernels,
+        "kernels": lim.kernels,
+        "stride2_kernels": lim.stride2_kernels,
+        "input_strides": lim.input_strides,
+        "input_channels": lim.input_channels,
+        "max_width": lim.max_width,
+        "min_height": lim.min_height,
+        "min_width": lim.min_width,
+        "dense_inputs": lim.dense_inputs,
+        "dense_map_width": lim.dense_map_width,
+        "gap_area": lim.gap_area,
+        "strides": lim.strides,
+    }
+
+
+#: Measured limits per target, built from :data:`akida_workflows.targets.TARGETS`.
+LIMITS = {name: _limits_dict(lim) for name, lim in _targets.TARGETS.items()}
+
+
+def _kernel_limit_text() -> str:
+    """'input-layer kernels 3/4/5/7 (akida2), …; after it …', from the targets' limits."""
+    def per(key):
+        return ", ".join(f"{'/'.join(map(str, lim[key]))} ({name})" for name, lim in LIMITS.items())
+    return f"input-layer kernels {per('input_kernels')}; after it {per('kernels')}"
 
 
 _MATMUL_FUNCS = {"matmul", "bmm", "einsum", "baddbmm", "scaled_dot_product_attention"}
@@ -176,7 +180,7 @@ def _square_kernel(site, graph, target):
 
 
 def _best_kernel(k: int, allowed) -> int:
-    odd = [a for a in allowed if a > 1] or list(allowed)
+    odd = [a for a in allowed if a > 1 and a % 2] or list(allowed)  # padding k//2 keeps the size
     below = [a for a in odd if a <= max(k, min(odd))]
     return max(below) if below else min(odd)
 
@@ -188,8 +192,9 @@ def _conv_fix_text(site, graph, target, k=None):
     k = k or _best_kernel(max(g["k"]), allowed)
     stride = g["s"][1] if g["one_d"] else g["s"][0]
     extra = f", stride={stride}" if stride != 1 else ""
-    if stride not in lim["strides"]:
-        extra = f", stride={max(lim['strides'])} (see the stride fix)"
+    strides = lim["input_strides"] if graph.is_input_layer(site) else lim["strides"]
+    if stride not in strides:
+        extra = f", stride={max(strides)} (see the stride fix)"
     if target == "akida1" and not g["one_d"] and g["s"] == (2, 2) and g["in"] is not None and \
             any(n is not None and n % 2 == 0 for n in g["in"]):
         extra = ", stride=1 (see the stride-2 fix)"
@@ -209,8 +214,6 @@ def _kernel_size(site, graph, target):
     first = graph.is_input_layer(site)
     allowed = lim["input_kernels"] if first else lim["kernels"]
     ks = set(g["k"]) if not g["one_d"] else {g["k"][0]}
-    if first and target == "akida2" and ks == {4} and g["s"] == (2, 2):
-        return None  # an even input kernel maps with stride 2 ("SameUpper")
     if len(ks) > 1:
         return None  # not square: the square-kernel rule's fix gives an allowed size
     bad = [k for k in ks if k not in allowed]
@@ -347,9 +350,17 @@ def _stride(site, graph, target):
     if g is None:
         return None
     s = g["s"][1] if g["one_d"] else max(g["s"])
-    if s not in LIMITS[target]["strides"] or (not g["one_d"] and g["s"][0] != g["s"][1]):
+    lim = LIMITS[target]
+    first = graph.is_input_layer(site)
+    strides = lim["input_strides"] if first else lim["strides"]
+    if s not in strides or (not g["one_d"] and g["s"][0] != g["s"][1]):
         shown = s if g["one_d"] or g["s"][0] == g["s"][1] else g["s"]
-        return f"stride {shown}: Akida convolutions take stride 1 or 2"
+        where = "the input layer takes" if first else "Akida convolutions after the input take"
+        return f"stride {shown}: {where} stride {' or '.join(map(str, strides))}"
+    k = g["k"][1] if g["one_d"] else max(g["k"])
+    if not first and s == 2 and k not in lim["stride2_kernels"]:
+        return (f"stride 2 with kernel {k}: after the input layer Akida takes stride 2 only "
+                f"with kernel {' or '.join(map(str, lim['stride2_kernels']))}")
     return None
 
 
@@ -358,6 +369,10 @@ def _stride_fix(site, graph, target):
     s = g["s"][1] if g["one_d"] else max(g["s"])
     pools = max(1, round(math.log2(max(s, 2))))
     pool = "nn.MaxPool1d(2)" if g["one_d"] else "nn.MaxPool2d(2)"
+    if s == 2 and not graph.is_input_layer(site):
+        k = 3 if 3 in LIMITS[target]["stride2_kernels"] else max(LIMITS[target]["stride2_kernels"])
+        return (f"use kernel_size={k}, stride=2, padding={k // 2}, or stride=1 (padding=k//2) "
+                f"and {pool} after this convolution's activation")
     if target == "akida2" and pools > 1:
         return (f"use stride=2 (padding=k//2) here and down-sample the remaining {s // 2}x "
                 f"with {pools - 1} x {pool} after the activation of an earlier convolution")
@@ -501,10 +516,24 @@ def _pooled_before_dense_fix(site, graph, target):
             f"this pooling and the Flatten (Linear in_features = {channels * (h or 1) * (w or 1)})")
 
 
+def _dense_map(site, graph):
+    """``(C, H, W)`` of the spatial map a Linear reads through a Flatten, or None."""
+    prev = graph.previous_op(site)
+    shape = prev.out_shape if prev is not None and prev is not site else None
+    return shape if shape is not None and len(shape) == 3 else None
+
+
 def _dense_input(site, graph, target):
     limit = LIMITS[target]["dense_inputs"]
     if limit is None or site.kind != "Linear":
         return None
+    columns = LIMITS[target]["dense_map_width"]
+    shape = _dense_map(site, graph)
+    if columns is not None and shape is not None and shape[2] and shape[2] > columns and \
+            site.module.in_features <= limit:
+        return (f"Linear reading a {'x'.join(map(str, shape))} map: {shape[2]} columns (a "
+                f"fully-connected NP reads a map of at most {columns} columns, however few its "
+                f"{site.module.in_features} inputs)")
     if site.module.in_features > limit:
         rows = _lowered_rows(site, graph)
         how = (f" once lowered: it reads all {rows} identical rows, {site.module.in_features // rows}"
@@ -525,6 +554,13 @@ def _lowered_rows(site, graph) -> int | None:
 def _dense_input_fix(site, graph, target):
     n = site.module.in_features
     limit = LIMITS[target]["dense_inputs"]
+    columns = LIMITS[target]["dense_map_width"]
+    shape = _dense_map(site, graph)
+    if columns is not None and shape is not None and shape[2] and shape[2] > columns and \
+            n <= limit:
+        return (f"bring the map before the Flatten to ≤ {columns} columns: stride=2 in the "
+                "input layer, or nn.MaxPool2d(2) followed by an unpooled Conv2d before the "
+                "Flatten")
     conv = graph.previous_weighted(site)
     g = _conv(conv) if conv is not None else None
     if g and not g["one_d"] and g["out"] and all(v is not None for v in g["out"]):
@@ -777,7 +813,7 @@ RULES: tuple[Rule, ...] = (
          _square_kernel, _square_fix, patch=_safe_conv,
          messages=("kernels are expected to be square", "kernel size should be symmetric",
                    "kernel width and height must be equal")),
-    Rule("kernel-size", TARGETS, "kernels 3/5/7 in the input layer, 1/3/5/7 after it",
+    Rule("kernel-size", TARGETS, _kernel_limit_text(),
          "mapping", "fixable", _kernel_size, _kernel_fix, patch=_safe_conv,
          messages=("unsupported kernel size", "kernel size must be", "kernel size should be",
                    "'sameupper' padding mode is only supported")),
@@ -785,7 +821,8 @@ RULES: tuple[Rule, ...] = (
          _dilation_fix, patch=_safe_conv, messages=("dilation",)),
     Rule("groups", TARGETS, "groups = 1 or depthwise (groups = in_channels)", "quantization",
          "fixable", _groups, _groups_fix, patch=_safe_conv, messages=("grouped",)),
-    Rule("stride", TARGETS, "convolution stride 1 or 2", "mapping", "fixable", _stride,
+    Rule("stride", TARGETS, "input-layer stride 1 to 3; stride 1 or 2 after it, stride 2 only "
+         "with kernel 1 or 3 (Akida 2.0) or 3 (Akida 1.0)", "mapping", "fixable", _stride,
          _stride_fix, messages=("stride",)),
     Rule("same-padding", TARGETS,
          "'same' padding (padding = k // 2); Akida 1.0's input layer also takes 'valid'",
@@ -806,7 +843,8 @@ RULES: tuple[Rule, ...] = (
          "identity convolution)",
          "mapping", "fixable", _pooled_before_dense, _pooled_before_dense_fix,
          messages=("must be followed by",)),
-    Rule("dense-inputs", ("akida2",), "Dense input ≤ 2048 features", "mapping", "fixable",
+    Rule("dense-inputs", ("akida2",), "Dense input ≤ 2048 features, from a map of ≤ 256 columns",
+         "mapping", "fixable",
          _dense_input, _dense_input_fix, messages=("too large to fit in a fnp",)),
     Rule("bounded-activation", ("akida1",), "bounded activations (ReLU6 / clamp)",
          "quantization", "fixable", _bounded, _bounded_fix, patch=_relu6,
