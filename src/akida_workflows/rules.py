@@ -29,6 +29,7 @@ padding fix removed, a kernel fix gives the padding that keeps the map size.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from . import targets as _targets
@@ -86,26 +87,8 @@ __all__ = [
 TARGETS = tuple(_targets.TARGETS)
 
 
-def _limits_dict(lim: _targets.Limits) -> dict:
-    """The rule table's view of one :class:`akida_workflows.targets.Limits`."""
-    return {
-        "input_kernels": lim.input_kernels,
-        "kernels": lim.kernels,
-        "stride2_kernels": lim.stride2_kernels,
-        "input_strides": lim.input_strides,
-        "input_channels": lim.input_channels,
-        "max_width": lim.max_width,
-        "min_height": lim.min_height,
-        "min_width": lim.min_width,
-        "dense_inputs": lim.dense_inputs,
-        "dense_map_width": lim.dense_map_width,
-        "gap_area": lim.gap_area,
-        "strides": lim.strides,
-    }
-
-
-#: Measured limits per target, built from :data:`akida_workflows.targets.TARGETS`.
-LIMITS = {name: _limits_dict(lim) for name, lim in _targets.TARGETS.items()}
+#: Measured limits per target: each :class:`akida_workflows.targets.Limits` as a dict.
+LIMITS = {name: dataclasses.asdict(lim) for name, lim in _targets.TARGETS.items()}
 
 
 def _kernel_limit_text() -> str:
@@ -400,6 +383,8 @@ def _padding(site, graph, target):
 def _padding_fix(site, graph, target):
     g = _conv(site)
     k = max(g["k"])
+    if k % 2 == 0:  # an even kernel is 'same' only with asymmetric padding
+        return "use padding='same' (stride 1) or padding=0, and update the layers after it"
     return (f"use padding={k // 2} ('same') and update the layers after it for the larger map "
             "(e.g. the Linear's in_features)")
 
