@@ -714,14 +714,19 @@ def _last_map_width(lowered: LoweredModel, linear) -> int | None:
     import torch
 
     seen, hooks = {}, []
+
+    def read(mod, inp):  # returns None: the input is left as it is
+        seen.setdefault("read", seen.get("last"))
+
+    def produced(mod, inp, out):
+        if isinstance(out, torch.Tensor) and out.dim() == 4:
+            seen["last"] = int(out.shape[-1])
+
     for m in lowered.model.modules():
         if m is linear:
-            hooks.append(m.register_forward_pre_hook(
-                lambda mod, inp: seen.setdefault("read", seen.get("last"))))
+            hooks.append(m.register_forward_pre_hook(read))
         elif not list(m.children()):
-            hooks.append(m.register_forward_hook(
-                lambda mod, inp, out: seen.__setitem__("last", int(out.shape[-1]))
-                if isinstance(out, torch.Tensor) and out.dim() == 4 else None))
+            hooks.append(m.register_forward_hook(produced))
     try:
         with torch.no_grad():
             lowered.model(torch.zeros(1, *lowered.shape))
