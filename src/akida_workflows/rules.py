@@ -807,7 +807,8 @@ RULES: tuple[Rule, ...] = (
     Rule("groups", TARGETS, "groups = 1 or depthwise (groups = in_channels)", "quantization",
          "fixable", _groups, _groups_fix, patch=_safe_conv, messages=("grouped",)),
     Rule("stride", TARGETS, "input-layer stride 1 to 3; stride 1 or 2 after it, stride 2 only "
-         "with kernel 1 or 3 (Akida 2.0) or 3 (Akida 1.0)", "mapping", "fixable", _stride,
+         "with kernel " + ", ".join(f"{'/'.join(map(str, lim['stride2_kernels']))} ({name})"
+                                    for name, lim in LIMITS.items()), "mapping", "fixable", _stride,
          _stride_fix, messages=("stride",)),
     Rule("same-padding", TARGETS,
          "'same' padding (padding = k // 2); Akida 1.0's input layer also takes 'valid'",

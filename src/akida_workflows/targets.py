@@ -17,6 +17,14 @@ Targets:
 - ``"akida1"``: Akida 1.0, 4-bit weights and activations, PyTorch → tf-keras →
   QuantizeML → CNN2SNN, mapped on ``akida.AKD1000()``.
 
+Measured where the older tables were wrong: Akida 2.0's input layer takes
+kernel 4 at stride 1 too (``padding='same'`` or 0), and stride 3; Akida 1.0's
+input layer takes kernels 2 and 6 (CNN2SNN pads them) but not 1, 4 or 8, its
+later convolutions every kernel 1 to 7 (even ones with ``padding='same'``), stride 2
+with kernels 2 and 3 (2 where the padding is Keras 'same', e.g. an odd map), only
+1 or 3 input channels, and a Dense of any input size (no 2048 limit); Akida
+2.0's Dense refuses a map wider than 256 columns even under 2048 inputs.
+
 >>> from akida_workflows.targets import limits
 >>> limits("akida2").gap_area
 144
