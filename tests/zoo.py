@@ -581,7 +581,13 @@ def convert_model(model, input_shape, target, *, samples=None, n: int = 16):
         return None, f"{type(exc).__name__}: {exc}"
 
 
-DEVICES = {"akida2": "SixNodesIPv2", "akida1": "AKD1000"}
+def _devices() -> dict:
+    from akida_workflows.targets import TARGETS
+
+    return {name: lim.device for name, lim in TARGETS.items()}
+
+
+DEVICES = _devices()
 
 
 def hw_only(akida_model, target) -> tuple[bool, str]:

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import targets as _targets
 from ._quiet import quiet_logs as _quiet_logs
 from .errors import AkidaWorkflowError, IncompatibleModelError, describe_exception
 from .tables import Table
@@ -50,11 +51,9 @@ from .working_copy import _generic_patch, _to_features, _WorkingCopy
 __all__ = ["TARGETS", "STATUSES", "CompatibilityIssue", "CompatibilityReport",
            "check_compatibility"]
 
-#: target -> (description, virtual device used for mapping)
-TARGETS = {
-    "akida2": ("Akida 2.0, 8-bit (QuantizeML ONNX path)", "SixNodesIPv2"),
-    "akida1": ("Akida 1.0, 4-bit weights and activations (AKD1000/AKD1500)", "AKD1000"),
-}
+#: target -> (description, virtual device used for mapping), from
+#: :data:`akida_workflows.targets.TARGETS`.
+TARGETS = {name: (lim.description, lim.device) for name, lim in _targets.TARGETS.items()}
 #: Status of a report row.
 STATUSES = ("ok", "fixable", "unsupported", "not reached")
 _NOT_REACHED = "not reached"

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import folding
+from . import targets as _targets
 from .errors import FoldingError, IncompatibleModelError
 from .lowering_ops import _single, _TooFewRows
 from .lowering_pass import _Lifter
@@ -71,7 +72,10 @@ _MAX_ROWS = 256
 
 @dataclass(frozen=True)
 class HardwareLimits:
-    """What one Akida target takes from a lowered 1-D model (measured, see issue 11).
+    """What one Akida target takes from a lowered 1-D model.
+
+    A view of :class:`akida_workflows.targets.Limits` (the one table of limits,
+    measured with the real toolchain).
 
     Attributes
     ----------
@@ -85,12 +89,14 @@ class HardwareLimits:
         Channel counts the input layer takes (``None``: any).
     input_kernels, kernels : tuple of int
         Square kernel sizes of the input layer and of later convolutions.
-    max_dense_inputs : int
-        Largest input of a Dense (Linear) layer.
+    max_dense_inputs : int or None
+        Largest input of a Dense (Linear) layer (``None``: no limit).
     max_pool_area : int or None
         Largest global-average-pooling area (rows x length).
     rows_cover_input_kernel : bool
         The input needs at least as many rows as its kernel.
+    max_dense_width : int or None
+        Most columns of the map a Dense layer reads (``None``: no limit).
     """
 
     target: str
@@ -99,17 +105,20 @@ class HardwareLimits:
     input_channels: tuple[int, ...] | None
     input_kernels: tuple[int, ...]
     kernels: tuple[int, ...]
-    max_dense_inputs: int
+    max_dense_inputs: int | None
     max_pool_area: int | None
     rows_cover_input_kernel: bool
+    max_dense_width: int | None = None
 
 
-#: Measured with quantizeml 1.2.5, cnn2snn/akida 2.19.3 (SixNodesIPv2, AKD1000).
-HARDWARE_LIMITS = {
-    "akida2": HardwareLimits("akida2", 384, 5, (1, 3), (3, 4, 5, 7), (1, 3, 5, 7), 2048, 144,
-                             False),
-    "akida1": HardwareLimits("akida1", 256, 5, None, (3, 5, 7), (3, 5, 7), 2048, None, True),
-}
+def _hardware_limits(lim: _targets.Limits) -> HardwareLimits:
+    return HardwareLimits(lim.name, lim.max_width, lim.min_height, lim.input_channels,
+                          lim.input_kernels, lim.kernels, lim.dense_inputs, lim.gap_area,
+                          lim.rows_cover_input_kernel, lim.dense_map_width)
+
+
+#: Per target, built from :data:`akida_workflows.targets.TARGETS` (the measured limits).
+HARDWARE_LIMITS = {name: _hardware_limits(lim) for name, lim in _targets.TARGETS.items()}
 
 
 # ----------------------------------------------------------------------------- report
@@ -655,13 +664,7 @@ def check_limits(lowered: LoweredModel, target: str) -> list[str]:
     if rows < limits.min_rows:
         problems.append(f"input: {rows} rows < {limits.min_rows}. Fix: lower with "
                         f"rows={limits.min_rows}")
-    for name, m in lowered.model.named_modules():
-        if isinstance(m, nn.Linear) and m.in_features > limits.max_dense_inputs and \
-                name == _first_linear(lowered.model):
-            problems.append(
-                f"{name}: Dense input {m.in_features} > {limits.max_dense_inputs}. Fix: pool "
-                "more (MaxPool1d) or use fewer channels before the Flatten, or a global "
-                "average pooling head")
+    problems += _dense_problems(lowered, limits)
     if target == "akida1":  # the 4-bit path rebuilds convolutions with Keras 'same' padding
         for name, (conv, (_, w)) in _module_inputs(lowered, nn.Conv2d).items():
             k, s, p = conv.kernel_size[1], conv.stride[1], conv.padding[1]
@@ -684,6 +687,53 @@ def check_limits(lowered: LoweredModel, target: str) -> list[str]:
                 f"{name}: pooling window {module.kernel_size[-1]} > the {w} samples left. "
                 "Fix: pool less, or give the model a longer signal")
     return problems
+
+
+def _dense_problems(lowered: LoweredModel, limits: HardwareLimits) -> list[str]:
+    """The first Linear's input count, and the width of the map it reads, against the limits."""
+    name = _first_linear(lowered.model)
+    if name is None:
+        return []
+    m = lowered.model.get_submodule(name)
+    if limits.max_dense_inputs is not None and m.in_features > limits.max_dense_inputs:
+        return [f"{name}: Dense input {m.in_features} > {limits.max_dense_inputs}. Fix: pool "
+                "more (MaxPool1d) or use fewer channels before the Flatten, or a global "
+                "average pooling head"]
+    if limits.max_dense_width is None:
+        return []
+    maps = _last_map_width(lowered, m)
+    if maps is not None and maps > limits.max_dense_width:
+        return [f"{name}: the Dense layer reads a map of {maps} samples > "
+                f"{limits.max_dense_width} columns. Fix: MaxPool1d(2) followed by a Conv1d "
+                "before the Flatten, or a stride-2 first convolution"]
+    return []
+
+
+def _last_map_width(lowered: LoweredModel, linear) -> int | None:
+    """Width of the last 4-D tensor a module produced before ``linear`` ran."""
+    import torch
+
+    seen, hooks = {}, []
+
+    def read(mod, inp):  # returns None: the input is left as it is
+        seen.setdefault("read", seen.get("last"))
+
+    def produced(mod, inp, out):
+        if isinstance(out, torch.Tensor) and out.dim() == 4:
+            seen["last"] = int(out.shape[-1])
+
+    for m in lowered.model.modules():
+        if m is linear:
+            hooks.append(m.register_forward_pre_hook(read))
+        elif not list(m.children()):
+            hooks.append(m.register_forward_hook(produced))
+    try:
+        with torch.no_grad():
+            lowered.model(torch.zeros(1, *lowered.shape))
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen.get("read")
 
 
 def _first_linear(model) -> str | None:

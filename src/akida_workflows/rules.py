@@ -29,8 +29,10 @@ padding fix removed, a kernel fix gives the padding that keeps the map size.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
+from . import targets as _targets
 from .findings import Finding, Rule
 from .geometry import (  # noqa: F401  (layer geometry; re-exported for callers of rules)
     _conv,
@@ -82,33 +84,18 @@ __all__ = [
     "limits_table",
 ]
 
-TARGETS = ("akida2", "akida1")
+TARGETS = tuple(_targets.TARGETS)
 
-#: Measured limits (quantizeml 1.2.5, cnn2snn/akida 2.19.3).
-LIMITS = {
-    "akida2": {
-        "input_kernels": (3, 5, 7),   # 4 only with stride 2 ("SameUpper")
-        "kernels": (1, 3, 5, 7),
-        "input_channels": (1, 3),
-        "max_width": 384,
-        "min_height": 5,
-        "min_width": 5,
-        "dense_inputs": 2048,
-        "gap_area": 144,
-        "strides": (1, 2),
-    },
-    "akida1": {
-        "input_kernels": (3, 5, 7),
-        "kernels": (1, 3, 5, 7),
-        "input_channels": (1, 3),
-        "max_width": 256,
-        "min_height": 5,
-        "min_width": 5,
-        "dense_inputs": None,
-        "gap_area": None,
-        "strides": (1, 2),
-    },
-}
+
+#: Measured limits per target: each :class:`akida_workflows.targets.Limits` as a dict.
+LIMITS = {name: dataclasses.asdict(lim) for name, lim in _targets.TARGETS.items()}
+
+
+def _kernel_limit_text() -> str:
+    """'input-layer kernels 3/4/5/7 (akida2), …; after it …', from the targets' limits."""
+    def per(key):
+        return ", ".join(f"{'/'.join(map(str, lim[key]))} ({name})" for name, lim in LIMITS.items())
+    return f"input-layer kernels {per('input_kernels')}; after it {per('kernels')}"
 
 
 _MATMUL_FUNCS = {"matmul", "bmm", "einsum", "baddbmm", "scaled_dot_product_attention"}
@@ -176,7 +163,7 @@ def _square_kernel(site, graph, target):
 
 
 def _best_kernel(k: int, allowed) -> int:
-    odd = [a for a in allowed if a > 1] or list(allowed)
+    odd = [a for a in allowed if a > 1 and a % 2] or list(allowed)  # padding k//2 keeps the size
     below = [a for a in odd if a <= max(k, min(odd))]
     return max(below) if below else min(odd)
 
@@ -188,8 +175,9 @@ def _conv_fix_text(site, graph, target, k=None):
     k = k or _best_kernel(max(g["k"]), allowed)
     stride = g["s"][1] if g["one_d"] else g["s"][0]
     extra = f", stride={stride}" if stride != 1 else ""
-    if stride not in lim["strides"]:
-        extra = f", stride={max(lim['strides'])} (see the stride fix)"
+    strides = lim["input_strides"] if graph.is_input_layer(site) else lim["strides"]
+    if stride not in strides:
+        extra = f", stride={max(strides)} (see the stride fix)"
     if target == "akida1" and not g["one_d"] and g["s"] == (2, 2) and g["in"] is not None and \
             any(n is not None and n % 2 == 0 for n in g["in"]):
         extra = ", stride=1 (see the stride-2 fix)"
@@ -209,8 +197,6 @@ def _kernel_size(site, graph, target):
     first = graph.is_input_layer(site)
     allowed = lim["input_kernels"] if first else lim["kernels"]
     ks = set(g["k"]) if not g["one_d"] else {g["k"][0]}
-    if first and target == "akida2" and ks == {4} and g["s"] == (2, 2):
-        return None  # an even input kernel maps with stride 2 ("SameUpper")
     if len(ks) > 1:
         return None  # not square: the square-kernel rule's fix gives an allowed size
     bad = [k for k in ks if k not in allowed]
@@ -347,9 +333,17 @@ def _stride(site, graph, target):
     if g is None:
         return None
     s = g["s"][1] if g["one_d"] else max(g["s"])
-    if s not in LIMITS[target]["strides"] or (not g["one_d"] and g["s"][0] != g["s"][1]):
+    lim = LIMITS[target]
+    first = graph.is_input_layer(site)
+    strides = lim["input_strides"] if first else lim["strides"]
+    if s not in strides or (not g["one_d"] and g["s"][0] != g["s"][1]):
         shown = s if g["one_d"] or g["s"][0] == g["s"][1] else g["s"]
-        return f"stride {shown}: Akida convolutions take stride 1 or 2"
+        where = "the input layer takes" if first else "Akida convolutions after the input take"
+        return f"stride {shown}: {where} stride {' or '.join(map(str, strides))}"
+    k = g["k"][1] if g["one_d"] else max(g["k"])
+    if not first and s == 2 and k not in lim["stride2_kernels"]:
+        return (f"stride 2 with kernel {k}: after the input layer Akida takes stride 2 only "
+                f"with kernel {' or '.join(map(str, lim['stride2_kernels']))}")
     return None
 
 
@@ -358,6 +352,10 @@ def _stride_fix(site, graph, target):
     s = g["s"][1] if g["one_d"] else max(g["s"])
     pools = max(1, round(math.log2(max(s, 2))))
     pool = "nn.MaxPool1d(2)" if g["one_d"] else "nn.MaxPool2d(2)"
+    if s == 2 and not graph.is_input_layer(site):
+        k = 3 if 3 in LIMITS[target]["stride2_kernels"] else max(LIMITS[target]["stride2_kernels"])
+        return (f"use kernel_size={k}, stride=2, padding={k // 2}, or stride=1 (padding=k//2) "
+                f"and {pool} after this convolution's activation")
     if target == "akida2" and pools > 1:
         return (f"use stride=2 (padding=k//2) here and down-sample the remaining {s // 2}x "
                 f"with {pools - 1} x {pool} after the activation of an earlier convolution")
@@ -385,6 +383,8 @@ def _padding(site, graph, target):
 def _padding_fix(site, graph, target):
     g = _conv(site)
     k = max(g["k"])
+    if k % 2 == 0:  # an even kernel is 'same' only with asymmetric padding
+        return "use padding='same' (stride 1) or padding=0, and update the layers after it"
     return (f"use padding={k // 2} ('same') and update the layers after it for the larger map "
             "(e.g. the Linear's in_features)")
 
@@ -512,10 +512,24 @@ def _pooled_before_dense_fix(site, graph, target):
             f"this pooling and the Flatten (Linear in_features = {channels * (h or 1) * (w or 1)})")
 
 
+def _dense_map(site, graph):
+    """``(C, H, W)`` of the spatial map a Linear reads through a Flatten, or None."""
+    prev = graph.previous_op(site)
+    shape = prev.out_shape if prev is not None and prev is not site else None
+    return shape if shape is not None and len(shape) == 3 else None
+
+
 def _dense_input(site, graph, target):
     limit = LIMITS[target]["dense_inputs"]
     if limit is None or site.kind != "Linear":
         return None
+    columns = LIMITS[target]["dense_map_width"]
+    shape = _dense_map(site, graph)
+    if columns is not None and shape is not None and shape[2] and shape[2] > columns and \
+            site.module.in_features <= limit:
+        return (f"Linear reading a {'x'.join(map(str, shape))} map: {shape[2]} columns (a "
+                f"fully-connected NP reads a map of at most {columns} columns, however few its "
+                f"{site.module.in_features} inputs)")
     if site.module.in_features > limit:
         rows = _lowered_rows(site, graph)
         how = (f" once lowered: it reads all {rows} identical rows, {site.module.in_features // rows}"
@@ -536,6 +550,13 @@ def _lowered_rows(site, graph) -> int | None:
 def _dense_input_fix(site, graph, target):
     n = site.module.in_features
     limit = LIMITS[target]["dense_inputs"]
+    columns = LIMITS[target]["dense_map_width"]
+    shape = _dense_map(site, graph)
+    if columns is not None and shape is not None and shape[2] and shape[2] > columns and \
+            n <= limit:
+        return (f"bring the map before the Flatten to ≤ {columns} columns: stride=2 in the "
+                "input layer, or nn.MaxPool2d(2) followed by an unpooled Conv2d before the "
+                "Flatten")
     conv = graph.previous_weighted(site)
     g = _conv(conv) if conv is not None else None
     if g and not g["one_d"] and g["out"] and all(v is not None for v in g["out"]):
@@ -788,7 +809,7 @@ RULES: tuple[Rule, ...] = (
          _square_kernel, _square_fix, patch=_safe_conv,
          messages=("kernels are expected to be square", "kernel size should be symmetric",
                    "kernel width and height must be equal")),
-    Rule("kernel-size", TARGETS, "kernels 3/5/7 in the input layer, 1/3/5/7 after it",
+    Rule("kernel-size", TARGETS, _kernel_limit_text(),
          "mapping", "fixable", _kernel_size, _kernel_fix, patch=_safe_conv,
          messages=("unsupported kernel size", "kernel size must be", "kernel size should be",
                    "'sameupper' padding mode is only supported")),
@@ -796,7 +817,9 @@ RULES: tuple[Rule, ...] = (
          _dilation_fix, patch=_safe_conv, messages=("dilation",)),
     Rule("groups", TARGETS, "groups = 1 or depthwise (groups = in_channels)", "quantization",
          "fixable", _groups, _groups_fix, patch=_safe_conv, messages=("grouped",)),
-    Rule("stride", TARGETS, "convolution stride 1 or 2", "mapping", "fixable", _stride,
+    Rule("stride", TARGETS, "input-layer stride 1 to 3; stride 1 or 2 after it, stride 2 only "
+         "with kernel " + ", ".join(f"{'/'.join(map(str, lim['stride2_kernels']))} ({name})"
+                                    for name, lim in LIMITS.items()), "mapping", "fixable", _stride,
          _stride_fix, messages=("stride",)),
     Rule("same-padding", TARGETS,
          "'same' padding (padding = k // 2); Akida 1.0's input layer also takes 'valid'",
@@ -817,7 +840,8 @@ RULES: tuple[Rule, ...] = (
          "identity convolution)",
          "mapping", "fixable", _pooled_before_dense, _pooled_before_dense_fix,
          messages=("must be followed by",)),
-    Rule("dense-inputs", ("akida2",), "Dense input ≤ 2048 features", "mapping", "fixable",
+    Rule("dense-inputs", ("akida2",), "Dense input ≤ 2048 features, from a map of ≤ 256 columns",
+         "mapping", "fixable",
          _dense_input, _dense_input_fix, messages=("too large to fit in a fnp",)),
     Rule("bounded-activation", ("akida1",), "bounded activations (ReLU6 / clamp)",
          "quantization", "fixable", _bounded, _bounded_fix, patch=_relu6,
