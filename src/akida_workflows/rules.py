@@ -72,17 +72,9 @@ from .stand_ins import (  # noqa: F401  (re-exported)
 )
 from .tables import Table
 
-# Site, ModelGraph and trace_graph are importable from here but documented (and
-# listed) in akida_workflows.graph, where they live: one target per cross-reference.
-__all__ = [
-    "Rule",
-    "Finding",
-    "RULES",
-    "rules_for",
-    "check_graph",
-    "rule_for_message",
-    "limits_table",
-]
+# Site, ModelGraph, trace_graph: importable here, listed and documented in graph.py.
+__all__ = ["Rule", "Finding", "RULES", "rules_for", "check_graph", "rule_for_message",
+           "limits_table"]
 
 TARGETS = tuple(_targets.TARGETS)
 
