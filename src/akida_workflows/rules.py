@@ -331,7 +331,8 @@ def _stride(site, graph, target):
     if s not in strides or (not g["one_d"] and g["s"][0] != g["s"][1]):
         shown = s if g["one_d"] or g["s"][0] == g["s"][1] else g["s"]
         where = "the input layer takes" if first else "Akida convolutions after the input take"
-        return f"stride {shown}: {where} stride {' or '.join(map(str, strides))}"
+        listed = ", ".join(map(str, strides[:-1])) + f" or {strides[-1]}"
+        return f"stride {shown}: {where} stride {listed if len(strides) > 1 else strides[0]}"
     k = g["k"][1] if g["one_d"] else max(g["k"])
     if not first and s == 2 and k not in lim["stride2_kernels"]:
         return (f"stride 2 with kernel {k}: after the input layer Akida takes stride 2 only "
