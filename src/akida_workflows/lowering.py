@@ -727,13 +727,20 @@ def _last_map_width(lowered: LoweredModel, linear) -> int | None:
             hooks.append(m.register_forward_pre_hook(read))
         elif not list(m.children()):
             hooks.append(m.register_forward_hook(produced))
+    _probe(lowered, hooks)
+    return seen.get("read")
+
+
+def _probe(lowered: LoweredModel, hooks) -> None:
+    """Run the lowered model once on zeros, then remove ``hooks`` (whatever happens)."""
+    import torch
+
     try:
         with torch.no_grad():
             lowered.model(torch.zeros(1, *lowered.shape))
     finally:
         for h in hooks:
             h.remove()
-    return seen.get("read")
 
 
 def _first_linear(model) -> str | None:
@@ -752,7 +759,6 @@ def _pool_inputs(lowered: LoweredModel) -> dict:
 
 def _module_inputs(lowered: LoweredModel, types) -> dict:
     """``{name: (module, (rows, width) of its input)}`` for the modules of ``types``."""
-    import torch
 
     sizes, hooks = {}, []
     for name, m in lowered.model.named_modules():
@@ -760,12 +766,7 @@ def _module_inputs(lowered: LoweredModel, types) -> dict:
             hooks.append(m.register_forward_hook(
                 lambda mod, inp, out, name=name: sizes.__setitem__(
                     name, (mod, tuple(int(d) for d in inp[0].shape[-2:])))))
-    try:
-        with torch.no_grad():
-            lowered.model(torch.zeros(1, *lowered.shape))
-    finally:
-        for h in hooks:
-            h.remove()
+    _probe(lowered, hooks)
     return sizes
 
 
