@@ -472,8 +472,9 @@ def _judge(rows: list[dict], key: str) -> None:
             r["loss analysis"] = "float training: see note (epochs, schedule, accuracy per epoch)"
 
 
-def _image_family(family, key, model, data, args):
-    """float, Akida 2.0 8-bit, Akida 1.0 4-bit PTQ and fine-tuned rows of one image model.
+def _image_family(family, key, build, data, args):
+    """float, Akida 2.0 8-bit, Akida 1.0 4-bit PTQ and fine-tuned rows of the model
+    ``build()`` makes (after seeding torch: the initial weights repeat from run to run).
 
     A stage that fails is a row with no accuracy and the error in ``note``
     (what the toolkit says, with its fix), never a number.
@@ -488,6 +489,7 @@ def _image_family(family, key, model, data, args):
     x_train, y_train = preprocess(data.x_train[order]), data.y_train[order]
     x_test, y_test = preprocess(data.x_test), data.y_test
     torch.manual_seed(0)
+    model = build()
     seconds, recipe = _train_float(model, x_train, y_train, args, key)
     rows = [_image_row(family, "float (PyTorch)", evaluate(model, x_test, y_test), seconds,
                        note=f"trained on {n_train} images: {recipe}")]
@@ -511,20 +513,20 @@ def _fashion(args):
 
 def dscnn(args):
     """DS-CNN family: the gallery's AkidaNet-style network on Fashion-MNIST."""
-    return _image_family("DS-CNN (depthwise-separable, stride-2, GAP)", "dscnn", dscnn_model(),
+    return _image_family("DS-CNN (depthwise-separable, stride-2, GAP)", "dscnn", dscnn_model,
                          _fashion(args), args)
 
 
 def resnet8(args):
     """ResNet-8 family on Fashion-MNIST. Residual additions: Akida 2.0 only; the Akida 1.0
     rows record the toolkit's refusal (Akida 1.0 has no layer with two inputs)."""
-    return _image_family("ResNet-8-style (residual adds)", "resnet8", resnet8_model(),
+    return _image_family("ResNet-8-style (residual adds)", "resnet8", resnet8_model,
                          _fashion(args), args)
 
 
 def mlp(args):
     """MLP family on Fashion-MNIST."""
-    return _image_family("MLP (784-256-128-10)", "mlp", mlp_model(), _fashion(args), args)
+    return _image_family("MLP (784-256-128-10)", "mlp", mlp_model, _fashion(args), args)
 
 
 def mnist_cnn(args):
@@ -533,7 +535,7 @@ def mnist_cnn(args):
     files, the 10 000-image MNIST test set (else a 4 000 / 1 000 split of the 5 000)."""
     from akida_workflows.datasets import load_mnist
 
-    return _image_family("MNIST CNN (gallery)", "mnist_cnn", mnist_cnn_model(),
+    return _image_family("MNIST CNN (gallery)", "mnist_cnn", mnist_cnn_model,
                          load_mnist(args.mnist_data), args)
 
 
