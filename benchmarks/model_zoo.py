@@ -231,10 +231,11 @@ STAGE_GOALS = {"Akida 2.0 8-bit": 0.3, "Akida 1.0 4-bit PTQ": 1.0,
                "Akida 1.0 4-bit fine-tuned": 0.3}
 
 #: Per family: peak learning rate and augmentation of the float training (CLI overrides).
-RECIPES = {"dscnn": (3e-3, "shift-flip"), "resnet8": (3e-3, "shift-flip"),
+RECIPES = {"dscnn": (3e-3, "flip"), "resnet8": (3e-3, "flip"),
            "mlp": (1e-3, "none"), "mnist_cnn": (1e-3, "shift")}
 
-AUGMENTATIONS = {"none": "none", "shift": "random shift of up to ±2 px",
+AUGMENTATIONS = {"none": "none", "flip": "random horizontal flip",
+                 "shift": "random shift of up to ±2 px",
                  "shift-flip": "random shift of up to ±2 px and horizontal flip"}
 
 
@@ -285,7 +286,8 @@ def augmenting_loader(x, y, batch_size: int, augment: str, seed: int = 0):
     """A shuffling DataLoader of float NCHW images whose batches are augmented.
 
     ``shift`` pads each image by 2 px with its corner value (the background) and crops a
-    random 28x28 window; ``shift-flip`` also mirrors half the images left-right. The
+    random 28x28 window; ``flip`` mirrors half the images left-right, ``shift-flip`` does
+    both. The
     random draws come from torch's global generator, which ``train`` seeds: runs repeat.
     """
     import torch
@@ -302,7 +304,7 @@ def augmenting_loader(x, y, batch_size: int, augment: str, seed: int = 0):
             offsets = torch.randint(0, 2 * pad + 1, (n, 2))
             images = torch.stack([padded[i, :, dy:dy + h, dx:dx + w]
                                   for i, (dy, dx) in enumerate(offsets.tolist())])
-        if augment == "shift-flip":
+        if augment in ("flip", "shift-flip"):
             flip = torch.rand(len(images)) < 0.5
             images[flip] = images[flip].flip(-1)
         return images, labels
@@ -571,7 +573,7 @@ def main(argv=None) -> int:
                         help="image families: peak learning rate (0: the family's, RECIPES)")
     parser.add_argument("--augment", default="auto", choices=["auto", *AUGMENTATIONS],
                         help="image families' training augmentation (auto: the family's, "
-                             "RECIPES: shift and flip for Fashion-MNIST CNNs, shift for digits, "
+                             "RECIPES: flips for Fashion-MNIST CNNs, shifts for digits, "
                              "none for the MLP)")
     parser.add_argument("--batch-size", type=int, default=128, help="image families")
     parser.add_argument("--mnist-data", type=Path, default=None,

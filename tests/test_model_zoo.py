@@ -61,7 +61,7 @@ def _images(n=40, seed=0):
     return x, np.arange(n) % 10
 
 
-@pytest.mark.parametrize("augment", ["none", "shift", "shift-flip"])
+@pytest.mark.parametrize("augment", ["none", "flip", "shift", "shift-flip"])
 def test_augmenting_loader_is_seeded_and_keeps_shapes(augment):
     from akida_workflows.training import seed_everything
 
