@@ -616,10 +616,14 @@ def main(argv=None) -> int:
             rows = kept + rows
             data.append(f"rows of {', '.join(families)} kept from the run of {earlier['date']} "
                         f"(data: {earlier['data']}; earlier runs in the notes)")
+    order = ("DS-CNN", "ResNet-8", "MLP", "MNIST CNN", "1-D CNN")  # table order
+    rows.sort(key=lambda r: next((i for i, p in enumerate(order)
+                                  if r["family"].startswith(p)), len(order)))
     path = write_result(target, rows, benchmark="model_zoo",
                         title="Model zoo: float vs Akida 2.0 8-bit vs Akida 1.0 4-bit",
                         columns=[c for c in COLUMNS if any(c in r for r in rows)], data="; ".join(data), notes=" ".join(notes),
-                        command="python benchmarks/model_zoo.py " + " ".join(argv or sys.argv[1:]))
+                        command="python benchmarks/model_zoo.py " + " ".join(argv or sys.argv[1:]),
+                        formats={"float - stage (pt)": ".2f"})
     print(f"wrote {path}")
     return 0
 
