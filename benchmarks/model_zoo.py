@@ -610,12 +610,14 @@ def main(argv=None) -> int:
         kept = [r for r in earlier["rows"] if r.get("family") not in ran]
         if kept:
             families = sorted({r["family"] for r in kept})
+            # The earlier data (which names the runs before it) are kept, the earlier notes
+            # not: copying them into each new file's notes made them grow without end.
             notes.insert(0, f"Rows of {', '.join(families)} kept from the run of "
-                            f"{earlier['date']} ({earlier['command']}; data: {earlier['data']}; "
-                            f"notes: {earlier.get('notes', '')}).")
+                            f"{earlier['date']} ({earlier['command']}; its data and the runs "
+                            "before it: see Data).")
             rows = kept + rows
             data.append(f"rows of {', '.join(families)} kept from the run of {earlier['date']} "
-                        f"(data: {earlier['data']}; earlier runs in the notes)")
+                        f"(data: {earlier['data']})")
     order = ("DS-CNN", "ResNet-8", "MLP", "MNIST CNN", "1-D CNN")  # table order
     rows.sort(key=lambda r: next((i for i, p in enumerate(order)
                                   if r["family"].startswith(p)), len(order)))
