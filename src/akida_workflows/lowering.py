@@ -759,7 +759,6 @@ def _pool_inputs(lowered: LoweredModel) -> dict:
 
 def _module_inputs(lowered: LoweredModel, types) -> dict:
     """``{name: (module, (rows, width) of its input)}`` for the modules of ``types``."""
-
     sizes, hooks = {}, []
     for name, m in lowered.model.named_modules():
         if isinstance(m, types):
