@@ -181,16 +181,24 @@ class CompatibilityReport:
         return [{"module": r.module, "type": r.kind, "status": r.status, "stage": r.stage,
                  "reason": r.reason, "fix": r.fix} for r in self.rows]
 
+    @property
+    def np_counts(self) -> dict:
+        """NPs of each type the mapper gave the converted model (``{}`` when not mapped):
+        the counts ``convert`` then reports, wide Dense layers split over several NPs
+        included."""
+        return dict(self.mapping.np_counts) if self.mapping is not None else {}
+
     def summary_line(self) -> str:
         desc = TARGETS[self.target][0]
         if self.ok:
+            nps = ", ".join(f"{n} {t}" for t, n in sorted(self.np_counts.items())) or "none"
             passes = self.mapping.hardware_passes if self.mapping is not None else 1
             if passes > 1:
                 return (f"{desc}: compatible over {passes} hardware passes, not at once: every "
-                        f"layer maps onto {self.device}, but the model does not fit its NPs "
-                        f"together, so the mapper reprograms them {passes - 1} time(s) per "
-                        "input (slower; a smaller model runs in one pass)")
-            return f"{desc}: compatible; every layer maps onto {self.device}"
+                        f"layer maps onto {self.device} (NPs: {nps}), but the model does not "
+                        f"fit its NPs together, so the mapper reprograms them {passes - 1} "
+                        "time(s) per input (slower; a smaller model runs in one pass)")
+            return f"{desc}: compatible; every layer maps onto {self.device} (NPs: {nps})"
         counts = {s: sum(r.status == s for r in self.issues) for s in STATUSES[1:]}
         line = (f"{desc}: {counts['fixable']} fixable, {counts['unsupported']} unsupported "
                 f"module(s)")

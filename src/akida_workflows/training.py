@@ -233,6 +233,28 @@ def distillation_set(model, x, *, copies: int = 9, noise: float = 0.2, seed: int
     return inputs, labels.astype(np.int64)
 
 
+def _KeepBestAgreement(x_val, y_val):
+    """A Keras callback: the agreement with the teacher's labels before training and after
+    each epoch (``scores``), and the weights of the best (``best``; earliest on ties)."""
+    from .backends.keras_cnn2snn.toolchain import _keras
+
+    class KeepBestAgreement(_keras().callbacks.Callback):
+        def _judge(self):
+            out = self.model.predict(x_val, batch_size=256, verbose=0)
+            self.scores.append(float(np.mean(np.argmax(out, axis=-1) == y_val)))
+            if len(self.scores) == 1 or self.scores[-1] > max(self.scores[:-1]):
+                self.best = self.model.get_weights()
+
+        def on_train_begin(self, logs=None):
+            self.scores, self.best = [], None
+            self._judge()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._judge()
+
+    return KeepBestAgreement()
+
+
 def distill_fine_tune(quantized, teacher, x, *, prepare=None, epochs: int = 10,
                       lr: float = 3e-4, copies: int = 9, noise: float = 0.2,
                       batch_size: int = 50, seed: int = 0) -> dict:
@@ -259,7 +281,8 @@ def distill_fine_tune(quantized, teacher, x, *, prepare=None, epochs: int = 10,
         default :func:`akida_workflows.keras_bridge.to_nhwc`.
     epochs, lr, copies, noise, batch_size, seed :
         As for :func:`distillation_set` and
-        :func:`akida_workflows.keras_bridge.fine_tune` (one call per epoch).
+        :func:`akida_workflows.keras_bridge.fine_tune` (one call, all epochs; each
+        epoch is judged by a callback).
 
     Returns
     -------
@@ -273,19 +296,12 @@ def distill_fine_tune(quantized, teacher, x, *, prepare=None, epochs: int = 10,
     x_fit, y_fit = distillation_set(teacher, x, copies=copies, noise=noise, seed=seed)
     x_val, y_val = distillation_set(teacher, x, copies=copies, noise=noise, seed=seed + 10_000)
     x_fit, x_val = prepare(x_fit), prepare(x_val)
-
-    def agreement() -> float:
-        out = quantized.predict(x_val, batch_size=256, verbose=0)
-        return float(np.mean(np.argmax(out, axis=-1) == y_val))
-
-    scores = [agreement()]
-    best = quantized.get_weights()
-    for epoch in range(1, epochs + 1):
-        fine_tune(quantized, x_fit, y_fit, epochs=1, lr=lr, batch_size=batch_size,
-                  seed=seed + epoch)
-        scores.append(agreement())
-        if scores[-1] > max(scores[:-1]):
-            best = quantized.get_weights()
-    quantized.set_weights(best)
+    judge = _KeepBestAgreement(x_val, y_val)
+    # one fit of all epochs: compiled and traced once (a fit per epoch recompiled the model
+    # and retraced training and prediction each time, 3x the work on ECG200)
+    fine_tune(quantized, x_fit, y_fit, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+              callbacks=[judge])
+    quantized.set_weights(judge.best)
+    scores = judge.scores
     relabelled = float(np.mean(y_fit[len(x):] != np.tile(y_fit[:len(x)], copies)))
     return {"agreement": scores, "best_epoch": int(np.argmax(scores)), "relabelled": relabelled}

@@ -379,7 +379,7 @@ def _feature_config(keras_model, feature_bits) -> dict | None:
 
 
 def fine_tune(quantized_model, x, y, epochs: int = 3, lr: float = 1e-4, batch_size: int = 64,
-              seed: int = 0, verbose: int = 0):
+              seed: int = 0, verbose: int = 0, callbacks=None):
     """Quantization-aware training of a QuantizeML Keras model, in place.
 
     The quantized weights keep their bit-widths; training adjusts the float
@@ -402,6 +402,9 @@ def fine_tune(quantized_model, x, y, epochs: int = 3, lr: float = 1e-4, batch_si
         (process-wide) so that two runs give the same weights.
     verbose : int, default 0
         Keras' verbosity.
+    callbacks : list of tf_keras.callbacks.Callback, optional
+        Passed to ``fit`` (e.g. to judge each epoch; the model is compiled and
+        traced once for all epochs, so a callback costs no recompilation).
 
     Returns
     -------
@@ -425,5 +428,5 @@ def fine_tune(quantized_model, x, y, epochs: int = 3, lr: float = 1e-4, batch_si
         metrics=["accuracy"],
     )
     history = quantized_model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True,
-                                  verbose=verbose)
+                                  verbose=verbose, callbacks=callbacks)
     return [float(v) for v in history.history["loss"]]
