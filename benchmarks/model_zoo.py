@@ -15,6 +15,7 @@ in :data:`FAMILIES`.
 from __future__ import annotations
 
 import argparse
+import datetime
 import math
 import sys
 import tempfile
@@ -546,6 +547,31 @@ FAMILIES = {"1d": one_d_cnn, "dscnn": dscnn, "resnet8": resnet8, "mlp": mlp,
             "mnist_cnn": mnist_cnn}
 
 
+def provenance(rows: list[dict]) -> tuple[str, str]:
+    """The result file's Data and Notes, from the run each row records (``row["run"]``).
+
+    One entry per run, whichever runs the rows come from (``--keep`` mixes families
+    measured by different commands): built from the rows, never from the earlier
+    file's texts, so that they do not nest and grow with every run.
+    """
+    runs: dict = {}
+    for r in rows:
+        run = r["run"]
+        key = (run["command"], run["date"])
+        runs.setdefault(key, {"run": run, "families": []})
+        if r["family"] not in runs[key]["families"]:
+            runs[key]["families"].append(r["family"])
+    parts: list = []  # the data sets once, then each family's training
+    for entry in runs.values():
+        parts += [p for p in entry["run"]["data"].split("; ") if p not in parts]
+    data = "; ".join(parts)
+    notes = " ".join(
+        f"{', '.join(e['families'])}: measured on {e['run']['date']} by "
+        f"`{e['run']['command']}` (torch on {e['run']['threads']} thread(s))."
+        for e in sorted(runs.values(), key=lambda e: e["run"]["date"]))
+    return data, notes + " 'seconds' are wall times on a shared 2-core machine."
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("build/benchmarks"))
@@ -587,44 +613,37 @@ def main(argv=None) -> int:
                              "(0: all training images)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the rows of the families not run from the existing "
-                             "<out>/model_zoo.json (their command and date go to the notes)")
+                             "<out>/model_zoo.json (each row keeps the command, date and "
+                             "data of the run that measured it)")
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
-    rows, data = [], []
+    command = "python benchmarks/model_zoo.py " + " ".join(argv or sys.argv[1:])
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    rows = []
     for name in args.families:
         family_rows, description = FAMILIES[name](args)
+        for r in family_rows:  # each row says which run measured it, on which data
+            r["run"] = {"command": command, "date": now, "data": description,
+                        "threads": args.threads}
         rows += family_rows
-        data.append(description)
     for r in rows:
         print({k: r.get(k) for k in COLUMNS})
-    notes = [f"Measured with torch on {args.threads} thread(s) on a shared 2-core machine; "
-             "'seconds' are wall times under load."]
     target = args.out / "model_zoo.json"
     if args.keep and target.exists():
         from results_io import read_result
 
-        earlier = read_result(target)
         ran = {r["family"] for r in rows}
-        kept = [r for r in earlier["rows"] if r.get("family") not in ran]
-        if kept:
-            families = sorted({r["family"] for r in kept})
-            # The earlier data (which names the runs before it) are kept, the earlier notes
-            # not: copying them into each new file's notes made them grow without end.
-            notes.insert(0, f"Rows of {', '.join(families)} kept from the run of "
-                            f"{earlier['date']} ({earlier['command']}; its data and the runs "
-                            "before it: see Data).")
-            rows = kept + rows
-            data.append(f"rows of {', '.join(families)} kept from the run of {earlier['date']} "
-                        f"(data: {earlier['data']})")
+        rows = [r for r in read_result(target)["rows"] if r.get("family") not in ran] + rows
+    data, notes = provenance(rows)
     order = ("DS-CNN", "ResNet-8", "MLP", "MNIST CNN", "1-D CNN")  # table order
     rows.sort(key=lambda r: next((i for i, p in enumerate(order)
                                   if r["family"].startswith(p)), len(order)))
     path = write_result(target, rows, benchmark="model_zoo",
                         title="Model zoo: float vs Akida 2.0 8-bit vs Akida 1.0 4-bit",
-                        columns=[c for c in COLUMNS if any(c in r for r in rows)], data="; ".join(data), notes=" ".join(notes),
-                        command="python benchmarks/model_zoo.py " + " ".join(argv or sys.argv[1:]),
+                        columns=[c for c in COLUMNS if any(c in r for r in rows)],
+                        data=data, notes=notes, command=command,
                         formats={"float - stage (pt)": ".2f"})
     print(f"wrote {path}")
     return 0

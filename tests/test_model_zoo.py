@@ -167,3 +167,30 @@ def test_layer_sqnr_on_both_paths(tmp_path):
     assert all(math.isfinite(e["cumulative"]) and math.isfinite(e["local"]) for e in layers)
     # 4-bit activations: tens of dB at most, below the 8-bit path's first layer
     assert min(e["cumulative"] for e in layers) < 30
+
+
+def _row(family, command, date, data):
+    return {"family": family, "stage": "float (PyTorch)", "accuracy": 0.9,
+            "run": {"command": command, "date": date, "data": data, "threads": 1}}
+
+
+def test_provenance_is_built_from_the_rows_and_does_not_grow():
+    """--keep mixes runs: Data and Notes name each run once, however many runs came before."""
+    fm = "full Fashion-MNIST (60000 train / 10000 test)"
+    rows = [_row("MLP", "cmd --families mlp", "2026-12-05T09:00:00+00:00",
+                 f"{fm}; MLP: 40 epochs"),
+            _row("MLP", "cmd --families mlp", "2026-12-05T09:00:00+00:00",
+                 f"{fm}; MLP: 40 epochs"),
+            _row("DS-CNN", "cmd --families dscnn", "2026-12-05T10:00:00+00:00",
+                 f"{fm}; DS-CNN: 40 epochs")]
+    data, notes = model_zoo.provenance(rows)
+    assert data == f"{fm}; MLP: 40 epochs; DS-CNN: 40 epochs"  # the data set named once
+    assert notes.count("measured on") == 2
+    assert notes.index("`cmd --families mlp`") < notes.index("`cmd --families dscnn`")
+    # the committed results: every row names its run, and the texts stay short
+    result = json.loads((Path(__file__).resolve().parents[1] / "docs" / "results"
+                         / "model_zoo.json").read_text())
+    assert all({"command", "date", "data"} <= set(r["run"]) for r in result["rows"])
+    assert (result["data"], result["notes"]) == model_zoo.provenance(result["rows"])
+    assert "kept from the run" not in result["notes"] + result["data"]
+    assert len(result["notes"]) < 1500 and len(result["data"]) < 1500
