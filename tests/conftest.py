@@ -22,6 +22,28 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    """One folder per test run for the zoo's conversions and reports (``tests/zoo.py``).
+
+    Made by the controlling process before pytest-xdist starts its workers, which
+    inherit the variable: each zoo model is converted and checked once per run,
+    in whichever worker asks first, instead of once per worker.
+    """
+    import tempfile
+
+    if hasattr(config, "workerinput") or os.environ.get("AW_ZOO_CACHE"):
+        return
+    config._aw_zoo_cache = tempfile.TemporaryDirectory(prefix="aw-zoo-")
+    os.environ["AW_ZOO_CACHE"] = config._aw_zoo_cache.name
+
+
+def pytest_unconfigure(config):
+    cache = getattr(config, "_aw_zoo_cache", None)
+    if cache is not None:
+        os.environ.pop("AW_ZOO_CACHE", None)
+        cache.cleanup()
 SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 
 STEMS = {

@@ -1,4 +1,10 @@
-"""The akida-workflows command line, driven as a subprocess."""
+"""The akida-workflows command line.
+
+Most tests call its ``main`` in this process, as the console script does, and read
+what it wrote to stdout and stderr (Python's and the file descriptors', where native
+toolchain logs go); the entry points, Ctrl-C and a user's terminal output are tested
+with a real child process.
+"""
 
 from __future__ import annotations
 
@@ -25,9 +31,58 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
        "PYTHONPATH": os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)}
 
 
-def run(*args, timeout=600, cwd=None):
+def run_subprocess(*args, timeout=600, cwd=None):
+    """``python -m akida_workflows ARGS`` in a child process (TensorFlow imported anew)."""
     return subprocess.run([sys.executable, "-m", "akida_workflows", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout, env=ENV, cwd=cwd)
+
+
+def run(*args, timeout=None, cwd=None):
+    """``akida-workflows ARGS`` in this process: its exit code, stdout and stderr.
+
+    What ``main`` prints through ``sys.stdout``/``sys.stderr`` and what native code
+    writes to file descriptors 1 and 2 are both captured (a child process would show
+    the user both). ``timeout`` only mirrors :func:`run_subprocess`.
+    """
+    import contextlib
+    import io
+    import tempfile
+    import traceback
+
+    from akida_workflows.cli import main
+
+    args = [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    previous = os.getcwd()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as fd_out, tempfile.TemporaryFile() as fd_err:
+        saved = os.dup(1), os.dup(2)
+        os.dup2(fd_out.fileno(), 1)
+        os.dup2(fd_err.fileno(), 2)
+        try:
+            if cwd is not None:
+                os.chdir(cwd)
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    code = main(args)
+                except SystemExit as exc:  # argparse: --help and usage errors
+                    code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+                except Exception:  # escaped main (--debug): what the interpreter prints
+                    traceback.print_exc()
+                    code = 1
+        finally:
+            os.chdir(previous)
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+        fd_out.seek(0)
+        fd_err.seek(0)
+        native_out = fd_out.read().decode(errors="replace")
+        native_err = fd_err.read().decode(errors="replace")
+    return subprocess.CompletedProcess(["akida-workflows", *args], code,
+                                       out.getvalue() + native_out, err.getvalue() + native_err)
 
 
 class Evil:
@@ -64,6 +119,15 @@ def test_help(command):
     result = run(*command, "--help")
     assert result.returncode == 0
     assert "usage: akida-workflows" in result.stdout
+
+
+def test_python_dash_m_entry_point():
+    result = run_subprocess("convert", "--help")
+    assert result.returncode == 0 and "usage: akida-workflows convert" in result.stdout
+    assert result.stderr == ""
+    result = run_subprocess("info", "missing.fbz")
+    assert result.returncode == 2 and "not found" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_console_script_is_installed():
@@ -312,8 +376,9 @@ def test_check_reports_crashing_models_with_exit_3(tmp_path):
     dilated = torch.nn.Sequential(torch.nn.Conv1d(4, 8, 3, dilation=2, padding="same"),
                                   torch.nn.ReLU(), torch.nn.Flatten(),
                                   torch.nn.Linear(8 * 64, 2)).eval()
-    result = run("check", _write_model(tmp_path, dilated), "--trust-pickle",
-                 "--input-shape", "4,64")
+    # a child process: what a user's terminal shows, toolchain log lines included
+    result = run_subprocess("check", _write_model(tmp_path, dilated), "--trust-pickle",
+                            "--input-shape", "4,64")
     assert result.returncode == 3, result.stderr
     # lowered to 2-D (5 rows), its Flatten → Linear exceeds the Dense input limit; the
     # report names that and the 4 input channels in one run, each with its fix
@@ -488,6 +553,9 @@ def test_check_convert_info_agree_with_hw_only_mapping(name, target, tmp_path, c
     assert (hw, total) == _mapper_share(akida_model, target), run.out
     assert (hw == total) == judge, run.out
     assert ("map(hw_only=True) fails" in run.err) == (not judge)
+    if judge and report is not None:  # check's NP counts are the ones convert's mapping used
+        used = re.search(r"NPs used: ([^;\n]*)", run.out).group(1).strip()
+        assert f"(NPs: {used})" in report.summary_line(), (report.summary_line(), used)
     code = main(["info", str(run.fbz)])
     out = capsys.readouterr()
     assert code == 0, out.err

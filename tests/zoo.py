@@ -21,6 +21,7 @@ mistakes show); :data:`SHAPES` gives each one's input shape (default
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -631,20 +632,46 @@ _CLI_RUNS: dict = {}
 _CLI_DIR: list = []
 
 
+def shared_cache() -> Path:
+    """The folder the zoo's conversions and reports are kept in for the whole test run.
+
+    ``tests/conftest.py`` makes one per run (``AW_ZOO_CACHE``) that every
+    pytest-xdist worker shares, so that each zoo model is converted and checked
+    once per run whichever worker's test asks first; alone, a temporary folder.
+    """
+    import os
+    import tempfile
+    from pathlib import Path
+
+    folder = os.environ.get("AW_ZOO_CACHE")
+    if folder:
+        return Path(folder)
+    if not _CLI_DIR:
+        _CLI_DIR.append(tempfile.TemporaryDirectory(prefix="zoo_cli_"))
+    return Path(_CLI_DIR[0].name)
+
+
+def _locked(key: str):
+    """An inter-process lock on ``key`` in :func:`shared_cache` (one worker computes it)."""
+    from filelock import FileLock
+
+    return FileLock(str(shared_cache() / f"{key}.lock"))
+
+
 def zoo_cli_convert(name: str, target: str, n: int = 16) -> CliRun:
-    """``akida-workflows convert`` of zoo model ``name``, once per test session.
+    """``akida-workflows convert`` of zoo model ``name``, once per test run.
 
     The one conversion of each zoo model that the report tests share
-    (:func:`zoo_conversion` loads its .fbz). ``n`` random samples in [-1, 1]
-    (``(N, C, L)`` for 1-D models). When the conversion fails, the CLI prints the
-    compatibility report: the session's :func:`zoo_report` stands in for
-    ``check_compatibility`` so the check is not run twice.
+    (:func:`zoo_conversion` loads its .fbz), kept in :func:`shared_cache` for
+    every worker. ``n`` random samples in [-1, 1] (``(N, C, L)`` for 1-D models).
+    When the conversion fails, the CLI prints the compatibility report: the
+    run's :func:`zoo_report` stands in for ``check_compatibility`` so the check
+    is not run twice.
     """
     import contextlib
     import io
-    import tempfile
+    import json
     import time
-    from pathlib import Path
     from unittest import mock
 
     import numpy as np
@@ -655,33 +682,35 @@ def zoo_cli_convert(name: str, target: str, n: int = 16) -> CliRun:
     key = (name, target)
     if key in _CLI_RUNS:
         return _CLI_RUNS[key]
-    if not _CLI_DIR:
-        _CLI_DIR.append(tempfile.TemporaryDirectory(prefix="zoo_cli_"))
-    work = Path(_CLI_DIR[0].name)
-    model_path = work / f"{name}.pt"
-    if not model_path.exists():
-        torch.save(zoo()[name], model_path)
-    x = np.random.default_rng(0).uniform(-1, 1, (n, *input_shape(name))).astype(np.float32)
-    np.save(work / f"{name}.npy", x)
+    work = shared_cache()
     fbz = work / f"{name}_{target}.fbz"
+    record = work / f"{name}_{target}.cli.json"
+    with _locked(f"{name}_{target}.cli"):
+        if not record.exists():
+            model_path = work / f"{name}.pt"
+            torch.save(zoo()[name], model_path)
+            x = np.random.default_rng(0).uniform(-1, 1, (n, *input_shape(name)))
+            np.save(work / f"{name}.npy", x.astype(np.float32))
+            try:  # the report first: the CLI prints it when the conversion fails
+                zoo_report(name, target)
+            except Exception:
+                pass
 
-    try:  # the report first: the CLI prints it when the conversion fails
-        zoo_report(name, target)
-    except Exception:
-        pass
+            def cached_report(*args, **kwargs):
+                return zoo_report(name, target)
 
-    def cached_report(*args, **kwargs):
-        return zoo_report(name, target)
-
-    out, err = io.StringIO(), io.StringIO()
-    start = time.perf_counter()
-    with mock.patch.object(compat, "check_compatibility", cached_report), \
-            contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["convert", str(model_path), "--trust-pickle", "--samples",
-                     str(work / f"{name}.npy"), "--target", target, "-o", str(fbz)])
-    _CLI_RUNS[key] = CliRun(code, out.getvalue(), err.getvalue(),
-                            fbz if code == 0 and fbz.exists() else None,
-                            time.perf_counter() - start)
+            out, err = io.StringIO(), io.StringIO()
+            start = time.perf_counter()
+            with mock.patch.object(compat, "check_compatibility", cached_report), \
+                    contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                code = main(["convert", str(model_path), "--trust-pickle", "--samples",
+                             str(work / f"{name}.npy"), "--target", target, "-o", str(fbz)])
+            record.write_text(json.dumps({
+                "code": code, "out": out.getvalue(), "err": err.getvalue(),
+                "fbz": code == 0 and fbz.exists(), "seconds": time.perf_counter() - start}))
+        kept = json.loads(record.read_text())
+    _CLI_RUNS[key] = CliRun(kept["code"], kept["out"], kept["err"],
+                            fbz if kept["fbz"] else None, kept["seconds"])
     return _CLI_RUNS[key]
 
 
@@ -702,22 +731,38 @@ REPORT_SECONDS: dict = {}  # (name, target): seconds check_compatibility took
 
 
 def zoo_report(name: str, target: str):
-    """check_compatibility of zoo model ``name`` (16 random samples), once per test session."""
+    """check_compatibility of zoo model ``name`` (16 random samples), once per test run.
+
+    Kept (pickled) in :func:`shared_cache` for every worker, with the seconds it took.
+    """
+    import pickle
+    import time
+
     import numpy as np
 
     from akida_workflows.compat import check_compatibility
 
     if (name, target) not in _REPORTS:
-        x = np.random.default_rng(0).uniform(-1, 1, (16, *input_shape(name))).astype(np.float32)
-        import time
-
-        start = time.perf_counter()
-        try:
-            _REPORTS[name, target] = check_compatibility(zoo()[name], input_shape(name), target,
-                                                         samples=x)
-        except Exception as exc:  # e.g. a 1-D model past the target's limits once lowered
-            _REPORTS[name, target] = exc
-        REPORT_SECONDS[name, target] = time.perf_counter() - start
+        path = shared_cache() / f"{name}_{target}.report.pkl"
+        with _locked(f"{name}_{target}.report"):
+            if not path.exists():
+                x = np.random.default_rng(0).uniform(-1, 1, (16, *input_shape(name)))
+                start = time.perf_counter()
+                try:
+                    result = check_compatibility(zoo()[name], input_shape(name), target,
+                                                 samples=x.astype(np.float32))
+                except Exception as exc:  # e.g. a 1-D model past the target's limits once lowered
+                    result = exc
+                seconds = time.perf_counter() - start
+                try:
+                    data = pickle.dumps((result, seconds))
+                except Exception:  # an exception that does not pickle: keep it in this worker
+                    _REPORTS[name, target], REPORT_SECONDS[name, target] = result, seconds
+                else:
+                    path.write_bytes(data)
+            if (name, target) not in _REPORTS:
+                _REPORTS[name, target], REPORT_SECONDS[name, target] = pickle.loads(
+                    path.read_bytes())
     if isinstance(_REPORTS[name, target], Exception):
         raise _REPORTS[name, target]
     return _REPORTS[name, target]
