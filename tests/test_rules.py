@@ -134,6 +134,16 @@ CASES = [
     Case("same-padding", ("akida2", "akida1"),
          lambda: (net(None, [nn.MaxPool2d(2), conv(padding=0), R6()]), S),
          lambda: (net(None, PAD_MID), S), ("padding=1",)),
+    # stride 3 at the input: 'same' must be symmetric on Akida 2.0 (16x16, not 17x17) …
+    Case("input-stride-padding", ("akida2",),
+         lambda: (net(conv(1, 8, stride=3), shape=(1, 17, 17)), (1, 17, 17)),
+         lambda: (net(conv(1, 8, stride=3, padding=0), shape=(1, 17, 17)), (1, 17, 17)),
+         ("padding=0 (output 5x5 instead of 6x6", "a 16x16 input")),
+    # … Akida 1.0 also takes it on the flipped map (17x17), not where 'same' pads nothing
+    Case("input-stride-padding", ("akida1",),
+         lambda: (net(conv(1, 8, stride=3), shape=(1, 18, 18)), (1, 18, 18)),
+         lambda: (net(conv(1, 8, stride=3, padding=0), shape=(1, 18, 18)), (1, 18, 18)),
+         ("padding=0 (the same output size)", "a 17x17 input")),
     Case("max-pool", ("akida2", "akida1"),
          lambda: (net(None, [nn.MaxPool2d(3, 2, 1), conv(), R6()]), S),
          lambda: (net(None, PAD_MID), S), ("nn.MaxPool2d(2)",)),
@@ -310,6 +320,39 @@ def test_fixes_do_not_send_the_user_in_a_circle():
     bad, shape = CASES[[c.rule for c in CASES].index("square-kernel")].bad()
     (finding,) = _findings(bad, shape, "akida2")
     assert "padding=2" in finding.fix
+
+
+@pytest.mark.parametrize("k", [3, 5, 7])
+def test_input_stride_padding_predicts_the_measured_maps(k):
+    """Measured with the real toolchain (stride 3, padding=k//2, maps 15 to 18): Akida 2.0
+    maps only 16 (symmetric 'same'), Akida 1.0 also 17 (flipped); padding=0 maps always."""
+    from akida_workflows.padding import strided_padding_maps
+
+    sizes = (15, 16, 17, 18)
+    assert [strided_padding_maps(n, k, 3, k // 2, "akida2") for n in sizes] == [0, 1, 0, 0]
+    assert [strided_padding_maps(n, k, 3, k // 2, "akida1") for n in sizes] == [0, 1, 1, 0]
+    assert all(strided_padding_maps(n, k, 3, 0, t) for n in sizes for t in ("akida2", "akida1"))
+
+
+def test_input_stride_padding_fix_never_proposes_the_current_size():
+    """Every size and padding the rule flags gets a fix with another size or padding=0,
+    and the stand-in that lets the check go on keeps the output shape."""
+    from akida_workflows.padding import _input_stride_stand_in
+
+    for target in ("akida2", "akida1"):
+        for n in range(9, 40):
+            for k in (3, 5, 7):
+                model = net(conv(1, 8, k, stride=3), shape=(1, n, n))
+                found = [f for f in _findings(model, (1, n, n), target)
+                         if f.rule.id == "input-stride-padding"]
+                if not found:
+                    continue
+                assert f"a {n}x{n} input" not in found[0].fix and "padding=0" in found[0].fix
+                stand_in = _input_stride_stand_in(found[0].site, trace_graph(model, (1, n, n)),
+                                                  target)
+                assert stand_in is not None and stand_in.stride == (3, 3)
+                out = stand_in(torch.zeros(1, 1, n, n)).shape
+                assert out == model[0](torch.zeros(1, 1, n, n)).shape, (target, n, k)
 
 
 def test_graph_of_untraceable_model_uses_hooks():

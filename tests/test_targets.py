@@ -90,6 +90,16 @@ for t in TARGETS:
         case("stride2_kernels", t, f"k{k}", _stride2_kernel(k), k in lim.stride2_kernels)
     top = max(lim.input_strides)
     case("input_strides", t, f"s{top}", lambda: build(S, s_in=3, p_in=1), True)
+    # stride 3, padding 1: 'same' is symmetric at 16 (both), asymmetric at 17 (Akida 1.0's
+    # flipped route takes it), nothing at 18 (neither): akida_workflows.padding
+    case("input_strides", t, f"s{top}-p1-n17", lambda: build((1, 17, 17), s_in=3, p_in=1),
+         t == "akida1")
+    case("input_strides", t, f"s{top}-p1-n18", lambda: build((1, 18, 18), s_in=3, p_in=1), False)
+    case("input_strides", t, f"s{top}-p0-n17", lambda: build((1, 17, 17), s_in=3, p_in=0), True)
+    case("input_strides", t, "s1-p0", lambda: build(S, s_in=1, p_in=0), True)  # 'valid' input
+    if t == "akida2":  # an even kernel at stride 3 (the check's stand-in for 17x17 above)
+        case("input_strides", t, "s3-k4-p1-n17",
+             lambda: build((1, 17, 17), k_in=4, s_in=3, p_in=1), True)
     case("input_strides", t, f"s{top + 1}-valid", lambda: build(S, s_in=4, p_in=0), False)
     case("input_strides", t, f"s{top + 1}-padded", lambda: build(S, s_in=4, p_in=1), False)
     for c in (1, 2, 3, 4):

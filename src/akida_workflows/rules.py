@@ -59,6 +59,13 @@ from .graph import (  # noqa: F401  (the graph lives in graph.py; re-exported)
     _trace_hooks,
     trace_graph,
 )
+from .padding import (  # noqa: F401  (re-exported)
+    _input_stride_padding,
+    _input_stride_padding_fix,
+    _input_stride_stand_in,
+    _padding,
+    _padding_fix,
+)
 from .stand_ins import (  # noqa: F401  (re-exported)
     _conv_then_pool,
     _depthwise_patch,
@@ -354,32 +361,6 @@ def _stride_fix(site, graph, target):
                 f"with {pools - 1} x {pool} after the activation of an earlier convolution")
     return (f"use stride=1 (padding=k//2) and down-sample by {s} with {pools} x {pool}: one "
             "after this convolution's activation, the others after earlier convolutions")
-
-
-def _padding(site, graph, target):
-    g = _conv(site)
-    if g is None or _same_output(g):
-        return None
-    if target == "akida1" and graph.is_input_layer(site):
-        return None  # Akida 1.0's input layer maps with 'valid' padding (measured)
-    origin = _origin_1d(site, graph)
-    padding = (origin.module.padding if origin is not None and origin.module is not None
-               else site.module.padding)
-    if isinstance(padding, tuple) and len(set(padding)) == 1:
-        padding = padding[0]
-    return (f"'valid' padding (padding={padding!r}): the output is "
-            f"{'x'.join(str(v) for v in g['out'] if v is not None)}, not the "
-            f"{'x'.join(str(-(-n // s)) for n, s in zip(g['in'], g['s']) if n is not None)} "
-            "of 'same' padding")
-
-
-def _padding_fix(site, graph, target):
-    g = _conv(site)
-    k = max(g["k"])
-    if k % 2 == 0:  # an even kernel is 'same' only with asymmetric padding
-        return "use padding='same' (stride 1) or padding=0, and update the layers after it"
-    return (f"use padding={k // 2} ('same') and update the layers after it for the larger map "
-            "(e.g. the Linear's in_features)")
 
 
 def _maxpool(site, graph, target):
@@ -815,9 +796,14 @@ RULES: tuple[Rule, ...] = (
                                     for name, lim in LIMITS.items()), "mapping", "fixable", _stride,
          _stride_fix, messages=("stride",)),
     Rule("same-padding", TARGETS,
-         "'same' padding (padding = k // 2); Akida 1.0's input layer also takes 'valid'",
+         "'same' padding (padding = k // 2); the input layer also takes padding=0",
          "mapping", "fixable", _padding, _padding_fix,
          messages=("only padding 'same'", "is not keras/akida 'same' padding")),
+    Rule("input-stride-padding", TARGETS,
+         "a stride-3 input layer: padding 0 or TensorFlow 'same' (symmetric on Akida 2.0)",
+         "conversion", "fixable", _input_stride_padding, _input_stride_padding_fix,
+         patch=_input_stride_stand_in,
+         messages=("expect pads to be one of", "neither keras/akida 'same' nor 'valid'")),
     Rule("max-pool", TARGETS, "max pooling 2x2, stride 2, no padding, even-sized maps",
          "conversion", "fixable", _maxpool, _maxpool_fix,
          messages=("maxpool", "max-pooling size", "pooling_y", "must have the same padding as")),

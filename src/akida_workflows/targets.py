@@ -68,8 +68,11 @@ class Limits:
     stride2_kernels : tuple of int
         Kernel sizes a convolution after the input layer takes with stride 2.
     input_strides : tuple of int
-        Strides the input layer takes (with its kernels, padding ``k//2`` on
-        a map the stride divides, or ``padding=0``).
+        Strides the input layer takes (with its kernels and ``padding=0``, or
+        padding that is TensorFlow 'same' there: at stride 3 ``k//2`` on a
+        16x16 map but not 15, 17 or 18 on Akida 2.0, which needs 'same' to be
+        symmetric; Akida 1.0 also takes 17, on the flipped map; see
+        :mod:`akida_workflows.padding`).
     strides : tuple of int
         Strides of the convolutions after the input layer.
     input_channels : tuple of int
