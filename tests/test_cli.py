@@ -331,6 +331,8 @@ def test_help_documents_the_safe_model_forms(command):
 # conversion, which can finish between reading "quantizing" and the signal).
 _PRESS_CTRL_C = """
 import signal, sys
+# Ctrl-C as in a terminal: a child of a background job inherits SIGINT ignored
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import akida, akida_workflows.convert as convert, akida_workflows.deploy as deploy
 from akida_workflows.cli import main
 

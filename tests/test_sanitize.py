@@ -100,6 +100,27 @@ def test_trained_figures_are_masked_and_nothing_around_them():
     assert "worst seed <FIG> signals vs float (goal >= -1): <FIG>" in text
 
 
+# The HTML form of the same tables (nbval compares it too), from the golden notebooks
+# (made on one machine) and a run on an AMD EPYC without AVX-512 (2026-12-06).
+HTML_A = ("<tr><td>0 (Conv2d)</td><td>72</td><td>21.2 dB</td><td>0.0333</td><td>0.0330</td>"
+          "</tr><tr><td>Akida 1.0 4-bit</td><td>90.00 %</td><td>0.90</td><td>0.95</td>"
+          "<td>100 %</td></tr><tr><td>0</td><td>+0</td><td>-2</td><td>100 %</td></tr>"
+          "<tr><td>1</td><td>82.5</td><td>26.7</td></tr>")
+HTML_B = ("<tr><td>0 (Conv2d)</td><td>72</td><td>21.4 dB</td><td>0.0327</td><td>0.0305</td>"
+          "</tr><tr><td>Akida 1.0 4-bit</td><td>91.00 %</td><td>0.93</td><td>0.96</td>"
+          "<td>100 %</td></tr><tr><td>0</td><td>-1</td><td>-1</td><td>100 %</td></tr>"
+          "<tr><td>1</td><td>83.0</td><td>26.2</td></tr>")
+
+
+def test_html_tables_mask_the_same_figures_as_text_tables():
+    assert sanitize(HTML_A) == sanitize(HTML_B)
+    for old, new in [("<td>100 %</td></tr><tr><td>0", "<td>75 %</td></tr><tr><td>0"),
+                     ("<td>72</td>", "<td>64</td>"), ("<td>1</td><td>82.5", "<td>2</td><td>82.5"),
+                     ("<td>0 (Conv2d)</td>", "<td>0 (Linear)</td>")]:
+        assert old in HTML_A
+        assert sanitize(HTML_A) != sanitize(HTML_A.replace(old, new)), old
+
+
 GOLDEN = CFG.parent
 KEPT = [  # lines the sanitizer must leave exactly as they are, in every golden notebook
     re.compile(r"\d+/\d+ compute layers in hardware \(\d+ %\)"),
