@@ -392,3 +392,23 @@ def test_torchscript_with_custom_classes_is_refused(tmp_path):
     torch.jit.save(torch.jit.script(quantized), tmp_path / "q.pt")
     with pytest.raises(UnsafeModelFileError, match="torch.classes"):
         load_model(tmp_path / "q.pt")
+
+
+def test_torchscript_with_a_damaged_code_record_is_a_model_file_error(tmp_path):
+    """A damaged local header of a code record fails when the record is read (before
+    loading): a ModelFileError naming the record, not torch's RuntimeError (found by
+    tests/test_fuzz.py)."""
+    path = tmp_path / "ts.pt"
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.MaxPool2d(2))
+    torch.jit.save(torch.jit.script(model), path)
+    import struct
+    import zipfile
+
+    data = bytearray(path.read_bytes())
+    info = next(i for i in zipfile.ZipFile(path).infolist()
+                if "/code/" in i.filename and i.filename.endswith(".py"))
+    assert struct.unpack("<I", data[info.header_offset:info.header_offset + 4])[0] == 0x04034B50
+    data[info.header_offset] ^= 0xFF  # the record's local header signature
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match=r"damaged zip archive.*record .*code/"):
+        load_model(path)

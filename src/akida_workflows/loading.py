@@ -146,18 +146,23 @@ def _zip_records(path: Path, data: bytes):
         raise ModelFileError(
             f"{path} is a damaged zip archive (truncated or corrupt): {_first_line(exc)}"
         ) from None
-    return _Records(reader, names)
+    return _Records(reader, names, path)
 
 
 class _Records(dict):
     """Record names of a PyTorch zip archive; ``read(name)`` returns its bytes."""
 
-    def __init__(self, reader, names):
+    def __init__(self, reader, names, path=None):
         super().__init__((n, None) for n in names)
-        self._reader = reader
+        self._reader, self._path = reader, path
 
     def read(self, name: str) -> bytes:
-        return self._reader.get_record(name)
+        try:
+            return self._reader.get_record(name)
+        except RuntimeError as exc:  # a record whose bytes fail their CRC or header
+            raise ModelFileError(
+                f"{self._path} is a damaged zip archive (truncated or corrupt): record {name} "
+                f"cannot be read: {_first_line(exc)}") from None
 
 
 def _first_line(exc: BaseException) -> str:
