@@ -641,7 +641,6 @@ def shared_cache() -> Path:
     """
     import os
     import tempfile
-    from pathlib import Path
 
     folder = os.environ.get("AW_ZOO_CACHE")
     if folder:

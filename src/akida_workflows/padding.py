@@ -21,6 +21,7 @@ checks that the rule predicts them.
 
 from __future__ import annotations
 
+from . import targets
 from .geometry import _conv, _origin_1d, _same_output
 
 
@@ -57,8 +58,6 @@ def strided_padding_maps(n: int, k: int, s: int, p: int, target: str) -> bool:
 def _strided_input(site, graph, target):
     """(geometry, stride, per-axis paddings) of a 2-D input layer of known size with a
     square stride above 2 that the target takes and numeric padding, else None."""
-    from . import targets
-
     g = _conv(site)
     if (g is None or g["one_d"] or not graph.is_input_layer(site) or g["in"] is None
             or None in g["in"] or isinstance(g["pad"], str) or g["s"][0] != g["s"][1]
@@ -117,8 +116,6 @@ def _input_stride_stand_in(site, graph, target):
     """A stride-``s`` conv with a kernel and padding the target takes and the same output
     shape, so that the check goes on past the input layer; None if there is none."""
     from torch import nn
-
-    from . import targets
 
     g, s, _ = _strided_input(site, graph, target)
     if g["out"] is None:
