@@ -102,17 +102,21 @@ def confusion_matrix_figure(confusion, classes=None, *, title: str = "Confusion 
     fig, ax = plt.subplots(figsize=(5.2, 4.6))
     im = ax.imshow(confusion, cmap="Blues")
     threshold = confusion.max() / 2 if confusion.size else 0
+    fontsize = 7 if n > 6 else 11  # counts stay readable in a 2x2 matrix
     for i in range(n):
         for j in range(n):
             if confusion[i, j]:
-                ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=7,
+                ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=fontsize,
                         color="white" if confusion[i, j] > threshold else "black")
-    ax.set_xticks(range(n), names)
-    ax.set_yticks(range(n), names)
+    # long class names ("myocardial infarction") wrap instead of squeezing the matrix
+    wrapped = [textwrap.fill(name, 12) for name in names]
+    ax.set_xticks(range(n), wrapped)
+    ax.set_yticks(range(n), wrapped)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title)
-    fig.colorbar(im, ax=ax, label=unit)
+    # a colour bar as tall as the matrix, so that a long title never runs into it
+    fig.colorbar(im, ax=ax, label=unit, fraction=0.046, pad=0.04)
     fig.tight_layout()
     return fig
 
