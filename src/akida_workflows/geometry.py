@@ -4,6 +4,12 @@ Kernels, strides, paddings and input/output sizes of convolution and pooling
 sites (a Conv1d as its lowered square form), and, on a graph a pass lowered
 from 1-D, the user's 1-D operation behind each node and the 1-D wording of
 reasons and fixes.
+
+It also holds the padding arithmetic both the rules and the Keras backend use:
+PyTorch pads ``padding`` on both sides of a map; TensorFlow/Keras (and Akida)
+``'same'`` pads a total of :func:`same_total` as ``total // 2`` before and the
+rest after. :func:`keras_modes` says which Keras paddings have PyTorch's
+windows, in the original coordinates or on the spatially flipped map.
 """
 
 from __future__ import annotations
@@ -15,6 +21,63 @@ def _pair(v, n=2):
     if isinstance(v, (tuple, list)):
         return tuple(int(x) for x in v) if len(v) == n else tuple(int(v[0]) for _ in range(n))
     return tuple(int(v) for _ in range(n))
+
+
+def same_total(n: int, k: int, s: int) -> int:
+    """Total padding of TensorFlow/Keras 'same' along one axis of ``n`` samples.
+
+    >>> same_total(16, 3, 3), same_total(17, 3, 3), same_total(15, 3, 3)
+    (2, 1, 0)
+    """
+    return max((-(-n // s) - 1) * s + k - n, 0)
+
+
+def torch_pads(padding, kernel) -> tuple:
+    """(before, after) zero padding per spatial axis of a PyTorch conv/pool.
+
+    ``padding`` is an int, a pair, ``'valid'``, ``'same'`` (stride 1) or already
+    explicit (before, after) pairs.
+
+    >>> torch_pads(1, (3, 3)), torch_pads("same", (4, 3))
+    (((1, 1), (1, 1)), ((1, 2), (1, 1)))
+    """
+    if isinstance(padding, tuple) and all(isinstance(p, tuple) for p in padding):
+        return padding
+    if padding == "valid":
+        return tuple((0, 0) for _ in kernel)
+    if padding == "same":  # stride 1: PyTorch pads total // 2 before, like Keras
+        return tuple(((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel)
+    return tuple((p, p) for p in _pair(padding, len(kernel)))
+
+
+def keras_modes(kernel, stride, pads, size, flip: bool = False) -> list[str]:
+    """The Keras paddings (``'valid'``, ``'same'``) whose windows are PyTorch's.
+
+    ``pads`` are PyTorch's (before, after) pairs per axis (:func:`torch_pads`);
+    with ``flip`` the windows are compared on the spatially flipped map with
+    flipped kernels (PyTorch's last window comes first there).
+
+    >>> keras_modes((3,), (3,), ((1, 1),), (16,)), keras_modes((3,), (3,), ((1, 1),), (17,))
+    (['same'], [])
+    >>> keras_modes((3,), (3,), ((1, 1),), (17,), flip=True)
+    ['same']
+    """
+    modes = []
+    for mode in ("valid", "same"):
+        ok = True
+        for k, s, (before, after), n in zip(kernel, stride, pads, size):
+            out = (n + before + after - k) // s + 1
+            if mode == "valid":
+                keras_out, keras_before = (n - k) // s + 1 if n >= k else 0, 0
+            else:
+                keras_out, keras_before = -(-n // s), same_total(n, k, s) // 2
+            # Flipped, PyTorch's last window comes first: it starts (out-1)*s + k - n - before
+            # positions before the (flipped) map.
+            start = (out - 1) * s + k - n - before if flip else before
+            ok &= out == keras_out and start == keras_before
+        if ok:
+            modes.append(mode)
+    return modes
 
 
 def _conv(site: Site):

@@ -22,16 +22,9 @@ checks that the rule predicts them.
 from __future__ import annotations
 
 from . import targets
-from .geometry import _conv, _origin_1d, _same_output
+from .geometry import _conv, _origin_1d, _same_output, keras_modes, same_total
 
-
-def same_total(n: int, k: int, s: int) -> int:
-    """Total padding of TensorFlow/Keras 'same' along one axis of ``n`` samples.
-
-    >>> same_total(16, 3, 3), same_total(17, 3, 3), same_total(15, 3, 3)
-    (2, 1, 0)
-    """
-    return max((-(-n // s) - 1) * s + k - n, 0)
+__all__ = ["same_total", "strided_padding_maps"]
 
 
 def strided_padding_maps(n: int, k: int, s: int, p: int, target: str) -> bool:
@@ -51,8 +44,9 @@ def strided_padding_maps(n: int, k: int, s: int, p: int, target: str) -> bool:
         return False
     if target == "akida2":
         return total == 2 * p
-    # Akida 1.0: Keras 'same' in the original coordinates, or on the flipped map
-    return p == total // 2 or (out - 1) * s + k - n - p == total // 2
+    # Akida 1.0: Keras 'same' in the original coordinates, or on the flipped map (the
+    # Keras bridge's flip route)
+    return any("same" in keras_modes((k,), (s,), ((p, p),), (n,), flip) for flip in (False, True))
 
 
 def _strided_input(site, graph, target):

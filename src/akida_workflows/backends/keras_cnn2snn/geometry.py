@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import IncompatibleModelError
+from ...geometry import keras_modes as _keras_modes
+from ...geometry import torch_pads as _torch_pads
 
 #: Name suffix of the input (Keras) and input quantizer (Akida) of a model that takes
 #: spatially flipped input: it survives quantization, conversion and ``.fbz`` files.
@@ -20,17 +22,6 @@ FLIPPED_SUFFIX = "_flipped"
 
 def _pair(v):
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-
-
-def _torch_pads(padding, kernel) -> tuple:
-    """(before, after) zero padding per spatial axis of a PyTorch conv/pool."""
-    if isinstance(padding, tuple) and all(isinstance(p, tuple) for p in padding):
-        return padding  # explicit (before, after) pairs, e.g. from _pool_pads
-    if padding == "valid":
-        return ((0, 0), (0, 0))
-    if padding == "same":  # stride 1: PyTorch pads total // 2 before, like Keras
-        return tuple(((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel)
-    return tuple((p, p) for p in _pair(padding))
 
 
 def _pool_pads(m, kernel, stride, size):
@@ -46,28 +37,6 @@ def _pool_pads(m, kernel, stride, size):
             out -= 1
         pads.append((p, max((out - 1) * s + k - n - p, 0)))
     return tuple(pads)
-
-
-def _keras_modes(kernel, stride, pads, size, flip: bool) -> list:
-    """The Keras paddings ('valid', 'same') whose windows are PyTorch's, in the original
-    coordinates or, with ``flip``, on the spatially flipped map with flipped kernels."""
-    modes = []
-    for mode in ("valid", "same"):
-        ok = True
-        for k, s, (before, after), n in zip(kernel, stride, pads, size):
-            out = (n + before + after - k) // s + 1
-            if mode == "valid":
-                keras_out, keras_before = (n - k) // s + 1 if n >= k else 0, 0
-            else:
-                keras_out = -(-n // s)
-                keras_before = max((keras_out - 1) * s + k - n, 0) // 2
-            # Flipped, PyTorch's last window comes first: it starts (out-1)*s + k - n - before
-            # positions before the (flipped) map.
-            start = (out - 1) * s + k - n - before if flip else before
-            ok &= out == keras_out and start == keras_before
-        if ok:
-            modes.append(mode)
-    return modes
 
 
 def _geometry(name, kernel, stride, padding, size, what):
