@@ -372,3 +372,76 @@ def test_graph_of_untraceable_model_uses_hooks():
     assert not graph.traced
     assert [s.name for s in graph.sites] == ["conv", "act", "fc"]
     assert [f.rule.id for f in check_graph(graph, "akida1")] == ["bounded-activation"]
+
+
+def _proposed_conv(fix: str):
+    """(kernel, padding, stride) of the first ``kernel_size=K, padding=P[, stride=S]`` in a fix."""
+    import re
+
+    m = re.search(r"kernel_size=(\d+), padding=(\d+)(?:, stride=(\d+))?", fix)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 1)) if m else None
+
+
+@pytest.mark.parametrize("target", ["akida2", "akida1"])
+def test_square_kernel_fix_states_the_output_it_gives(target):
+    """A non-square kernel's fix proposes a kernel the target takes at that stride and says
+    truthfully whether the output size stays (Hello Edge's 10x4 'valid' kernels on 49x10
+    MFCC used to get "same output size" for a 49x10 output instead of 40x7)."""
+    from akida_workflows.targets import limits
+
+    lim = limits(target)
+    checked = 0
+    for (kh, kw), stride, padding, n in [((10, 4), 1, 0, (49, 10)), ((3, 5), 1, 1, (16, 16)),
+                                         ((1, 9), 1, (0, 4), (8, 33)), ((5, 3), 2, 0, (17, 17)),
+                                         ((3, 1), 2, (1, 0), (15, 15)), ((7, 5), 1, 3, (20, 12))]:
+        body = [nn.Conv2d(1, 8, 3, padding=1), R6(), nn.MaxPool2d(2) if min(n) > 9 else
+                nn.Identity(), nn.Conv2d(8, 8, (kh, kw), stride=stride, padding=padding), R6()]
+        model = nn.Sequential(*body).eval()
+        shape = (1, *(2 * v if min(n) > 9 else v for v in n))
+        found = [f for f in _findings(net(None, body[2:], shape=shape), shape, target)
+                 if f.rule.id == "square-kernel"]
+        assert len(found) == 1, (kh, kw, [f.rule.id for f in _findings(model, shape, target)])
+        fix = found[0].fix
+        k, p, s = _proposed_conv(fix)
+        assert k in (lim.stride2_kernels if s == 2 else lim.kernels), fix
+        x = torch.zeros(1, 8, *n)
+        before = tuple(nn.Conv2d(8, 8, (kh, kw), stride=stride, padding=padding)(x).shape[2:])
+        after = tuple(nn.Conv2d(8, 8, k, stride=s, padding=p)(x).shape[2:])
+        if after == before:
+            assert "(same output size)" in fix, fix
+        else:
+            size = "x".join(map(str, after))
+            assert f"output {size} instead of {'x'.join(map(str, before))}" in fix, fix
+            assert "same output size" not in fix
+        checked += 1
+    assert checked == 6
+
+
+@pytest.mark.parametrize("target", ["akida2", "akida1"])
+def test_conv2d_on_a_one_high_map_is_pointed_to_conv1d(target):
+    """TC-ResNet style: MFCC as channels, time as width, (1, k) kernels and (1, 2) strides.
+    The reason says the strides differ between the axes (not "take stride 1 or 2" of a
+    stride the layer has) and the fix proposes the Conv1d form, with a kernel the target
+    takes at that stride."""
+    from akida_workflows.targets import limits
+
+    lim = limits(target)
+    shape = (1, 5, 101)
+    body = [nn.Conv2d(1, 16, (5, 3), padding=(0, 1)), R6(),  # 1 x 101
+            nn.Conv2d(16, 24, (1, 9), stride=(1, 2), padding=(0, 4)), R6(),
+            nn.Conv2d(24, 24, 1, stride=(1, 2)), R6()]
+    model = nn.Sequential(*body, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(24, 4)).eval()
+    by_module = {}
+    for f in _findings(model, shape, target):
+        by_module.setdefault(f.site.name, []).append(f)
+    stride_reason = [f.reason for f in by_module["2"] if f.rule.id == "stride"]
+    assert stride_reason and "differs between height and width" in stride_reason[0]
+    # (it used to read "stride (1, 2): Akida convolutions after the input take stride 1 or 2")
+    assert "stride (1, 2): " not in " ".join(f.reason for f in by_module["2"])
+    square = [f.fix for f in by_module["2"] if f.rule.id == "square-kernel"][0]
+    import re
+
+    (k,) = map(int, re.findall(r"nn\.Conv1d\(16, 24, (\d+), padding=\d+, stride=2\)", square))
+    assert k in lim.stride2_kernels, square
+    pointwise = " ".join(f.fix for f in by_module["4"])
+    assert re.search(r"nn\.Conv1d\(24, 24, \d+, padding=\d+, stride=2\)", pointwise), pointwise
