@@ -274,3 +274,48 @@ def test_a_model_mapped_over_several_passes_says_so_in_its_headline():
     assert f"compatible over {report.mapping.hardware_passes} hardware passes" in str(report)
     small = check_compatibility(ZOO["mappable"], SHAPE, "akida2", samples=SAMPLES)
     assert small.mapping.hardware_passes == 1 and "passes" not in small.summary_line()
+
+
+class _MeanOverTime(nn.Module):
+    """Conv1d stack ending in ``x.mean(-1)`` (MatchboxNet / QuartzNet heads): the lowering
+    computes the mean with modules of its own (``mean_gap``, ``mean_flatten``)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1, self.conv2 = nn.Conv1d(1, 8, 3, padding=1), nn.Conv1d(8, 8, 3, padding=1)
+        self.act1, self.act2, self.fc = nn.ReLU6(), nn.ReLU6(), nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.fc(self.act2(self.conv2(self.act1(self.conv1(x)))).mean(-1))
+
+
+def test_modules_the_lowering_adds_are_named_after_the_users_op():
+    from akida_workflows.graph import trace_graph
+    from akida_workflows.lowering import lower_1d
+    from akida_workflows.passes import run_plans
+    from akida_workflows.rules import check_graph
+
+    model = _MeanOverTime().eval()
+    lowered = lower_1d(model, (1, 64))
+    assert lowered.model.lowering_helpers == {"mean_gap": "mean", "mean_flatten": "mean"}
+    flow = run_plans(model, (1, 64), "akida2", trace_graph(model, (1, 64)))
+    assert flow.graph.helpers == lowered.model.lowering_helpers
+    assert flow.graph.origin_name("mean_gap") == "mean" == flow.graph.origin_name("mean")
+    (gap,) = [f for f in check_graph(flow.graph, "akida2") if f.rule.id == "gap-area"]
+    # worded for the user's 1-D signal (its length is what the user can change)
+    assert "64 samples x 5 identical rows = 320" in gap.reason, gap.reason
+    assert "shorten the signal to at most 28 samples" in gap.fix, gap.fix
+
+
+@pytest.mark.slow
+def test_report_names_the_users_op_not_the_lowerings_modules():
+    """MatchboxNet-style ``x.mean(-1)`` head: one row ``mean`` (type ``mean``) with the
+    limit it breaks, no row of the lowering's own ``mean_gap`` / ``mean_flatten``."""
+    report = check_compatibility(_MeanOverTime(), (1, 64), "akida2")
+    rows = {r.module: r for r in report.rows}
+    assert not {"mean_gap", "mean_flatten"} & set(rows), list(rows)
+    assert rows["mean"].kind == "mean" and rows["mean"].status == "fixable", rows["mean"]
+    assert "identical rows" in rows["mean"].reason
+    assert "mean_" not in report.toolchain and "mean_" not in str(report)
+    assert [r.module for r in report.rows][-2:] == ["mean", "fc"]

@@ -45,6 +45,7 @@ import numpy as np
 from . import targets as _targets
 from ._quiet import quiet_logs as _quiet_logs
 from .errors import AkidaWorkflowError, IncompatibleModelError, describe_exception
+from .findings import user_rows
 from .tables import Table
 from .working_copy import _generic_patch, _to_features, _WorkingCopy
 
@@ -434,11 +435,17 @@ class _Collector:
         if self.graph is not None:
             order = {s.name: s.index for s in reversed(self.graph.sites)}
             rows.sort(key=lambda r: order.get(r.module, len(order)))
+        rows = user_rows(rows, self.graph, self.kinds)  # the user's names
         toolchain = "mapped" if self.mapped else (
-            f"stopped at {self.stopped[0]} ({self.stopped[1]})" if self.stopped else "not run")
+            f"stopped at {self._user_name(self.stopped[0])} ({self.stopped[1]})"
+            if self.stopped else "not run")
         hw = mapping.hw_fraction if mapping is not None else None
+        patched = sorted({self._user_name(k) for k in self.patched & set(self.found)})
         return CompatibilityReport(self.target, device, rows, hw, mapping, list(rewrites),
-                                   toolchain, sorted(self.patched & set(self.found)))
+                                   toolchain, patched)
+
+    def _user_name(self, name: str) -> str:
+        return self.graph.origin_name(name) if self.graph is not None else name
 
     def _verdict(self, name: str) -> CompatibilityIssue:
         kind = self.kinds[name]

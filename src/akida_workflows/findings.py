@@ -4,12 +4,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .graph import Site
 
-__all__ = ["Rule", "Finding"]
+__all__ = ["Rule", "Finding", "user_rows"]
 
 
 @dataclass(frozen=True)
@@ -74,3 +75,33 @@ class Finding:
     @property
     def stage(self) -> str:
         return self.rule.stage
+
+
+_SEVERITY = {"unsupported": 0, "fixable": 1, "not reached": 2, "ok": 3}
+
+
+def user_rows(rows: list, graph, kinds: dict) -> list:
+    """Report rows in the user's names: the rows of modules a rewrite added (``mean_gap`` and
+    ``mean_flatten`` for the user's ``x.mean(-1)``, ``graph.helpers``) become one row of the
+    user's op, with the most severe verdict; "stopped at" texts name the user's op too."""
+    helpers = getattr(graph, "helpers", None) or {}
+    if not helpers:
+        return rows
+    origins = getattr(graph, "origins", {})
+    merged: dict = {}
+    for row in rows:
+        name = helpers.get(row.module, row.module)
+        if name != row.module:
+            origin = origins.get(name)
+            kind = origin.kind if origin is not None else kinds.get(name, row.kind)
+            row = dataclasses.replace(row, module=name, kind=kind)
+        if row.reason.startswith("not judged: the toolchain stopped at "):
+            where = row.reason.split(" stopped at ", 1)[1].split(" (", 1)[0]
+            user = helpers.get(where, where)
+            row = dataclasses.replace(row, reason=row.reason.replace(where, user),
+                                      fix=row.fix.replace(f"fix {where} ", f"fix {user} "))
+        kept = merged.get(name)
+        if kept is None or _SEVERITY.get(row.status, 3) < _SEVERITY.get(kept.status, 3):
+            merged[name] = row
+    return list(merged.values())
+

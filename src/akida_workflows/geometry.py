@@ -196,9 +196,13 @@ def _one_d_terms(text: str) -> str:
 
 def _origin_1d(site, graph):
     """The 1-D operation of the user's model that ``site`` was lowered from, if any."""
-    origin = getattr(graph, "origins", {}).get(site.name)
-    if origin is not None and (origin.kind.endswith("1d") or origin.kind in ("Linear",)) and \
-            any(o.kind.endswith("1d") for o in graph.origins.values()):
+    origins = getattr(graph, "origins", {})
+    origin = origins.get(site.name)
+    helped = origin is None and site.name in getattr(graph, "helpers", {})
+    if helped:  # a module the lowering added for the user's op (x.mean(-1) -> mean_gap)
+        origin = origins.get(graph.helpers[site.name])
+    if origin is not None and (helped or origin.kind.endswith("1d") or origin.kind in ("Linear",)) \
+            and any(o.kind.endswith("1d") for o in origins.values()):
         return origin
     return None
 

@@ -83,6 +83,12 @@ class ModelGraph:
     foldable: dict = field(default_factory=dict)  # BatchNorm name -> (direction, into)
     #: For a graph a pass rewrote (1-D lowering): node name -> the original model's Site.
     origins: dict = field(default_factory=dict)
+    #: Modules the rewrite added (``mean_gap`` for ``x.mean(-1)``) -> the original op's name.
+    helpers: dict = field(default_factory=dict)
+
+    def origin_name(self, name: str) -> str:
+        """The name in the user's model of node ``name`` (a helper's op, else ``name``)."""
+        return self.helpers.get(name, name)
 
     # ---------------------------------------------------------------- navigation
     def producers(self, site: Site) -> list[Site]:

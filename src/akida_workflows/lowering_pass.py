@@ -108,6 +108,8 @@ class _Lifter:
         self.new_env: dict = {}
         self.info: dict = {}
         self.inputs = None
+        #: modules the pass adds -> the user's op or module they stand for
+        self.helpers: dict = {}
 
     # ------------------------------------------------------------------- bookkeeping
 
@@ -116,13 +118,16 @@ class _Lifter:
         setattr(self.gm.get_submodule(parent) if parent else self.gm, child, module)
         self.modules[target] = module
 
-    def add_module(self, base: str, module) -> str:
+    def add_module(self, base: str, module, origin: str) -> str:
+        """Add ``module`` under a free name from ``base``; it stands for the user's ``origin``
+        (the op or module a report names instead of it)."""
         name, i = base, 0
         while name in self.modules:
             i += 1
             name = f"{base}_{i}"
         self.gm.add_submodule(name, module)
         self.modules[name] = module
+        self.helpers[name] = origin
         return name
 
     def old(self, a):
@@ -173,7 +178,7 @@ class _Lifter:
         if node.op == "call_module":  # an nn.Flatten flattens (C, H, L) as it is
             flat = node
         else:
-            target = self.add_module(f"{node.name}_flatten", nn.Flatten())
+            target = self.add_module(f"{node.name}_flatten", nn.Flatten(), node.name)
             with self.graph.inserting_after(node):
                 flat = self.graph.call_module(target, (src,))
             node.replace_all_uses_with(flat)
@@ -199,6 +204,9 @@ class _Lifter:
         self.graph.lint()
         self.gm.delete_all_unused_submodules()
         self.gm.recompile()
+        # which added module stands for which op of the user's model (reports name those)
+        self.gm.lowering_helpers = {n: o for n, o in self.helpers.items()
+                                    if n in dict(self.gm.named_modules())}
         return self.gm
 
     def placeholder(self, node):
@@ -275,7 +283,7 @@ class _Lifter:
                 "length that every pooling divides (window or resample it)")
         lowered, into, note = converter(m, node.target, value, self)
         if node.target in self.lowered:  # second call: its own lowered copy
-            node.target = self.add_module(node.target.replace(".", "_"), lowered)
+            node.target = self.add_module(node.target.replace(".", "_"), lowered, node.target)
         else:
             self.set_module(node.target, lowered)
             self.lowered.add(node.target)
@@ -376,8 +384,8 @@ class _Lifter:
         if self.info[src].tail(self.new_env[src]):
             raise _refuse(node.name, "mean", "it averages over extra columns kept by "
                           "'same' pooling", "use ceil_mode=True in the pooling layers")
-        target = self.add_module(f"{node.name}_gap", nn.AdaptiveAvgPool2d(1))
-        flat_target = self.add_module(f"{node.name}_flatten", nn.Flatten())
+        target = self.add_module(f"{node.name}_gap", nn.AdaptiveAvgPool2d(1), node.name)
+        flat_target = self.add_module(f"{node.name}_flatten", nn.Flatten(), node.name)
         with self.graph.inserting_before(node):
             gap = self.graph.call_module(target, (src,))
             res = self.graph.call_module(flat_target, (gap,))
@@ -393,7 +401,7 @@ class _Lifter:
     def functional_pool(self, node, name, src, out_old):
         """``F.max_pool1d`` …: the pooling module it stands for, then lowered as a module."""
         module = _FUNCTIONAL_POOLS[name](node)
-        target = self.add_module(f"{node.name}_1d", module)
+        target = self.add_module(f"{node.name}_1d", module, node.name)
         with self.graph.inserting_before(node):
             call = self.graph.call_module(target, (src,))
         node.replace_all_uses_with(call)

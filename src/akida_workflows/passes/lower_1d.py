@@ -132,6 +132,7 @@ class Lower1D(Pass):
         lowered.model.lowering_report = lowered.report
         graph = trace_graph(lowered.model, lowered.shape)
         graph.origins = {s.name: s for s in state.graph.sites}
+        graph.helpers = dict(getattr(lowered.model, "lowering_helpers", {}))
         changes = [Change(self.name, (), f"1-D layers lowered to their exact 2-D form "
                                           f"({lowered.rows} rows)")]
         for r in lowered.report.rewrites:
