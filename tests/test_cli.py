@@ -426,6 +426,11 @@ def test_mlp_converts_for_akida2_and_is_refused_for_akida1_with_the_reason(tmp_p
     assert result.returncode == 3, result.stderr
     assert "at most 4 bits" in result.stderr + result.stdout
     assert not (tmp_path / "mlp1.fbz").exists()
+    # The last line names the user's module in the report's words, not QuantizeML's text
+    # about the bridge's Keras layer ("first layer (flatten_0) was one of ...").
+    last = result.stderr.strip().splitlines()[-1]
+    assert "incompatible model: layers.1 (Linear): the model starts with a Linear layer" in last, last
+    assert "Fix: start with a convolution" in last and "flatten_0" not in last, last
 
 
 def test_convert_says_not_measured_and_measures_with_labels(files):

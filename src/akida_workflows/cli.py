@@ -233,16 +233,38 @@ class _Conversion:
         from .compat import check_compatibility
         from .errors import AkidaWorkflowError, IncompatibleModelError, describe_exception
 
+        report = None
         if self.kind == "torch":
             _progress("checking every module to explain the failure...")
             try:
-                print(check_compatibility(self.original, self.signals.shape[1:], target,
-                                          samples=self.signals[:64]))
+                report = check_compatibility(self.original, self.signals.shape[1:], target,
+                                             samples=self.signals[:64])
+                print(report)
             except AkidaWorkflowError as check_exc:
                 _progress(f"(no compatibility report: {check_exc})")
-        if isinstance(exc, (IncompatibleModelError, UsageError)):
+        if isinstance(exc, UsageError):
+            return exc
+        first = _first_issue(report)
+        if first is not None:  # the report's words and the user's module names, not the
+            return first       # toolchain's (the bridge's Keras or ONNX layer names)
+        if isinstance(exc, IncompatibleModelError):
             return exc
         return IncompatibleModelError(f"{stage} failed: {describe_exception(exc)}")
+
+
+def _first_issue(report):
+    """The report's first fixable/unsupported row as an IncompatibleModelError, or None."""
+    from .errors import IncompatibleModelError
+
+    issues = [r for r in (report.rows if report is not None else [])
+              if r.status in ("fixable", "unsupported")]
+    if not issues:
+        return None
+    first, more = issues[0], len(issues) - 1
+    return IncompatibleModelError(
+        f"{first.module} ({first.kind}): {first.reason}. Fix: {first.fix}"
+        + (f" ({more} more module(s) in the report above)" if more else ""),
+        nodes=[first.module])
 
 
 def _convert(args, work: Path) -> int:
