@@ -319,3 +319,23 @@ def test_report_names_the_users_op_not_the_lowerings_modules():
     assert "identical rows" in rows["mean"].reason
     assert "mean_" not in report.toolchain and "mean_" not in str(report)
     assert [r.module for r in report.rows][-2:] == ["mean", "fc"]
+
+
+def test_rows_the_toolchain_never_judged_say_so_and_name_every_issue():
+    """Conv1d → MaxPool1d(2) on 15 samples → Conv1d: the rules flag the pooling (odd map)
+    and the lowering the conv after it; nothing is converted. The other rows say the
+    rules found nothing there, and their fix names both issues, not only the first."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(1, 4, 3, padding=1), nn.ReLU6(), nn.MaxPool1d(2),
+                          nn.Conv1d(4, 4, 3, padding=1), nn.ReLU6(), nn.Flatten(),
+                          nn.Linear(28, 3)).eval()
+    rows = {r.module: r for r in check_compatibility(model, (1, 15), "akida2").rows}
+    assert [m for m, r in rows.items() if r.status == "fixable"] == ["2", "3"], rows
+    first = rows["0"]
+    assert first.status == "not reached", first
+    assert first.reason.startswith("no rule is broken here; not judged by the toolchain, "
+                                   "which stopped at 3"), first.reason
+    assert first.fix == "fix 2, 3 and check again", first.fix
+    # the pooling is already 2/2/0: its fix keeps it and asks for an even map
+    assert rows["2"].fix.startswith("keep nn.MaxPool1d(2) but give it an even-sized map "
+                                    "(this one is 15"), rows["2"].fix

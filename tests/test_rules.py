@@ -445,3 +445,16 @@ def test_conv2d_on_a_one_high_map_is_pointed_to_conv1d(target):
     assert k in lim.stride2_kernels, square
     pointwise = " ".join(f.fix for f in by_module["4"])
     assert re.search(r"nn\.Conv1d\(24, 24, \d+, padding=\d+, stride=2\)", pointwise), pointwise
+
+
+def test_max_pool_fix_never_proposes_what_the_pooling_already_is():
+    odd = (1, 15, 15)
+    kept = net(None, [nn.MaxPool2d(2), conv(), R6()], shape=odd)
+    (finding,) = [f for f in _findings(kept, odd, "akida2") if f.rule.id == "max-pool"]
+    assert "use nn.MaxPool2d(2)" not in finding.fix, finding.fix
+    assert finding.fix.startswith("keep nn.MaxPool2d(2) but give it an even-sized map (this "
+                                  "one is 15x15"), finding.fix
+    changed = net(None, [nn.MaxPool2d(3, 2), conv(), R6()], shape=odd)
+    (finding,) = [f for f in _findings(changed, odd, "akida2") if f.rule.id == "max-pool"]
+    assert finding.fix.startswith("use nn.MaxPool2d(2) (kernel 2, stride 2, padding 0) on an "
+                                  "even-sized map"), finding.fix

@@ -45,7 +45,7 @@ import numpy as np
 from . import targets as _targets
 from ._quiet import quiet_logs as _quiet_logs
 from .errors import AkidaWorkflowError, IncompatibleModelError, describe_exception
-from .findings import user_rows
+from .findings import NOT_JUDGED, fix_all_first, user_rows
 from .tables import Table
 from .working_copy import _generic_patch, _to_features, _WorkingCopy
 
@@ -436,6 +436,7 @@ class _Collector:
             order = {s.name: s.index for s in reversed(self.graph.sites)}
             rows.sort(key=lambda r: order.get(r.module, len(order)))
         rows = user_rows(rows, self.graph, self.kinds)  # the user's names
+        rows = fix_all_first(rows)
         toolchain = "mapped" if self.mapped else (
             f"stopped at {self._user_name(self.stopped[0])} ({self.stopped[1]})"
             if self.stopped else "not run")
@@ -458,7 +459,7 @@ class _Collector:
             where, stage = self.stopped
             return CompatibilityIssue(
                 name, kind, _NOT_REACHED, "",
-                f"not judged: the toolchain stopped at {where} ({stage})",
+                f"{NOT_JUDGED}{where} ({stage})",
                 f"fix {where} and check again")
         return CompatibilityIssue(name, kind, _NOT_REACHED, "", "not judged",
                                   "fix the issues above and check again")

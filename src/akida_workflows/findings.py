@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from .graph import Site
 
-__all__ = ["Rule", "Finding", "user_rows"]
+__all__ = ["Rule", "Finding", "user_rows", "fix_all_first", "NOT_JUDGED"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,10 @@ class Finding:
         return self.rule.stage
 
 
+#: How a row the rule table passed begins when the toolchain stopped elsewhere before
+#: judging it; "... stopped at <module> (<stage>) ..." follows.
+NOT_JUDGED = "no rule is broken here; not judged by the toolchain, which stopped at "
+
 _SEVERITY = {"unsupported": 0, "fixable": 1, "not reached": 2, "ok": 3}
 
 
@@ -95,7 +99,7 @@ def user_rows(rows: list, graph, kinds: dict) -> list:
             origin = origins.get(name)
             kind = origin.kind if origin is not None else kinds.get(name, row.kind)
             row = dataclasses.replace(row, module=name, kind=kind)
-        if row.reason.startswith("not judged: the toolchain stopped at "):
+        if row.reason.startswith(NOT_JUDGED):
             where = row.reason.split(" stopped at ", 1)[1].split(" (", 1)[0]
             user = helpers.get(where, where)
             row = dataclasses.replace(row, reason=row.reason.replace(where, user),
@@ -105,3 +109,13 @@ def user_rows(rows: list, graph, kinds: dict) -> list:
             merged[name] = row
     return list(merged.values())
 
+
+def fix_all_first(rows) -> list:
+    """Rows the toolchain never judged say to fix *every* reported module, not only the
+    one it stopped at (the rules may have flagged several in one run)."""
+    issues = [r.module for r in rows if r.status in ("fixable", "unsupported")]
+    if len(issues) < 2:
+        return rows
+    shown = ", ".join(issues[:6]) + (f" and {len(issues) - 6} more" if len(issues) > 6 else "")
+    return [dataclasses.replace(r, fix=f"fix {shown} and check again")
+            if r.reason.startswith(NOT_JUDGED) else r for r in rows]

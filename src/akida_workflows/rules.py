@@ -292,9 +292,11 @@ def _maxpool(site, graph, target):
 def _maxpool_fix(site, graph, target):
     p = _pool(site)
     pool = "nn.MaxPool1d(2)" if p["one_d"] else "nn.MaxPool2d(2)"
-    text = f"use {pool} (kernel 2, stride 2, padding 0)"
+    already = (p["k"] == (2, 2) and p["s"] == (2, 2) and not any(p["p"]) and not p["ceil"])
+    # A pooling that is already 2/2/0 only needs an even map: never propose what it is.
+    text = f"keep {pool}" if already else f"use {pool} (kernel 2, stride 2, padding 0)"
     if p["in"] is not None and any(n is not None and n % 2 for n in p["in"]):
-        text += (f" on an even-sized map (this one is "
+        text += (f"{' but give it' if already else ' on'} an even-sized map (this one is "
                  f"{'x'.join(str(n) for n in p['in'] if n is not None)}: choose an input size "
                  "divisible by 2 for each pooling, and padding=k//2 in the convolutions)")
     return text
