@@ -167,6 +167,12 @@ CASES = [
     Case("bounded-activation", ("akida1",),
          lambda: (net(None, [nn.MaxPool2d(2), conv(), nn.ReLU()]), S),
          lambda: (net(None, PAD_MID), S), ("nn.ReLU6()",)),
+    Case("activation-between", ("akida1",),  # Hello Edge's fc1 → fc2
+         lambda: (net(None, PAD_MID, head=[nn.Flatten(), nn.Linear(512, 16),
+                                           nn.Linear(16, 10)]), S),
+         lambda: (net(None, PAD_MID, head=[nn.Flatten(), nn.Linear(512, 16), R6(),
+                                           nn.Linear(16, 10)]), S),
+         ("nn.ReLU6()", "after 6, before 7")),
     Case("activation", ("akida1",),
          lambda: (net(None, [nn.MaxPool2d(2), conv(), nn.GELU()]), S),
          lambda: (net(None, PAD_MID), S), ("nn.ReLU6()",)),

@@ -503,6 +503,47 @@ def _bounded(site, graph, target):
     return None
 
 
+_CHAINED = {"Conv2d", "Conv1d", "Linear"}
+_THROUGH = {"BatchNorm1d", "BatchNorm2d", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d",
+            "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "max_pool1d", "max_pool2d", "avg_pool1d",
+            "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d"}
+
+
+def _separable_pair(site, after) -> bool:
+    """Depthwise → 1x1 convolution: one SeparableConv2D on Akida 1.0 (no activation between)."""
+    dw, pw = site.module, after.module
+    return (site.kind == after.kind == "Conv2d" and dw is not None and pw is not None
+            and dw.groups > 1 and dw.groups == dw.in_channels == dw.out_channels
+            and tuple(pw.kernel_size) == (1, 1) and pw.groups == 1)
+
+
+def _chained(site, graph):
+    """The weighted layer ``site`` feeds without an activation between, or None."""
+    if site.kind not in _CHAINED:
+        return None
+    after = [s for s in graph.next_ops(site, skip=_TRANSPARENT | _THROUGH)
+             if s.kind in _CHAINED]
+    if not after or (len(after) == 1 and _separable_pair(site, after[0])):
+        return None
+    return after[0]
+
+
+def _unactivated(site, graph, target):
+    after = _chained(site, graph)
+    if after is None:
+        return None
+    return (f"{site.kind} feeds {after.name} ({after.kind}) with no activation between: on "
+            "Akida 1.0 every layer that feeds another ends with a bounded ReLU (its output "
+            "quantizer)")
+
+
+def _unactivated_fix(site, graph, target):
+    after = _chained(site, graph)
+    return (f"put nn.ReLU6() (or F.relu6 / a clamp) after {site.name}, before {after.name}, "
+            "and retrain or fine-tune; or merge the two into one layer (two linear layers in "
+            "a row compute one linear map)")
+
+
 def _clamp_bounds(site):
     if site.module is not None:
         return site.module.min_val, site.module.max_val
@@ -733,6 +774,9 @@ RULES: tuple[Rule, ...] = (
     Rule("bounded-activation", ("akida1",), "bounded activations (ReLU6 / clamp)",
          "quantization", "fixable", _bounded, _bounded_fix, patch=_relu6,
          messages=("bounded activations",)),
+    Rule("activation-between", ("akida1",),
+         "an activation between two weighted layers (but depthwise → 1x1)", "conversion",
+         "fixable", _unactivated, _unactivated_fix),
     Rule("activation", TARGETS,
          "ReLU-type activations (Akida 2.0 also others right after a Conv/Linear, unpooled)",
          "quantization", "fixable",
