@@ -464,3 +464,22 @@ def test_max_pool_fix_never_proposes_what_the_pooling_already_is():
     (finding,) = [f for f in _findings(changed, odd, "akida2") if f.rule.id == "max-pool"]
     assert finding.fix.startswith("use nn.MaxPool2d(2) (kernel 2, stride 2, padding 0) on an "
                                   "even-sized map"), finding.fix
+
+
+@pytest.mark.parametrize("between, flagged", [
+    ([nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)], True),  # conv → GAP → Dense
+    ([nn.MaxPool2d(2), conv(), R6(), nn.Flatten(), nn.Linear(512, 10)], True),
+    ([nn.BatchNorm2d(8), conv(), R6(), nn.Flatten(), nn.Linear(2048, 10)], True),
+    ([nn.Dropout(0.1), conv(), R6(), nn.Flatten(), nn.Linear(2048, 10)], True),
+    ([R6(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)], False),
+    ([R6(), conv(groups=8), conv(8, 8, 1), R6(), nn.Flatten(), nn.Linear(2048, 10)],
+     False),  # depthwise → 1x1 with nothing between: one SeparableConv2D
+])
+def test_activation_between_weighted_layers(between, flagged):
+    """Conv → ReLU6 → Conv → ``between``. The first three kinds were run through the real
+    toolchain on 2026-12-06: CNN2SNN refuses each for Akida 1.0."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), R6(), conv(), *between).eval()
+    ids = [f.rule.id for f in _findings(model, S, "akida1")]
+    assert ("activation-between" in ids) is flagged, ids
+    assert "activation-between" not in [f.rule.id for f in _findings(model, S, "akida2")]
