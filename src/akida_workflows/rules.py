@@ -503,29 +503,20 @@ def _bounded(site, graph, target):
     return None
 
 
-_CHAINED = {"Conv2d", "Conv1d", "Linear"}
+#: What a weighted layer may feed through and still need an activation of its own.
 _THROUGH = {"BatchNorm1d", "BatchNorm2d", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d",
             "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "max_pool1d", "max_pool2d", "avg_pool1d",
             "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d"}
 
 
-def _separable_pair(site, after) -> bool:
-    """Depthwise → 1x1 convolution: one SeparableConv2D on Akida 1.0 (no activation between)."""
-    dw, pw = site.module, after.module
-    return (site.kind == after.kind == "Conv2d" and dw is not None and pw is not None
-            and dw.groups > 1 and dw.groups == dw.in_channels == dw.out_channels
-            and tuple(pw.kernel_size) == (1, 1) and pw.groups == 1)
-
-
 def _chained(site, graph):
-    """The weighted layer ``site`` feeds without an activation between, or None."""
-    if site.kind not in _CHAINED:
+    """The weighted layer ``site`` feeds without an activation between, or None
+    (a depthwise convolution feeding its 1x1 is one separable layer: none needed)."""
+    if site.kind not in _WEIGHTED or _separable_partner(site, graph) is not None:
         return None
     after = [s for s in graph.next_ops(site, skip=_TRANSPARENT | _THROUGH)
-             if s.kind in _CHAINED]
-    if not after or (len(after) == 1 and _separable_pair(site, after[0])):
-        return None
-    return after[0]
+             if s.kind in _WEIGHTED]
+    return after[0] if after else None
 
 
 def _unactivated(site, graph, target):
@@ -686,18 +677,26 @@ def _residual_fix(site, graph, target):
             "connection for Akida 1.0")
 
 
-def _depthwise_alone(site, graph, target):
+def _separable_partner(site, graph):
+    """The 1x1 Conv2d a depthwise ``site`` feeds directly (through BatchNorm at most):
+    the pair is one Akida 1.0 separable layer. None otherwise."""
     g = _conv(site)
     if g is None or not _is_depthwise(g):
         return None
     nxt = graph.next_ops(site, skip=_TRANSPARENT | {"BatchNorm2d"})
     ok = len(nxt) == 1 and nxt[0].kind == "Conv2d" and _conv(nxt[0])["groups"] == 1 and \
         _conv(nxt[0])["k"] == (1, 1)
-    if not ok:
-        after = ", ".join(n.kind for n in nxt) or "nothing"
-        return (f"depthwise convolution followed by {after}: Akida 1.0 runs a depthwise "
-                "convolution only as the first half of a separable block")
-    return None
+    return nxt[0] if ok else None
+
+
+def _depthwise_alone(site, graph, target):
+    g = _conv(site)
+    if g is None or not _is_depthwise(g) or _separable_partner(site, graph) is not None:
+        return None
+    nxt = graph.next_ops(site, skip=_TRANSPARENT | {"BatchNorm2d"})
+    after = ", ".join(n.kind for n in nxt) or "nothing"
+    return (f"depthwise convolution followed by {after}: Akida 1.0 runs a depthwise "
+            "convolution only as the first half of a separable block")
 
 
 def _depthwise_fix(site, graph, target):
