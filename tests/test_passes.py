@@ -108,9 +108,18 @@ def test_akida1_plans_announce_what_the_keras_bridge_does():
         nn.Conv2d(1, 8, 3, padding=1), nn.ReLU6(), nn.Conv2d(8, 8, 3, padding=1, groups=8),
         nn.BatchNorm2d(8), nn.Conv2d(8, 16, 1), nn.ReLU6(), nn.Flatten(),
         nn.Linear(16 * 16 * 16, 4)))
+    # pairs the bridge does not merge: a strided 1x1 after the depthwise, a depthwise
+    # with two filters per channel (the rule table and this pass once disagreed on both)
+    models["strided_pointwise"] = _he(nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU6(), nn.Conv2d(8, 8, 3, padding=1, groups=8),
+        nn.Conv2d(8, 16, 1, stride=2), nn.ReLU6(), nn.Flatten(), nn.Linear(16 * 8 * 8, 4)))
+    models["multiplier"] = _he(nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU6(), nn.Conv2d(8, 16, 3, padding=1, groups=8),
+        nn.Conv2d(16, 16, 1), nn.ReLU6(), nn.Flatten(), nn.Linear(16 * 16 * 16, 4)))
     announced = set()
     for name in ("depthwise_separable", "resnet8", "pooled_last_conv", "mappable",
-                 "mobilenet_v1_vww", "kws_dscnn", "separable"):
+                 "mobilenet_v1_vww", "kws_dscnn", "separable", "strided_pointwise",
+                 "multiplier"):
         model, shape = models[name].eval(), input_shape(name)
         flow = run_plans(model, shape, "akida1", trace_graph(model, shape))
         planned = {p.pass_name: p.changes for p in flow.plans}

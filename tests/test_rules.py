@@ -483,3 +483,65 @@ def test_activation_between_weighted_layers(between, flagged):
     ids = [f.rule.id for f in _findings(model, S, "akida1")]
     assert ("activation-between" in ids) is flagged, ids
     assert "activation-between" not in [f.rule.id for f in _findings(model, S, "akida2")]
+
+
+@pytest.mark.parametrize("block, reason, fix", [
+    # the 1x1 after the depthwise is strided: no separable layer (the bridge does not merge)
+    ([conv(groups=8), conv(8, 16, 1, stride=2), R6()], "1x1 convolution (4) with stride 2",
+     "move the stride into the depthwise convolution: 3 with stride=2, padding=1 and 4 with "
+     "stride=1"),
+    # two filters per channel: Akida 1.0's separable layer takes one
+    ([nn.Conv2d(8, 16, 3, padding=1, groups=8), conv(16, 16, 1), R6()],
+     "2 filters per channel (8 → 16 channels)",
+     "use one filter per channel, nn.Conv2d(8, 8, 3, padding=1, groups=8), then a 1x1 "
+     "nn.Conv2d(8, 16, 1)"),
+    ([conv(groups=8), R6(), conv(8, 8, 1), R6()], "depthwise convolution followed by ReLU6",
+     "feed it straight into the 1x1 Conv2d: remove 4 between them"),
+])
+def test_depthwise_blocks_the_bridge_does_not_merge(block, reason, fix):
+    """Conv → ReLU6 → MaxPool → ``block`` (the depthwise is module 3). Each is a depthwise convolution
+    the Keras bridge leaves alone (``separable_blocks``), which CNN2SNN refuses for Akida 1.0;
+    the fix never proposes what the block already is. Run through the real toolchain on
+    2026-12-06: the strided 1x1 and the two-filters-per-channel blocks are refused (CNN2SNN,
+    QuantizeML), and each fix as printed converts and maps on AKD1000."""
+    model = net(None, [nn.MaxPool2d(2), *block], shape=S)
+    everything = _findings(model, S, "akida1")
+    findings = [f for f in everything if f.rule.id == "depthwise-separable"]
+    assert [f.site.name for f in findings] == ["3"], findings
+    # one fix for the module: no 'put a ReLU6 after it' from activation-between as well
+    assert [f.rule.id for f in everything if f.site.name == "3"] == ["depthwise-separable"]
+    assert reason in findings[0].reason, findings[0].reason
+    assert findings[0].fix.startswith(fix), findings[0].fix
+
+
+@pytest.mark.parametrize("conv_cls, bn", [(nn.Conv2d, nn.BatchNorm2d), (nn.Conv1d, nn.BatchNorm1d)])
+def test_a_separable_pair_is_one_layer_in_every_rule_and_pass(conv_cls, bn):
+    """depthwise → BatchNorm → 1x1 (2-D, and 1-D, which the lowering makes 2-D): no rule
+    flags it and the merge pass announces it, with the same predicate."""
+    from akida_workflows.geometry import separable_partner
+    from akida_workflows.graph import trace_graph
+    from akida_workflows.passes import run_plans
+
+    torch.manual_seed(0)
+    shape = (1, 16, 16) if conv_cls is nn.Conv2d else (1, 64)
+    pool = nn.MaxPool2d(2) if conv_cls is nn.Conv2d else nn.MaxPool1d(2)
+    model = nn.Sequential(conv_cls(1, 8, 3, padding=1), R6(), pool,
+                          conv_cls(8, 8, 3, padding=1, groups=8), bn(8), conv_cls(8, 16, 1),
+                          R6(), nn.Flatten(), nn.Linear(16 * 8 * 8 if len(shape) == 3 else 16 * 32, 4))
+    model.eval()
+    graph = trace_graph(model, shape)
+    pairs = [(s.name, separable_partner(s, graph).name) for s in graph.sites
+             if separable_partner(s, graph) is not None]
+    assert pairs == [("3", "5")]
+    ids = {f.rule.id for f in _findings(model, shape, "akida1")}
+    assert not ids & {"depthwise-separable", "activation-between"}, ids
+    flow = run_plans(model, shape, "akida1", trace_graph(model, shape))
+    (merge,) = [p for p in flow.plans if p.pass_name == "merge_separable"]
+    assert [c.nodes for c in merge.changes] == [("3", "5")]
+
+
+def test_a_dilated_depthwise_gets_one_finding_the_dilation():
+    model = net(None, [nn.MaxPool2d(2), nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=8),
+                       conv(8, 8, 1), R6()], shape=S)
+    assert [f.rule.id for f in _findings(model, S, "akida1") if f.site.name == "3"] == \
+        ["dilation"]

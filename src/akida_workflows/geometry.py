@@ -14,7 +14,7 @@ windows, in the original coordinates or on the spatially flipped map.
 
 from __future__ import annotations
 
-from .graph import Site
+from .graph import TRANSPARENT, Site
 
 
 def _pair(v, n=2):
@@ -108,6 +108,39 @@ def _conv(site: Site):
 
 def _is_depthwise(g) -> bool:
     return g["groups"] > 1 and g["groups"] == g["cin"] and g["cout"] % g["cin"] == 0
+
+
+#: What may sit between a depthwise convolution and its pointwise one: the folding
+#: pass removes a BatchNorm, the bridge drops data-moving operations.
+_SEPARABLE_SKIP = frozenset(TRANSPARENT | {"BatchNorm1d", "BatchNorm2d"})
+
+
+def separable_partner(site: Site, graph) -> Site | None:
+    """The pointwise convolution that a depthwise ``site`` feeds directly, or None.
+
+    Such a pair is one Akida 1.0 separable layer: the Keras bridge merges it into one
+    ``SeparableConv2D`` (``backends.keras_cnn2snn.quantize.separable_blocks``) and
+    CNN2SNN maps that; Akida 1.0 runs a depthwise convolution nowhere else. The test
+    is the bridge's, on the PyTorch graph: a depthwise convolution with one filter per
+    channel (``groups == in_channels == out_channels``, no dilation — a ``Conv1d``'s
+    dilation is expanded into its kernel by the 1-D lowering) whose only consumer,
+    through a BatchNorm and data-moving operations at most, is a convolution of the
+    same dimension with a 1x1 kernel, stride 1, no dilation and ``groups=1``. The
+    ``merge_separable`` pass announces exactly these pairs, and the Akida 1.0 rules
+    treat exactly these as separable blocks.
+    """
+    g = _conv(site)
+    if g is None or not (1 < g["groups"] == g["cin"] == g["cout"]):
+        return None
+    if not g["one_d"] and g["d"] != (1, 1):
+        return None
+    after = graph.next_ops(site, skip=_SEPARABLE_SKIP)
+    if len(after) != 1 or after[0].kind != site.kind:
+        return None
+    p = _conv(after[0])
+    if p["groups"] != 1 or p["k"] != (1, 1) or p["s"] != (1, 1) or p["d"] != (1, 1):
+        return None
+    return after[0]
 
 
 def _same_output(g) -> bool:

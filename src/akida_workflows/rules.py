@@ -45,6 +45,7 @@ from .geometry import (  # noqa: F401  (layer geometry; re-exported for callers 
     _pool,
     _relu_site,
     _same_output,
+    separable_partner,
 )
 from .graph import (  # noqa: F401  (the graph lives in graph.py; re-exported)
     _ATTENTION,
@@ -510,9 +511,11 @@ _THROUGH = {"BatchNorm1d", "BatchNorm2d", "MaxPool1d", "MaxPool2d", "AvgPool1d",
 
 
 def _chained(site, graph):
-    """The weighted layer ``site`` feeds without an activation between, or None
-    (a depthwise convolution feeding its 1x1 is one separable layer: none needed)."""
-    if site.kind not in _WEIGHTED or _separable_partner(site, graph) is not None:
+    """The weighted layer ``site`` feeds without an activation between, or None. A
+    depthwise convolution is not judged here: feeding its 1x1 it is one separable layer
+    (no activation between), and anywhere else the depthwise-separable rule says why not."""
+    g = _conv(site)
+    if site.kind not in _WEIGHTED or (g is not None and _is_depthwise(g)):
         return None
     after = [s for s in graph.next_ops(site, skip=_TRANSPARENT | _THROUGH)
              if s.kind in _WEIGHTED]
@@ -677,36 +680,66 @@ def _residual_fix(site, graph, target):
             "connection for Akida 1.0")
 
 
-def _separable_partner(site, graph):
-    """The 1x1 Conv2d a depthwise ``site`` feeds directly (through BatchNorm at most):
-    the pair is one Akida 1.0 separable layer. None otherwise."""
-    g = _conv(site)
-    if g is None or not _is_depthwise(g):
+_separable_partner = separable_partner  # the one test, shared with the merge_separable pass
+
+
+def _pointwise_after(site, graph):
+    """The 1x1 groups=1 convolution right after a depthwise ``site`` that still is not its
+    separable partner (a stride or a dilation the separable layer does not have), or None."""
+    nxt = graph.next_ops(site, skip=_TRANSPARENT | {"BatchNorm1d", "BatchNorm2d"})
+    p = _conv(nxt[0]) if len(nxt) == 1 else None
+    if p is None or p["groups"] != 1 or p["k"] != (1, 1):
         return None
-    nxt = graph.next_ops(site, skip=_TRANSPARENT | {"BatchNorm2d"})
-    ok = len(nxt) == 1 and nxt[0].kind == "Conv2d" and _conv(nxt[0])["groups"] == 1 and \
-        _conv(nxt[0])["k"] == (1, 1)
-    return nxt[0] if ok else None
+    return nxt[0]
 
 
 def _depthwise_alone(site, graph, target):
     g = _conv(site)
-    if g is None or not _is_depthwise(g) or _separable_partner(site, graph) is not None:
+    if g is None or not _is_depthwise(g) or separable_partner(site, graph) is not None:
         return None
-    nxt = graph.next_ops(site, skip=_TRANSPARENT | {"BatchNorm2d"})
+    if g["cout"] != g["cin"]:
+        return (f"depthwise convolution with {g['cout'] // g['cin']} filters per channel "
+                f"({g['cin']} → {g['cout']} channels): Akida 1.0's separable layer takes one "
+                "filter per channel")
+    pointwise = _pointwise_after(site, graph)
+    if pointwise is not None:
+        p = _conv(pointwise)
+        if p["s"] == p["d"] == (1, 1):  # only the depthwise's dilation: the dilation rule's
+            return None
+        what = f"stride {p['s'][1] if p['one_d'] else p['s'][0]}" if p["s"] != (1, 1) else \
+            f"dilation {max(p['d'])}"
+        return (f"depthwise convolution followed by a 1x1 convolution ({pointwise.name}) with "
+                f"{what}: Akida 1.0 merges the pair into one separable layer only when the 1x1 "
+                "has stride 1 and no dilation")
+    nxt = graph.next_ops(site, skip=_TRANSPARENT | {"BatchNorm1d", "BatchNorm2d"})
     after = ", ".join(n.kind for n in nxt) or "nothing"
     return (f"depthwise convolution followed by {after}: Akida 1.0 runs a depthwise "
             "convolution only as the first half of a separable block")
 
 
 def _depthwise_fix(site, graph, target):
-    nxt = graph.next_ops(site, skip=_TRANSPARENT | {"BatchNorm2d"})
+    g = _conv(site)
+    conv = "nn.Conv1d" if g["one_d"] else "nn.Conv2d"
+    k = g["k"][0] if not g["one_d"] else g["k"][1]
+    if g["cout"] != g["cin"]:
+        return (f"use one filter per channel, {conv}({g['cin']}, {g['cin']}, {k}, "
+                f"padding={k // 2}, groups={g['cin']}), then a 1x1 {conv}({g['cin']}, {g['cout']}, 1) for the "
+                "extra channels (an Akida 1.0 separable block)")
+    pointwise = _pointwise_after(site, graph)
+    if pointwise is not None:
+        p = _conv(pointwise)
+        if p["s"] != (1, 1):
+            s = p["s"][1] if p["one_d"] else p["s"][0]
+            return (f"move the stride into the depthwise convolution: {site.name} with "
+                    f"stride={s}, padding={k // 2} and {pointwise.name} with stride=1 (the "
+                    "same downsampling, as MobileNet does it), and retrain or fine-tune")
+        return f"use dilation=1 in {pointwise.name} (a 1x1 kernel gains nothing from it)"
+    nxt = graph.next_ops(site, skip=_TRANSPARENT | {"BatchNorm1d", "BatchNorm2d"})
     acts = [n.name for n in nxt if n.kind in ("ReLU", "ReLU6", "Hardtanh", "relu", "relu6")]
     if acts:
-        return (f"feed it straight into the 1x1 Conv2d: remove {acts[0]} between them "
+        return (f"feed it straight into the 1x1 {site.kind}: remove {acts[0]} between them "
                 "(depthwise → BN → pointwise → BN → ReLU6, an Akida 1.0 separable block)")
-    g = _conv(site)
-    return (f"follow it directly with a 1x1 nn.Conv2d({g['cout']}, C, 1) (depthwise → pointwise "
+    return (f"follow it directly with a 1x1 {conv}({g['cout']}, C, 1) (depthwise → pointwise "
             "→ ReLU6, an Akida 1.0 separable block)")
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import warnings
 
 from ..errors import AkidaWorkflowError, IncompatibleModelError
-from ..graph import TRANSPARENT
+from ..geometry import separable_partner
 from .base import Blocker, Change, FlowState, Pass, Plan, register
 
 __all__ = ["FoldBatchNorm", "FlipStride2", "MergeSeparable", "PoolHead"]
@@ -104,18 +104,6 @@ class FlipStride2(Pass):
             "there (the model then takes flipped input)"))])
 
 
-def _is_depthwise(site) -> bool:
-    m = site.module
-    return (site.kind == "Conv2d" and m is not None and m.groups > 1
-            and m.groups == m.in_channels == m.out_channels)
-
-
-def _is_pointwise(site) -> bool:
-    m = site.module
-    return (site.kind == "Conv2d" and m is not None and tuple(m.kernel_size) == (1, 1)
-            and tuple(m.stride) == (1, 1) and m.groups == 1)
-
-
 @register
 class MergeSeparable(Pass):
     """Depthwise → 1x1 convolution merged into one SeparableConv2D (Akida 1.0)."""
@@ -128,12 +116,10 @@ class MergeSeparable(Pass):
         graph = state.graph
         changes = []
         for site in graph.sites:
-            if not _is_depthwise(site):
-                continue
-            nxt = graph.next_ops(site, skip=TRANSPARENT | {"BatchNorm2d"})
-            if len(nxt) == 1 and _is_pointwise(nxt[0]):
-                changes.append(Change(self.name, (site.name, nxt[0].name), (
-                    f"{site.name} + {nxt[0].name}: depthwise convolution feeding a 1x1 "
+            pointwise = separable_partner(site, graph)  # the bridge's test, on the graph
+            if pointwise is not None:
+                changes.append(Change(self.name, (site.name, pointwise.name), (
+                    f"{site.name} + {pointwise.name}: depthwise convolution feeding a 1x1 "
                     "convolution merged into one SeparableConv2D (exact)")))
         return Plan(self.name, changes)
 
