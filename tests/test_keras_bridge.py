@@ -409,6 +409,42 @@ def test_v1_refusals_name_the_layer_and_the_fix():
     assert info.value.nodes == ["relu6_7"]
 
 
+R6 = nn.ReLU6
+_V1_REFUSED = {  # name: (layers after Conv2d(1, 8) → ReLU6, input size, layer at fault, fix)
+    # MobileNetV1's block (depthwise → ReLU → pointwise) and a depthwise feeding a strided
+    # 1x1: no separable layer (the second was told 'put nn.ReLU6() after dwconv_2' when the
+    # fix was read from CNN2SNN's text: 'The layer dwconv_2 followed by conv_3 ...')
+    "depthwise_relu_pointwise": ([nn.Conv2d(8, 8, 3, padding=1, groups=8), R6(),
+                                  nn.Conv2d(8, 16, 1), R6(), nn.Flatten(),
+                                  nn.Linear(16 * 64, 4)], 8, "dwconv_2", "only inside a separable"),
+    "depthwise_strided_pointwise": ([nn.Conv2d(8, 8, 3, padding=1, groups=8),
+                                     nn.Conv2d(8, 16, 1, stride=2), R6(), nn.Flatten(),
+                                     nn.Linear(16 * 16, 4)], 8, "dwconv_2",
+                                    "Move the stride into the depthwise convolution (dwconv_2 "
+                                    "with stride 2, conv_3 with stride 1"),
+    "conv_feeds_conv": ([nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1), R6(),
+                         nn.Flatten(), nn.Linear(8 * 64, 4)], 8, "conv_2",
+                        "put nn.ReLU6() (or a clamp) after conv_2"),
+    # a 'valid' convolution pooled with ceil_mode (Keras 'same'): the paddings differ
+    "pool_padding": ([nn.Conv2d(8, 8, 3), nn.MaxPool2d(2, ceil_mode=True), R6(), nn.Flatten(),
+                      nn.Linear(8 * 49, 4)], 15, "maxpool_3",
+                     "give the MaxPool2d maxpool_3 padding matching conv_2 (valid)"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(_V1_REFUSED))
+def test_v1_refusals_are_explained_from_the_model_not_the_message(name):
+    """What CNN2SNN refuses, diagnosed from the quantized model's layers (CNN2SNN's own
+    block, depthwise and padding tests), with the Keras layer at fault as the node."""
+    layers, n, node, fix = _V1_REFUSED[name]
+    model = he_init(nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), R6(), *layers))
+    with pytest.raises(IncompatibleModelError) as info:
+        _convert(model, "v1", n=n)
+    assert info.value.nodes == [node], str(info.value)
+    assert fix in str(info.value).split(" Fix: ", 1)[1], str(info.value)
+
+
 @pytest.mark.slow
 def test_cli_refuses_a_truncated_akida1_model_with_exit_3(tmp_path, capsys):
     from akida_workflows.cli import main

@@ -158,3 +158,26 @@ def test_ci_script_prints_each_phase_time():
                   "apt: dataset-fashion-mnist"):
         assert f'phase "{phase}"' in script
     assert "trap summary EXIT" in script
+
+
+# --- The gallery runs its examples longest first ----------------------------------------
+
+
+def test_the_gallery_runs_its_examples_longest_first(monkeypatch):
+    sys.path.insert(0, str(ROOT / "docs" / "_ext"))
+    import akida_site
+
+    seconds = {"plot_0_a.py": 74, "plot_1_b.py": 31, "plot_6_c.py": 117}
+    monkeypatch.setattr(akida_site, "example_seconds", lambda f: seconds.get(f, 0))
+    split = akida_site.longest_first(lambda listdir, src, conf: (["plot_9_serial.py"], listdir))
+    assert split(["plot_0_a.py", "plot_1_b.py", "plot_6_c.py", "plot_7_d.py"], None, {}) == (
+        ["plot_9_serial.py"], ["plot_6_c.py", "plot_0_a.py", "plot_1_b.py", "plot_7_d.py"])
+    # the real recorded seconds reach the examples' names
+    monkeypatch.undo()
+    assert akida_site.example_seconds("plot_6_depthwise_separable.py") > 60
+    assert set(akida_site.EXAMPLE_SECONDS) == {p.name for p in (ROOT / "examples").glob("plot_*.py")}
+    from sphinx_gallery import gen_rst
+
+    akida_site.patch_execution_order()
+    akida_site.patch_execution_order()  # idempotent: wrapped once
+    assert gen_rst._split_parallel.wrapped.__name__ == "_split_parallel"

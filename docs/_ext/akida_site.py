@@ -626,6 +626,47 @@ def patch_notebooks(gallery_conf=None, fname=None, when=None):
     gen_rst.jupyter_notebook = notebook_with_install_cell
 
 
+#: Seconds each example took in the gallery (2 workers, AMD EPYC with AVX-512,
+#: 2026-12-06): only to hand the longest out first. A stale value costs build time,
+#: never a result; an example missing here runs last (tests/test_tools.py checks the list).
+EXAMPLE_SECONDS = {
+    "plot_0_mnist_pytorch_to_akida.py": 74, "plot_1_batchnorm_folding.py": 31,
+    "plot_2_int4_per_channel.py": 73, "plot_3_compatibility.py": 26,
+    "plot_4_akida_targets.py": 81, "plot_5_ecg_signals.py": 92,
+    "plot_6_depthwise_separable.py": 117, "plot_7_edge_learning.py": 20,
+}
+
+
+def example_seconds(fname: str) -> float:
+    """Recorded seconds of example ``fname`` (``plot_….py``), 0 when not recorded."""
+    return float(EXAMPLE_SECONDS.get(Path(fname).name, 0.0))
+
+
+def longest_first(split):
+    """Wrap sphinx-gallery's ``_split_parallel``: the examples it runs in parallel are
+    handed to the workers longest first (the pages keep the gallery's order; sphinx-gallery
+    restores it after execution). Two workers finishing an ordered list of 117, 92, 81,
+    74, 73, 31, 26, 20 s examples in file order end after 298 s, longest first after 266."""
+    def split_longest_first(sorted_listdir, src_dir, gallery_conf):
+        serial, parallel = split(sorted_listdir, src_dir, gallery_conf)
+        return serial, sorted(parallel, key=lambda f: -example_seconds(f))
+
+    split_longest_first.wrapped = split
+    return split_longest_first
+
+
+def patch_execution_order():
+    """Run the gallery's parallel examples longest first (:func:`longest_first`)."""
+    from sphinx_gallery import gen_rst
+
+    split = getattr(gen_rst, "_split_parallel", None)
+    if split is None:
+        raise ExtensionError("akida-site: sphinx_gallery.gen_rst._split_parallel is gone; "
+                             "update longest_first for this sphinx-gallery")
+    if not hasattr(split, "wrapped"):
+        gen_rst._split_parallel = longest_first(split)
+
+
 def setup(app):
     app.add_config_value("akida_results_dir", str(ROOT / "docs" / "results"), "env")
     # Beside sphinx-gallery's output, so that the key numbers live and die with the pages
@@ -645,6 +686,7 @@ def setup(app):
     app.connect("doctree-read", _doctree_read)
     app.connect("build-finished", _build_finished)
     patch_notebooks()
+    patch_execution_order()
     return {"version": "1.0", "parallel_read_safe": False, "parallel_write_safe": True}
 
 

@@ -607,8 +607,8 @@ def _check_akida1(model, input_shape, col: _Collector, samples):
         return convert_keras(quantized), [], ""
     except Exception as exc:
         message = str(exc).split("failed for Akida v1: ", 1)[-1]
-        names = [n for n in re.findall(r"\b([a-z0-9]+_[A-Za-z0-9_]+)\b", message)
-                 if col.resolve(n) != _op_of(n)]
+        # the layer at fault, as convert_keras found it in the model (not in the text)
+        names = [n for n in getattr(exc, "nodes", None) or () if col.resolve(n) != _op_of(n)]
         keys = [col.add_toolchain(node, "conversion", message)
                 for node in names[:1] or [_first_unpatched_finding(col) or "model"]]
         return None, keys, "conversion"

@@ -1,13 +1,13 @@
 """QuantizeML Keras model → Akida with CNN2SNN: :func:`convert_keras`.
 
-CNN2SNN's refusals are explained with the fix (:func:`_explain_cnn2snn`), and
+CNN2SNN's refusals are explained with the fix, found in the model's structure
+(:func:`_diagnose`), and
 an Akida model shorter than the quantized Keras model is refused or, on
 request, accepted with a warning (:func:`_check_complete`).
 """
 
 from __future__ import annotations
 
-import re
 import warnings
 
 import numpy as np
@@ -28,46 +28,121 @@ _HEAD_ACTIVATIONS = frozenset({"softmax", "log_softmax", "sigmoid"})
 #: Akida layer types that compute nothing.
 _AKIDA_NON_COMPUTE = frozenset({"InputData", "Quantizer", "Dequantizer"})
 
-#: CNN2SNN refusals of the Keras path: (pattern, fix). ``{0}``, ``{1}`` are the pattern's groups.
-_CNN2SNN_FIXES = (
-    (r"The layer (\S*global_average_pooling\S*|gap_\S+) followed by (\S+) is not valid",
-     "Akida 1.0 cannot run global average pooling after an activation (CNN2SNN v1: 'gap "
-     "followed by dense is not valid'). Fix: end the network with average pooling → "
-     "(Flatten) → Linear, which to_keras converts exactly into one Dense on the unpooled "
-     "map; or pool before the activation (Conv2d → AdaptiveAvgPool2d(1) → ReLU6)."),
-    (r"Invalid block found during conversion:\s*QuantizedDepthwiseConv2D \((\S+)\)",
-     "Akida 1.0 runs a depthwise convolution only inside a separable layer: the depthwise "
-     "Conv2d (groups=C) must feed its 1x1 pointwise Conv2d directly, with BatchNorm, ReLU6 "
-     "and pooling after the pointwise (AkidaNet-style blocks). Published MobileNetV1 blocks "
-     "(depthwise → BN → ReLU → pointwise) cannot run on Akida 1.0: remove the activation "
-     "after {0} (a BatchNorm there folds away), retrain or fine-tune, convert again; or "
-     "target Akida 2.0, which runs standalone depthwise layers."),
-    (r"The layer (\S+) followed by (\S+) is not valid",
-     "on Akida 1.0 every layer that feeds another must end with a bounded ReLU (its output "
-     "quantizer): put nn.ReLU6() (or a clamp) after {0}, retrain or fine-tune, convert again."),
-    (r"(\S+): in AkidaVersion.v1, output_quantizer is mandatory",
-     "Akida 1.0 cannot end with an activation after the last layer: remove {0} (the final "
-     "ReLU/clamp) from the model and train on the logits."),
-    (r"Pooling layer (\S+) \(padding: (\w+)\) must have the same padding as (\S+)",
-     "Akida pools with the padding of the convolution before it: give the MaxPool2d "
-     "padding matching {2} (or use a pool whose window tiles the map exactly)."),
-)
+#: Fixes for the structures CNN2SNN refuses on the Keras path, found in the model itself
+#: (:func:`_diagnose`): the Keras layer names fill the ``{}`` fields.
+_GAP_THEN = (
+    "Akida 1.0 cannot run global average pooling after an activation (CNN2SNN v1: 'gap "
+    "followed by dense is not valid'). Fix: end the network with average pooling → "
+    "(Flatten) → Linear, which to_keras converts exactly into one Dense on the unpooled "
+    "map; or pool before the activation (Conv2d → AdaptiveAvgPool2d(1) → ReLU6).")
+_DEPTHWISE_ALONE = (
+    "Akida 1.0 runs a depthwise convolution only inside a separable layer: the depthwise "
+    "Conv2d (groups=C) must feed its 1x1 pointwise Conv2d directly, with BatchNorm, ReLU6 "
+    "and pooling after the pointwise (AkidaNet-style blocks). Published MobileNetV1 blocks "
+    "(depthwise → BN → ReLU → pointwise) cannot run on Akida 1.0: remove the activation "
+    "after {0} (a BatchNorm there folds away), retrain or fine-tune, convert again; or "
+    "target Akida 2.0, which runs standalone depthwise layers.")
+_DEPTHWISE_STRIDED = (
+    "Akida 1.0 runs a depthwise convolution only inside a separable layer, whose 1x1 half "
+    "has stride 1: {0} feeds {1}, a 1x1 convolution with stride {2}. Move the stride into "
+    "the depthwise convolution ({0} with stride {2}, {1} with stride 1: the same "
+    "downsampling, as MobileNet does it), retrain or fine-tune, convert again.")
+_NO_ACTIVATION = (
+    "on Akida 1.0 every layer that feeds another must end with a bounded ReLU (its output "
+    "quantizer): put nn.ReLU6() (or a clamp) after {0}, retrain or fine-tune, convert again.")
+_FINAL_ACTIVATION = (
+    "Akida 1.0 cannot end with an activation after the last layer: remove {0} (the final "
+    "ReLU/clamp) from the model and train on the logits.")
+_POOL_PADDING = (
+    "Akida pools with the padding of the convolution before it: give the MaxPool2d {0} "
+    "padding matching {1} ({2}), or use a pool whose window tiles the map exactly.")
 
 
-def _explain_cnn2snn(message: str) -> tuple[str, list[str]]:
-    """The fix for a CNN2SNN refusal and the Keras layers it names."""
-    for pattern, fix in _CNN2SNN_FIXES:
-        match = re.search(pattern, message)
-        if match:
-            return fix.format(*match.groups()), [g for g in match.groups()
-                                                 if g and g not in ("valid", "same")][:1]
-    return "", sorted(set(re.findall(r"\(([A-Za-z_][\w]*)\)", message)))[:1]
+def _inbound(layer) -> list:
+    nodes = getattr(layer, "inbound_nodes", None) or getattr(layer, "_inbound_nodes", [])
+    if not nodes:
+        return []
+    inbound = nodes[0].inbound_layers
+    return list(inbound) if isinstance(inbound, (list, tuple)) else [inbound]
 
 
-def _skipped_layers(message: str) -> list[tuple[str, str]]:
-    """(name, type) of the layers listed in CNN2SNN's "Conversion stops" warning."""
-    return [(name, kind) for name, kind in re.findall(r"^(\S+) \((\w+)\)$", message, flags=re.M)
-            if (name, kind) != ("Layer", "type")]
+def _conv_padding(conv) -> str:
+    """The padding Akida builds a quantized convolution with (CNN2SNN's own test)."""
+    if getattr(conv, "padding_value", None) is not None or tuple(conv.kernel_size) == (1, 1):
+        return "same"
+    return conv.padding
+
+
+_CONVS = frozenset({"QuantizedConv2D", "QuantizedSeparableConv2D", "QuantizedDepthwiseConv2D"})
+
+
+def _block_conv(pool):
+    """The convolution that starts the block of ``pool`` (CNN2SNN checks their paddings
+    agree), or None: back through single inputs, stopping at a block's end (an output
+    quantizer)."""
+    layer = pool
+    while True:
+        before = _inbound(layer)
+        if len(before) != 1:
+            return None
+        layer = before[0]
+        if type(layer).__name__ in _CONVS:
+            return layer
+        if getattr(layer, "out_quantizer", None) or not type(layer).__name__.startswith(
+                "Quantized"):
+            return None
+
+
+def _diagnose(quantized_model, akida_version: str) -> tuple[str, list[str]]:
+    """The fix for a model CNN2SNN refused and the Keras layer at fault, read from the
+    model's structure (never from the exception's text): ``("", [])`` when none of the
+    structures CNN2SNN is known to refuse is there.
+
+    The tests are CNN2SNN's own, in its order: first how it splits an Akida 1.0 model
+    into blocks (``cnn2snn.quantizeml.blocks``: a layer with an output quantizer that is
+    not a ReLU ends a block and may feed nothing), then each block (a depthwise
+    convolution is no block on its own; a max pooling takes its convolution's padding,
+    ``padding``; a ReLU needs an output quantizer, ``activations``).
+    """
+    layers = quantized_model.layers
+    if akida_version == "v1":
+        for layer in layers:
+            for prev in _inbound(layer):
+                kind = type(prev).__name__
+                if not getattr(prev, "out_quantizer", None) or kind == "QuantizedReLU":
+                    continue
+                if kind == "QuantizedDepthwiseConv2D":
+                    strides = tuple(getattr(layer, "strides", (1, 1)))
+                    if type(layer).__name__ == "QuantizedConv2D" and strides != (1, 1):
+                        return (_DEPTHWISE_STRIDED.format(prev.name, layer.name, strides[0]),
+                                [prev.name])
+                    return _DEPTHWISE_ALONE.format(prev.name), [prev.name]
+                if "GlobalAveragePooling" in kind:
+                    return _GAP_THEN, [prev.name]
+                return _NO_ACTIVATION.format(prev.name), [prev.name]
+    for layer in layers:
+        kind = type(layer).__name__
+        if akida_version == "v1" and kind == "QuantizedDepthwiseConv2D":
+            return _DEPTHWISE_ALONE.format(layer.name), [layer.name]
+        conv = _block_conv(layer) if kind == "QuantizedMaxPool2D" else None
+        if conv is not None and _conv_padding(conv) != getattr(layer, "padding", ""):
+            return (_POOL_PADDING.format(layer.name, conv.name, _conv_padding(conv)),
+                    [layer.name])
+        if (akida_version == "v1" and kind == "QuantizedReLU"
+                and not getattr(layer, "out_quantizer", None)):
+            return _FINAL_ACTIVATION.format(layer.name), [layer.name]
+    return "", []
+
+
+def _after_dequantizer(quantized_model) -> list[tuple[str, str]]:
+    """(name, type) of the layers CNN2SNN leaves out: every layer after the model's first
+    ``Dequantizer``, in layer order (its own rule, ``cnn2snn.quantizeml.blocks``; the
+    "Conversion stops" warning lists the same layers)."""
+    layers = quantized_model.layers
+    first = next((i for i, layer in enumerate(layers)
+                  if type(layer).__name__ == "Dequantizer"), None)
+    return [] if first is None else [(layer.name, type(layer).__name__)
+                                     for layer in layers[first + 1:]]
 
 
 def _dropped_fix(layer_type: str) -> str:
@@ -98,7 +173,7 @@ def _check_complete(quantized_model, akida_model, stop_message: str, akida_versi
             return layer is not None and layer.get_config().get("activation") in _HEAD_ACTIVATIONS
         return False
 
-    tail = [(name, kind) for name, kind in _skipped_layers(stop_message)
+    tail = [(name, kind) for name, kind in _after_dequantizer(quantized_model)
             if not is_head(name, kind)]
     keras_shape = tuple(int(d) for d in quantized_model.output_shape[1:])
     akida_shape = tuple(int(d) for d in akida_model.output_shape)
@@ -183,7 +258,7 @@ def convert_keras(quantized_model, akida_version: str | None = None, *,
                 quantizer._name = original_name + FLIPPED_SUFFIX
             akida_model = convert(quantized_model)
         except Exception as exc:
-            fix, names = _explain_cnn2snn(str(exc))
+            fix, names = _diagnose(quantized_model, akida_version)
             raise IncompatibleModelError(
                 f"cnn2snn.convert failed for Akida {akida_version}: {exc}"
                 + (f" Fix: {fix}" if fix else ""), nodes=names) from exc
