@@ -59,7 +59,7 @@ html_theme_options = {
     "secondary_sidebar_items": {"**": ["page-toc", "sourcelink"], "index": [], "results": []},
 }
 # No left sidebar on the landing, narrative and example pages: figures get the width.
-html_sidebars = {"index": [], "getting_started": [], "guide": [], "results": [],
+html_sidebars = {"index": [], "getting_started": [], "guide": [], "results": [], "architecture": [],
                  "auto_examples/*": []}
 
 # akida_site (docs/_ext/akida_site.py): the Results page renders docs/results/*.json, the

@@ -626,14 +626,15 @@ def patch_notebooks(gallery_conf=None, fname=None, when=None):
     gen_rst.jupyter_notebook = notebook_with_install_cell
 
 
-#: Seconds each example took in the gallery (2 workers, AMD EPYC with AVX-512,
-#: 2026-12-06): only to hand the longest out first. A stale value costs build time,
-#: never a result; an example missing here runs last (tests/test_tools.py checks the list).
+#: Seconds each example took in the gallery (2 workers, AMD EPYC with AVX-512, the full
+#: MNIST test set of ../shared/data, 2026-12-06): only to hand the longest out first. A
+#: stale value costs build time, never a result; an example missing here runs last
+#: (tests/test_tools.py checks the list).
 EXAMPLE_SECONDS = {
-    "plot_0_mnist_pytorch_to_akida.py": 74, "plot_1_batchnorm_folding.py": 31,
-    "plot_2_int4_per_channel.py": 73, "plot_3_compatibility.py": 26,
-    "plot_4_akida_targets.py": 81, "plot_5_ecg_signals.py": 92,
-    "plot_6_depthwise_separable.py": 117, "plot_7_edge_learning.py": 20,
+    "plot_0_mnist_pytorch_to_akida.py": 135, "plot_1_batchnorm_folding.py": 63,
+    "plot_2_int4_per_channel.py": 72, "plot_3_compatibility.py": 20,
+    "plot_4_akida_targets.py": 123, "plot_5_ecg_signals.py": 101,
+    "plot_6_depthwise_separable.py": 124, "plot_7_edge_learning.py": 18,
 }
 
 
@@ -645,8 +646,8 @@ def example_seconds(fname: str) -> float:
 def longest_first(split):
     """Wrap sphinx-gallery's ``_split_parallel``: the examples it runs in parallel are
     handed to the workers longest first (the pages keep the gallery's order; sphinx-gallery
-    restores it after execution). Two workers finishing an ordered list of 117, 92, 81,
-    74, 73, 31, 26, 20 s examples in file order end after 298 s, longest first after 266."""
+    restores it after execution). Two workers given the examples of
+    :data:`EXAMPLE_SECONDS` in file order end after 382 s, longest first after 335 s."""
     def split_longest_first(sorted_listdir, src_dir, gallery_conf):
         serial, parallel = split(sorted_listdir, src_dir, gallery_conf)
         return serial, sorted(parallel, key=lambda f: -example_seconds(f))
