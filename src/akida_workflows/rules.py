@@ -683,59 +683,66 @@ def _residual_fix(site, graph, target):
 _separable_partner = separable_partner  # the one test, shared with the merge_separable pass
 
 
-def _pointwise_after(site, graph):
-    """The 1x1 groups=1 convolution right after a depthwise ``site`` that still is not its
-    separable partner (a stride or a dilation the separable layer does not have), or None."""
-    nxt = graph.next_ops(site, skip=_TRANSPARENT | {"BatchNorm1d", "BatchNorm2d"})
-    p = _conv(nxt[0]) if len(nxt) == 1 else None
-    if p is None or p["groups"] != 1 or p["k"] != (1, 1):
-        return None
-    return nxt[0]
-
-
-def _depthwise_alone(site, graph, target):
+def _depthwise_problem(site, graph):
+    """Why a depthwise ``site`` is no Akida 1.0 separable layer, as data, or None: one of
+    ``("multiplier", g)``, ``("pointwise", g, node, p)`` (a 1x1 follows with a stride or a
+    dilation), ``("alone", g, next_ops)``. None also when it is a separable pair, or when
+    only its own dilation stands in the way (the dilation rule reports that)."""
     g = _conv(site)
     if g is None or not _is_depthwise(g) or separable_partner(site, graph) is not None:
         return None
     if g["cout"] != g["cin"]:
+        return ("multiplier", g)
+    nxt = graph.next_ops(site, skip=_TRANSPARENT | {"BatchNorm1d", "BatchNorm2d"})
+    p = _conv(nxt[0]) if len(nxt) == 1 else None
+    if p is not None and p["groups"] == 1 and p["k"] == (1, 1):
+        if p["s"] == p["d"] == (1, 1):
+            return None
+        return ("pointwise", g, nxt[0], p)
+    return ("alone", g, nxt)
+
+
+def _depthwise_alone(site, graph, target):
+    problem = _depthwise_problem(site, graph)
+    if problem is None:
+        return None
+    g = problem[1]
+    if problem[0] == "multiplier":
         return (f"depthwise convolution with {g['cout'] // g['cin']} filters per channel "
                 f"({g['cin']} → {g['cout']} channels): Akida 1.0's separable layer takes one "
                 "filter per channel")
-    pointwise = _pointwise_after(site, graph)
-    if pointwise is not None:
-        p = _conv(pointwise)
-        if p["s"] == p["d"] == (1, 1):  # only the depthwise's dilation: the dilation rule's
-            return None
+    if problem[0] == "pointwise":
+        _, _, pointwise, p = problem
         what = f"stride {p['s'][1] if p['one_d'] else p['s'][0]}" if p["s"] != (1, 1) else \
             f"dilation {max(p['d'])}"
         return (f"depthwise convolution followed by a 1x1 convolution ({pointwise.name}) with "
                 f"{what}: Akida 1.0 merges the pair into one separable layer only when the 1x1 "
                 "has stride 1 and no dilation")
-    nxt = graph.next_ops(site, skip=_TRANSPARENT | {"BatchNorm1d", "BatchNorm2d"})
-    after = ", ".join(n.kind for n in nxt) or "nothing"
+    after = ", ".join(n.kind for n in problem[2]) or "nothing"
     return (f"depthwise convolution followed by {after}: Akida 1.0 runs a depthwise "
             "convolution only as the first half of a separable block")
 
 
 def _depthwise_fix(site, graph, target):
-    g = _conv(site)
+    problem = _depthwise_problem(site, graph)
+    g = problem[1]
     conv = "nn.Conv1d" if g["one_d"] else "nn.Conv2d"
-    k = g["k"][0] if not g["one_d"] else g["k"][1]
-    if g["cout"] != g["cin"]:
+    k = g["k"][1] if g["one_d"] else g["k"][0]
+    if problem[0] == "multiplier":
         return (f"use one filter per channel, {conv}({g['cin']}, {g['cin']}, {k}, "
-                f"padding={k // 2}, groups={g['cin']}), then a 1x1 {conv}({g['cin']}, {g['cout']}, 1) for the "
-                "extra channels (an Akida 1.0 separable block)")
-    pointwise = _pointwise_after(site, graph)
-    if pointwise is not None:
-        p = _conv(pointwise)
+                f"padding={k // 2}, groups={g['cin']}), then a 1x1 "
+                f"{conv}({g['cin']}, {g['cout']}, 1) for the extra channels (an Akida 1.0 "
+                "separable block)")
+    if problem[0] == "pointwise":
+        _, _, pointwise, p = problem
         if p["s"] != (1, 1):
             s = p["s"][1] if p["one_d"] else p["s"][0]
             return (f"move the stride into the depthwise convolution: {site.name} with "
                     f"stride={s}, padding={k // 2} and {pointwise.name} with stride=1 (the "
                     "same downsampling, as MobileNet does it), and retrain or fine-tune")
         return f"use dilation=1 in {pointwise.name} (a 1x1 kernel gains nothing from it)"
-    nxt = graph.next_ops(site, skip=_TRANSPARENT | {"BatchNorm1d", "BatchNorm2d"})
-    acts = [n.name for n in nxt if n.kind in ("ReLU", "ReLU6", "Hardtanh", "relu", "relu6")]
+    acts = [n.name for n in problem[2]
+            if n.kind in ("ReLU", "ReLU6", "Hardtanh", "relu", "relu6")]
     if acts:
         return (f"feed it straight into the 1x1 {site.kind}: remove {acts[0]} between them "
                 "(depthwise → BN → pointwise → BN → ReLU6, an Akida 1.0 separable block)")
