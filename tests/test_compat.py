@@ -339,3 +339,38 @@ def test_rows_the_toolchain_never_judged_say_so_and_name_every_issue():
     # the pooling is already 2/2/0: its fix keeps it and asks for an even map
     assert rows["2"].fix.startswith("keep nn.MaxPool1d(2) but give it an even-sized map "
                                     "(this one is 15"), rows["2"].fix
+
+
+class _ShapeBranchSkip(nn.Module):
+    """Branches on a static shape (torch.fx cannot trace it), functional activations, and an
+    activation that feeds both a convolution and a skip connection."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(1, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+        self.c3, self.fc = nn.Conv2d(8, 8, 5, padding=2), nn.Linear(8 * 8 * 8, 4)
+
+    def forward(self, x):
+        x = torch.nn.functional.relu6(self.c1(x))
+        if x.shape[-1] > 8:
+            x = torch.nn.functional.max_pool2d(x, 2)
+        y = torch.nn.functional.relu6(self.c2(x))
+        z = torch.nn.functional.relu6(self.c3(y)) + y
+        return self.fc(torch.flatten(z, 1))
+
+
+@pytest.mark.slow
+def test_a_model_fx_cannot_trace_is_reported_layer_by_layer_without_false_rows():
+    """Traced by hooks, the graph does not show F.relu6: no 'no activation between' rows
+    (found on such a model: three of them, each with a wrong fix), and the Akida 1.0 row
+    says what to change in forward(); Akida 2.0 (ONNX export) converts it."""
+    torch.manual_seed(0)
+    model = _ShapeBranchSkip().eval()
+    v2 = check_compatibility(model, (1, 16, 16), "akida2")
+    assert v2.ok and [r.module for r in v2.rows] == ["c1", "c2", "c3", "fc"], v2
+    v1 = check_compatibility(model, (1, 16, 16), "akida1")
+    (issue,) = [r for r in v1.issues if r.status != "not reached"]
+    assert issue.module == "model" and issue.status == "fixable", v1
+    assert issue.fix.startswith("make forward() traceable by torch.fx"), issue.fix
+    assert "BatchNorm" not in issue.reason, issue.reason
+    assert all(r.status == "not reached" for r in v1.rows if r.module != "model"), v1

@@ -361,3 +361,29 @@ def test_nested_sequential():
 def test_not_a_module():
     with pytest.raises(FoldingError, match="torch.nn.Module"):
         fold_batchnorm("model.pt")
+
+
+class _ShapeBranch(nn.Module):
+    """forward() branches on a static shape: torch.fx cannot trace it."""
+
+    def __init__(self, bn: bool):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4) if bn else nn.Identity()
+
+    def forward(self, x):
+        x = self.bn(self.conv(x))
+        if x.shape[-1] > 4:
+            x = torch.nn.functional.max_pool2d(x, 2)
+        return torch.relu(x)
+
+
+def test_an_untraceable_model_without_batchnorm_has_nothing_to_fold():
+    model = _ShapeBranch(bn=False).eval()
+    folded = fold_batchnorm(model)
+    assert type(folded) is _ShapeBranch and folded is not model
+    assert not folded.folding_report.folded and not folded.folding_report.unfolded
+    x = torch.randn(2, 1, 8, 8)
+    torch.testing.assert_close(folded(x), model(x))
+    with pytest.raises(FoldingError, match="cannot trace _ShapeBranch with torch.fx"):
+        fold_batchnorm(_ShapeBranch(bn=True).eval())

@@ -575,7 +575,7 @@ def _check_akida1(model, input_shape, col: _Collector, samples):
         keras_model = to_keras(work, input_shape)
     except IncompatibleModelError as exc:
         reason = str(exc).split(": ", 1)[-1] if exc.nodes else str(exc)
-        keys = [col.add_toolchain(node, "conversion", reason)
+        keys = [col.add_toolchain(node, "conversion", reason, fix=exc.fix)
                 for node in exc.nodes or [_first_unpatched_finding(col) or "model"]]
         return None, keys, "conversion"
     except Exception as exc:  # the bridge's tracer can raise anything on unusual models

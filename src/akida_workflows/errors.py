@@ -51,11 +51,15 @@ class IncompatibleModelError(AkidaWorkflowError):
     nodes : list of str
         Names of the offending ONNX nodes or layers (may be empty when the
         toolchain did not say).
+    fix : str or None
+        What to change, when the message's own fix is known as data (reports use it
+        as the row's fix instead of guessing one).
     """
 
-    def __init__(self, message: str, nodes: list[str] | None = None):
+    def __init__(self, message: str, nodes: list[str] | None = None, fix: str | None = None):
         super().__init__(message)
         self.nodes = list(nodes or [])
+        self.fix = fix
 
 
 class InvalidInputError(AkidaWorkflowError, ValueError):

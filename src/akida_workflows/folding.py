@@ -378,7 +378,8 @@ def fold_batchnorm(model, *, strict: bool = False, example_input=None, rtol: flo
     Parameters
     ----------
     model : torch.nn.Module
-        ``nn.Sequential`` or any module torch.fx can trace. It is not modified.
+        ``nn.Sequential`` or any module torch.fx can trace (or, without BatchNorm,
+        any module: there is nothing to fold). It is not modified.
     strict : bool, default False
         Raise :class:`FoldingError` if any BatchNorm cannot be folded, instead
         of leaving it in place with a :class:`FoldingWarning`.
@@ -393,7 +394,8 @@ def fold_batchnorm(model, *, strict: bool = False, example_input=None, rtol: flo
     -------
     torch.nn.Module
         An ``nn.Sequential`` when the input was one and the result is still a
-        chain; otherwise a ``torch.fx.GraphModule``. Its ``folding_report``
+        chain; a copy of the model itself when it has no BatchNorm and torch.fx
+        cannot trace it; otherwise a ``torch.fx.GraphModule``. Its ``folding_report``
         attribute (a :class:`FoldingReport`) lists what was folded where, and
         what was not and why.
 
@@ -402,7 +404,7 @@ def fold_batchnorm(model, *, strict: bool = False, example_input=None, rtol: flo
     FoldingError
         A BatchNorm in training mode, without running statistics, with invalid
         statistics, or mismatched with its neighbour (named in the message); an
-        untraceable model; or, with ``strict``, any BatchNorm left.
+        untraceable model with BatchNorms; or, with ``strict``, any BatchNorm left.
 
     Examples
     --------
@@ -421,7 +423,13 @@ def fold_batchnorm(model, *, strict: bool = False, example_input=None, rtol: flo
     if example_input is not None:
         with torch.no_grad():
             reference = work(example_input)
-    gm = _trace(work)
+    try:
+        gm = _trace(work)
+    except FoldingError:
+        if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in work.modules()):
+            raise
+        work.folding_report = FoldingReport()  # no BatchNorm: nothing to fold, no trace needed
+        return work
     report = _fold_graph(gm)
     result = _rebuild(gm, model, report)
     _report_unfolded(report, strict)

@@ -513,9 +513,13 @@ _THROUGH = {"BatchNorm1d", "BatchNorm2d", "MaxPool1d", "MaxPool2d", "AvgPool1d",
 def _chained(site, graph):
     """The weighted layer ``site`` feeds without an activation between, or None. A
     depthwise convolution is not judged here: feeding its 1x1 it is one separable layer
-    (no activation between), and anywhere else the depthwise-separable rule says why not."""
+    (no activation between), and anywhere else the depthwise-separable rule says why not.
+    Nor is a model torch.fx cannot trace: its graph (from hooks on the modules) does not
+    show functional activations, so two modules look adjacent that are not."""
     g = _conv(site)
     if site.kind not in _WEIGHTED or (g is not None and _is_depthwise(g)):
+        return None
+    if not graph.traced:  # traced by hooks: functional activations (F.relu6) are not seen
         return None
     after = [s for s in graph.next_ops(site, skip=_TRANSPARENT | _THROUGH)
              if s.kind in _WEIGHTED]

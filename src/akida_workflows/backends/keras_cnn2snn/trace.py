@@ -192,7 +192,10 @@ def _trace(model):
         raise IncompatibleModelError(
             f"cannot trace {type(model).__name__} with torch.fx "
             f"({str(exc).splitlines()[0]}): to_keras needs a model without data-dependent "
-            "control flow (nn.Sequential or a chain-shaped forward)") from exc
+            "control flow (nn.Sequential or a chain-shaped forward)",
+            fix="make forward() traceable by torch.fx: a Python if or loop on a tensor's shape "
+                "or values cannot be traced; keep the branch this input shape takes (a "
+                "deployed model sees one shape), or write the network as nn.Sequential") from exc
 
 
 def _propagate_shapes(model, gm, modules, input_shape) -> None:
