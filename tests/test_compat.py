@@ -345,13 +345,14 @@ class _ShapeBranchSkip(nn.Module):
     """Branches on a static shape (torch.fx cannot trace it), functional activations, and an
     activation that feeds both a convolution and a skip connection."""
 
-    def __init__(self):
+    def __init__(self, bn=False):
         super().__init__()
         self.c1, self.c2 = nn.Conv2d(1, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
         self.c3, self.fc = nn.Conv2d(8, 8, 5, padding=2), nn.Linear(8 * 8 * 8, 4)
+        self.bn = nn.BatchNorm2d(8) if bn else nn.Identity()
 
     def forward(self, x):
-        x = torch.nn.functional.relu6(self.c1(x))
+        x = torch.nn.functional.relu6(self.bn(self.c1(x)))
         if x.shape[-1] > 8:
             x = torch.nn.functional.max_pool2d(x, 2)
         y = torch.nn.functional.relu6(self.c2(x))
@@ -360,17 +361,19 @@ class _ShapeBranchSkip(nn.Module):
 
 
 @pytest.mark.slow
-def test_a_model_fx_cannot_trace_is_reported_layer_by_layer_without_false_rows():
+@pytest.mark.parametrize("bn", [False, True])
+def test_a_model_fx_cannot_trace_is_reported_layer_by_layer_without_false_rows(bn):
     """Traced by hooks, the graph does not show F.relu6: no 'no activation between' rows
     (found on such a model: three of them, each with a wrong fix), and the Akida 1.0 row
-    says what to change in forward(); Akida 2.0 (ONNX export) converts it."""
+    says what to change in forward() (with a BatchNorm too: the fold step is what stops
+    first; its row had the BatchNorm rule's fix); Akida 2.0 (ONNX export) converts it."""
     torch.manual_seed(0)
-    model = _ShapeBranchSkip().eval()
+    model = _ShapeBranchSkip(bn).eval()
     v2 = check_compatibility(model, (1, 16, 16), "akida2")
-    assert v2.ok and [r.module for r in v2.rows] == ["c1", "c2", "c3", "fc"], v2
+    assert v2.ok and {"c1", "c2", "c3", "fc"} <= {r.module for r in v2.rows}, v2
     v1 = check_compatibility(model, (1, 16, 16), "akida1")
     (issue,) = [r for r in v1.issues if r.status != "not reached"]
     assert issue.module == "model" and issue.status == "fixable", v1
-    assert issue.fix.startswith("make forward() traceable by torch.fx"), issue.fix
-    assert "BatchNorm" not in issue.reason, issue.reason
+    assert issue.fix.lower().startswith("make forward() traceable by torch.fx"), issue.fix
+    assert ("BatchNorm" in issue.reason) == bn, issue.reason
     assert all(r.status == "not reached" for r in v1.rows if r.module != "model"), v1

@@ -564,7 +564,7 @@ def _check_akida1(model, input_shape, col: _Collector, samples):
         work = _fold_quietly(model)
     except Exception as exc:
         return None, [col.add_toolchain("model", "conversion", describe_exception(exc),
-                                        kind="model")], "conversion"
+                                        kind="model", fix=getattr(exc, "fix", None))], "conversion"
     keys = []
     for entry in work.folding_report.unfolded:
         keys.append(col.add_toolchain(entry.name, "conversion",
