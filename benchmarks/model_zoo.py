@@ -645,10 +645,10 @@ def main(argv=None) -> int:
 
         ran = {r["family"] for r in rows}
         rows = [r for r in read_result(target)["rows"] if r.get("family") not in ran] + rows
-    data, notes = provenance(rows)
     order = ("DS-CNN", "ResNet-8", "MLP", "MNIST CNN", "1-D CNN")  # table order
     rows.sort(key=lambda r: next((i for i, p in enumerate(order)
                                   if r["family"].startswith(p)), len(order)))
+    data, notes = provenance(rows)  # from the rows in the order the table shows them
     path = write_result(target, rows, benchmark="model_zoo",
                         title="Model zoo: float vs Akida 2.0 8-bit vs Akida 1.0 4-bit",
                         columns=[c for c in COLUMNS if any(c in r for r in rows)],
