@@ -428,7 +428,7 @@ def fold_batchnorm(model, *, strict: bool = False, example_input=None, rtol: flo
     try:
         gm = _trace(work)
     except FoldingError:
-        if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in work.modules()):
+        if any(isinstance(m, _bn_types()) for m in work.modules()):
             raise
         work.folding_report = FoldingReport()  # no BatchNorm: nothing to fold, no trace needed
         return work

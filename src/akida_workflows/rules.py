@@ -35,6 +35,7 @@ import math
 from . import targets as _targets
 from .findings import Finding, Rule
 from .geometry import (  # noqa: F401  (layer geometry; re-exported for callers of rules)
+    _SEPARABLE_SKIP,
     _conv,
     _dilated_origin,
     _is_depthwise,
@@ -684,9 +685,6 @@ def _residual_fix(site, graph, target):
             "connection for Akida 1.0")
 
 
-_separable_partner = separable_partner  # the one test, shared with the merge_separable pass
-
-
 def _depthwise_problem(site, graph):
     """Why a depthwise ``site`` is no Akida 1.0 separable layer, as data, or None: one of
     ``("multiplier", g)``, ``("pointwise", g, node, p)`` (a 1x1 follows with a stride or a
@@ -697,7 +695,7 @@ def _depthwise_problem(site, graph):
         return None
     if g["cout"] != g["cin"]:
         return ("multiplier", g)
-    nxt = graph.next_ops(site, skip=_TRANSPARENT | {"BatchNorm1d", "BatchNorm2d"})
+    nxt = graph.next_ops(site, skip=_SEPARABLE_SKIP)  # what separable_partner looks through
     p = _conv(nxt[0]) if len(nxt) == 1 else None
     if p is not None and p["groups"] == 1 and p["k"] == (1, 1):
         if p["s"] == p["d"] == (1, 1):

@@ -15,7 +15,7 @@ import numpy as np
 from ..._quiet import import_toolchain
 from ...errors import IncompatibleModelError
 from .geometry import FLIPPED_SUFFIX, input_flip
-from .toolchain import _version
+from .toolchain import _inbound, _version
 
 #: Keras layer types that carry weights or merge tensors: what an Akida layer must compute.
 _COMPUTE_TYPES = frozenset({
@@ -56,14 +56,6 @@ _FINAL_ACTIVATION = (
 _POOL_PADDING = (
     "Akida pools with the padding of the convolution before it: give the MaxPool2d {0} "
     "padding matching {1} ({2}), or use a pool whose window tiles the map exactly.")
-
-
-def _inbound(layer) -> list:
-    nodes = getattr(layer, "inbound_nodes", None) or getattr(layer, "_inbound_nodes", [])
-    if not nodes:
-        return []
-    inbound = nodes[0].inbound_layers
-    return list(inbound) if isinstance(inbound, (list, tuple)) else [inbound]
 
 
 def _conv_padding(conv) -> str:
@@ -125,9 +117,9 @@ def _diagnose(quantized_model, akida_version: str) -> tuple[str, list[str]]:
         if akida_version == "v1" and kind == "QuantizedDepthwiseConv2D":
             return _DEPTHWISE_ALONE.format(layer.name), [layer.name]
         conv = _block_conv(layer) if kind == "QuantizedMaxPool2D" else None
-        if conv is not None and _conv_padding(conv) != getattr(layer, "padding", ""):
-            return (_POOL_PADDING.format(layer.name, conv.name, _conv_padding(conv)),
-                    [layer.name])
+        padding = _conv_padding(conv) if conv is not None else None
+        if padding is not None and padding != getattr(layer, "padding", ""):
+            return _POOL_PADDING.format(layer.name, conv.name, padding), [layer.name]
         if (akida_version == "v1" and kind == "QuantizedReLU"
                 and not getattr(layer, "out_quantizer", None)):
             return _FINAL_ACTIVATION.format(layer.name), [layer.name]

@@ -18,7 +18,7 @@ import numpy as np
 from ...errors import IncompatibleModelError
 from .calibration import _calibrate_weights
 from .geometry import input_flip, to_nhwc
-from .toolchain import _keras, _version
+from .toolchain import _inbound, _keras, _version
 
 
 def unbounded_relus(keras_model) -> list[str]:
@@ -32,11 +32,9 @@ def _chain(keras_model) -> bool:
     """Whether every layer of a Keras model reads exactly the layer before it."""
     layers = keras_model.layers
     for previous, layer in zip(layers, layers[1:]):
-        nodes = layer._inbound_nodes
-        if len(nodes) != 1:
+        if len(layer._inbound_nodes) != 1:
             return False
-        inbound = nodes[0].inbound_layers
-        inbound = inbound if isinstance(inbound, (list, tuple)) else [inbound]
+        inbound = _inbound(layer)
         if len(inbound) != 1 or inbound[0] is not previous or len(previous._outbound_nodes) != 1:
             return False
     return True

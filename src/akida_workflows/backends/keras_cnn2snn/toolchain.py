@@ -28,3 +28,12 @@ def _version(akida_version: str):
         raise IncompatibleModelError(
             f"akida_version must be one of {AKIDA_VERSIONS}, got {akida_version!r}")
     return AkidaVersion.v1 if akida_version == "v1" else AkidaVersion.v2
+
+
+def _inbound(layer) -> list:
+    """The layers a Keras layer reads (through its first inbound node), as a list."""
+    nodes = getattr(layer, "inbound_nodes", None) or getattr(layer, "_inbound_nodes", [])
+    if not nodes:
+        return []
+    inbound = nodes[0].inbound_layers
+    return list(inbound) if isinstance(inbound, (list, tuple)) else [inbound]
