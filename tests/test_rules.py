@@ -545,3 +545,14 @@ def test_a_dilated_depthwise_gets_one_finding_the_dilation():
                        conv(8, 8, 1), R6()], shape=S)
     assert [f.rule.id for f in _findings(model, S, "akida1") if f.site.name == "3"] == \
         ["dilation"]
+
+
+def test_activation_between_names_the_users_1d_layers():
+    """On a lowered 1-D model the reason names the Conv1d layers the user wrote (it said
+    'Conv2d feeds … (Conv2d)' on Kachuee's ECG ResNet)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(1, 8, 5, padding=2), nn.Conv1d(8, 8, 5, padding=2), R6(),
+                          nn.Flatten(), nn.Linear(8 * 64, 4)).eval()
+    (finding,) = [f for f in _findings(model, (1, 64), "akida1")
+                  if f.rule.id == "activation-between"]
+    assert finding.reason.startswith("Conv1d feeds 1 (Conv1d) with no activation"), finding.reason

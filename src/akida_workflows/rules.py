@@ -531,7 +531,8 @@ def _unactivated(site, graph, target):
     after = _chained(site, graph)
     if after is None:
         return None
-    return (f"{site.kind} feeds {after.name} ({after.kind}) with no activation between: on "
+    kind = [(_origin_1d(s, graph) or s).kind for s in (site, after)]  # the user's 1-D op
+    return (f"{kind[0]} feeds {after.name} ({kind[1]}) with no activation between: on "
             "Akida 1.0 every layer that feeds another ends with a bounded ReLU (its output "
             "quantizer)")
 
