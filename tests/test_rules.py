@@ -13,7 +13,7 @@ from zoo import _Attention as AttentionNet
 from zoo import _LSTMNet as LSTMNet
 from zoo import real_toolchain
 
-from akida_workflows.rules import RULES, check_graph, limits_table, rule_for_message, trace_graph
+from akida_workflows.rules import RULES, check_graph, limits_table, rule_at, trace_graph
 
 S = (1, 16, 16)
 R6 = nn.ReLU6
@@ -306,14 +306,22 @@ def test_every_rule_has_a_case_and_a_limit():
     assert "bounded-activation" in table and "dense-inputs" not in table
 
 
-def test_toolchain_messages_map_to_rules():
-    assert rule_for_message("Cannot convert /3/Conv: /3/Conv kernels are expected to be square.",
-                            "akida2").id == "square-kernel"
-    assert rule_for_message("Input dimensions are too large to fit in a FNP. The maximum value "
-                            "is 2048.", "akida2").id == "dense-inputs"
-    assert rule_for_message("Pooling layer maxpool_2 (padding: valid) must have the same "
-                            "padding as conv_0 (padding: same).", "akida1").id == "max-pool"
-    assert rule_for_message("something new", "akida1") is None
+def test_a_refused_operation_is_tied_to_the_rule_its_geometry_breaks():
+    # How compat ties a toolchain refusal to the table: the operation's own attributes
+    # and shapes, whatever the toolchain's message says (or a later version rewords).
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU6(),
+                          nn.Conv2d(8, 8, (3, 5), padding=(1, 2)), nn.ReLU6(),
+                          nn.Flatten(), nn.Linear(8 * 48 * 48, 10)).eval()
+    graph = trace_graph(model, (1, 48, 48))
+    by_name = {site.name: site for site in graph.sites}
+    assert rule_at(by_name["0"], graph, "akida2") is None
+    assert rule_at(by_name["2"], graph, "akida2").id == "square-kernel"
+    assert rule_at(by_name["5"], graph, "akida2").id == "dense-inputs"
+    assert rule_at(by_name["5"], graph, "akida1") is None  # Akida 1.0 splits it over FNP2s
+    # the first rule in table order when a site breaks several
+    relu = nn.Sequential(nn.Conv2d(1, 8, (3, 5), dilation=2), nn.ReLU()).eval()
+    graph = trace_graph(relu, (1, 32, 32))
+    assert rule_at(graph.named("0")[0], graph, "akida1").id == "square-kernel"
 
 
 def test_fixes_do_not_send_the_user_in_a_circle():

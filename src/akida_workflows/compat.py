@@ -379,10 +379,12 @@ class _Collector:
     def add_toolchain(self, name: str, stage: str, reason: str, *, kind: str | None = None,
                       fix: str | None = None, status: str | None = None) -> str:
         """Record a toolchain verdict on ``name``; returns the report key."""
-        from .rules import rule_for_message
+        from .rules import rule_at
 
         key = self.resolve(name)
-        rule = rule_for_message(reason, self.target)
+        sites = self.graph.named(key) if self.graph is not None else []
+        # the limit this module breaks, read from its geometry (not from the message)
+        rule = rule_at(sites[0], self.graph, self.target) if sites else None
         if key in self.found:
             issue = self.found[key]
             same = rule is not None and rule.id in issue.rule.split("+")
@@ -391,7 +393,6 @@ class _Collector:
                 issue.fix += f"; and {fix}"
             return key
         kind = kind or self._kind(key)
-        sites = self.graph.named(key) if self.graph is not None else []
         if fix is None:
             fix = _OP_FIXES.get(kind) or _OP_FIXES.get(_op_of(name))
             if kind in ("view", "reshape", "squeeze") and not (
@@ -574,22 +575,13 @@ def _check_akida1(model, input_shape, col: _Collector, samples):
     try:
         keras_model = to_keras(work, input_shape)
     except IncompatibleModelError as exc:
-        reason = str(exc).split(": ", 1)[-1] if exc.nodes else str(exc)
+        reason = exc.reason or (str(exc).split(": ", 1)[-1] if exc.nodes else str(exc))
         keys = [col.add_toolchain(node, "conversion", reason, fix=exc.fix)
                 for node in exc.nodes or [_first_unpatched_finding(col) or "model"]]
         return None, keys, "conversion"
     except Exception as exc:  # the bridge's tracer can raise anything on unusual models
-        message = describe_exception(exc)
-        reused = re.search(r'name "([^"]+)" is used (\d+) times', message)
-        if reused and col.resolve(reused.group(1)) != _op_of(reused.group(1)):
-            key = col.add_toolchain(
-                reused.group(1), "conversion",
-                f"module called {reused.group(2)} times in forward(): the Akida 1.0 path "
-                "needs one module per call",
-                fix="give each call its own module (e.g. self.pool1 and self.pool2)")
-            return None, [key], "conversion"
         return None, [_first_unpatched_finding(col) or col.add_toolchain(
-            "model", "conversion", message, kind="model", status="unsupported",
+            "model", "conversion", describe_exception(exc), kind="model", status="unsupported",
             fix=_GENERIC_FIX)], "conversion"
     try:
         quantized = quantize_4bit(keras_model, to_nhwc(samples, flip=keras_model),
@@ -598,9 +590,7 @@ def _check_akida1(model, input_shape, col: _Collector, samples):
         if not isinstance(exc, IncompatibleModelError):
             return None, [_first_unpatched_finding(col) or col.add_toolchain(
                 "model", "quantization", describe_exception(exc), kind="model")], "quantization"
-        keys = [col.add_toolchain(node, "quantization",
-                                  "Akida 1.0 needs bounded activations; this ReLU has no maximum"
-                                  if "bounded" in str(exc) else str(exc))
+        keys = [col.add_toolchain(node, "quantization", exc.reason or str(exc))
                 for node in exc.nodes or [_first_unpatched_finding(col) or "model"]]
         return None, keys, "quantization"
     try:

@@ -54,12 +54,17 @@ class IncompatibleModelError(AkidaWorkflowError):
     fix : str or None
         What to change, when the message's own fix is known as data (reports use it
         as the row's fix instead of guessing one).
+    reason : str or None
+        What is wrong with each of ``nodes``, in one phrase (a report's reason column),
+        when the raiser knows it as data.
     """
 
-    def __init__(self, message: str, nodes: list[str] | None = None, fix: str | None = None):
+    def __init__(self, message: str, nodes: list[str] | None = None, fix: str | None = None,
+                 reason: str | None = None):
         super().__init__(message)
         self.nodes = list(nodes or [])
         self.fix = fix
+        self.reason = reason
 
 
 class InvalidInputError(AkidaWorkflowError, ValueError):

@@ -41,8 +41,6 @@ class Rule:
         ``"relu6"`` / ``"drop-add"`` for functional operations) that lets the
         toolchain check the rest of the model. ``None`` when the fix changes
         shapes: the toolchain then stops at this operation.
-    messages : tuple of str
-        Lower-case fragments of the toolchain's own messages for this limit.
     """
 
     id: str
@@ -53,7 +51,6 @@ class Rule:
     check: Callable
     fix: Callable
     patch: Callable | None = None
-    messages: tuple = ()
 
     def applies(self, target: str) -> bool:
         return target in self.targets

@@ -97,7 +97,7 @@ from .stand_ins import (  # noqa: F401  (re-exported)
 from .tables import Table
 
 # Site, ModelGraph, trace_graph: importable here, listed and documented in graph.py.
-__all__ = ["Rule", "Finding", "RULES", "rules_for", "check_graph", "rule_for_message",
+__all__ = ["Rule", "Finding", "RULES", "rules_for", "check_graph", "rule_at",
            "limits_table"]
 
 TARGETS = tuple(_targets.TARGETS)
@@ -756,66 +756,54 @@ def _depthwise_fix(site, graph, target):
 #: The table, in checking order.
 RULES: tuple[Rule, ...] = (
     Rule("recurrent", TARGETS, "no recurrent layers (LSTM, GRU, RNN)", "quantization",
-         "unsupported", _recurrent, _recurrent_fix,
-         messages=("lstm", "gru", "recurrent")),
+         "unsupported", _recurrent, _recurrent_fix),
     Rule("attention", TARGETS, "no attention (activation x activation products)",
-         "quantization", "unsupported", _attention, _attention_fix, messages=("matmul",)),
+         "quantization", "unsupported", _attention, _attention_fix),
     # Akida 2.0 takes a Linear first (quantize_onnx quantizes the input to int8 for it).
     Rule("input-layer-dense", ("akida1",), "the input layer is a convolution", "quantization",
          "fixable", _dense_input_layer, _dense_input_layer_fix, patch=_conv_before_flatten),
     Rule("input-channels", TARGETS, "input layer: 1 or 3 channels", "conversion", "fixable",
-         _input_channels, _input_channels_fix,
-         messages=("must have 1 or 3 channels", "can only handle weights with 1, 2 or 4 bits")),
+         _input_channels, _input_channels_fix),
     Rule("input-size", TARGETS,
          "input layer: height ≥ 5, width 5…384 (Akida 2.0) / 5…256 (Akida 1.0)", "mapping",
-         "fixable", _input_size, _input_size_fix,
-         messages=("unsupported input size", "input first dimension")),
+         "fixable", _input_size, _input_size_fix),
     Rule("square-kernel", TARGETS, "square k x k kernels", "conversion", "fixable",
-         _square_kernel, _square_fix, patch=_safe_conv,
-         messages=("kernels are expected to be square", "kernel size should be symmetric",
-                   "kernel width and height must be equal")),
+         _square_kernel, _square_fix, patch=_safe_conv),
     Rule("kernel-size", TARGETS, _kernel_limit_text(),
-         "mapping", "fixable", _kernel_size, _kernel_fix, patch=_safe_conv,
-         messages=("unsupported kernel size", "kernel size must be", "kernel size should be",
-                   "'sameupper' padding mode is only supported")),
+         "mapping", "fixable", _kernel_size, _kernel_fix, patch=_safe_conv),
     Rule("dilation", TARGETS, "no dilation", "quantization", "fixable", _dilation,
-         _dilation_fix, patch=_safe_conv, messages=("dilation",)),
+         _dilation_fix, patch=_safe_conv),
     Rule("groups", TARGETS, "groups = 1 or depthwise (groups = in_channels)", "quantization",
-         "fixable", _groups, _groups_fix, patch=_safe_conv, messages=("grouped",)),
+         "fixable", _groups, _groups_fix, patch=_safe_conv),
     Rule("stride", TARGETS, "input-layer stride 1 to 3; stride 1 or 2 after it, stride 2 only "
          "with kernel " + ", ".join(f"{'/'.join(map(str, lim['stride2_kernels']))} ({name})"
                                     for name, lim in LIMITS.items()), "mapping", "fixable", _stride,
-         _stride_fix, messages=("stride",)),
+         _stride_fix),
     Rule("same-padding", TARGETS,
          "'same' padding (padding = k // 2); the input layer also takes padding=0",
-         "mapping", "fixable", _padding, _padding_fix,
-         messages=("only padding 'same'", "is not keras/akida 'same' padding")),
+         "mapping", "fixable", _padding, _padding_fix),
     Rule("input-stride-padding", TARGETS,
          "a stride-3 input layer: padding 0 or TensorFlow 'same' (symmetric on Akida 2.0)",
          "conversion", "fixable", _input_stride_padding, _input_stride_padding_fix,
-         patch=_input_stride_stand_in,
-         messages=("expect pads to be one of", "neither keras/akida 'same' nor 'valid'")),
+         patch=_input_stride_stand_in),
     Rule("max-pool", TARGETS, "max pooling 2x2, stride 2, no padding, even-sized maps",
-         "conversion", "fixable", _maxpool, _maxpool_fix,
-         messages=("maxpool", "max-pooling size", "pooling_y", "must have the same padding as")),
+         "conversion", "fixable", _maxpool, _maxpool_fix),
     Rule("pool-after-conv", TARGETS, "max pooling only right after a convolution",
          "quantization", "fixable", _pool_after_conv, _pool_after_conv_fix,
          patch=_conv_then_pool),
     Rule("avg-pool", ("akida2",), "average pooling only over the whole map (global)",
-         "quantization", "fixable", _avgpool, _avgpool_fix, messages=("averagepool",)),
+         "quantization", "fixable", _avgpool, _avgpool_fix),
     Rule("gap-area", ("akida2",), "global average pooling over ≤ 144 positions", "mapping",
-         "fixable", _gap_area, _gap_area_fix, messages=("global average pooling",)),
+         "fixable", _gap_area, _gap_area_fix),
     Rule("pooled-before-dense", ("akida2",),
          "the last convolution before a Dense is unpooled (the Akida 1.0 bridge inserts an "
          "identity convolution)",
-         "mapping", "fixable", _pooled_before_dense, _pooled_before_dense_fix,
-         messages=("must be followed by",)),
+         "mapping", "fixable", _pooled_before_dense, _pooled_before_dense_fix),
     Rule("dense-inputs", ("akida2",), "Dense input ≤ 2048 features, from a map of ≤ 256 columns",
          "mapping", "fixable",
-         _dense_input, _dense_input_fix, messages=("too large to fit in a fnp",)),
+         _dense_input, _dense_input_fix),
     Rule("bounded-activation", ("akida1",), "bounded activations (ReLU6 / clamp)",
-         "quantization", "fixable", _bounded, _bounded_fix, patch=_relu6,
-         messages=("bounded activations",)),
+         "quantization", "fixable", _bounded, _bounded_fix, patch=_relu6),
     Rule("activation-between", ("akida1",),
          "an activation between two weighted layers (but depthwise → 1x1)", "conversion",
          "fixable", _unactivated, _unactivated_fix),
@@ -828,15 +816,12 @@ RULES: tuple[Rule, ...] = (
     Rule("softmax-inside", TARGETS, "softmax only as the last op", "quantization",
          "unsupported", _softmax_inside, _softmax_inside_fix, patch=_identity),
     Rule("batchnorm", TARGETS, "BatchNorm right after a Conv/Linear (folded)", "quantization",
-         "fixable", _batchnorm, _batchnorm_fix, patch=_identity,
-         messages=("batchnormalization", "batchnorm")),
+         "fixable", _batchnorm, _batchnorm_fix, patch=_identity),
     Rule("residual", ("akida1",), "no residual additions on Akida 1.0", "conversion",
-         "unsupported", _residual, _residual_fix, patch=_drop_add,
-         messages=("branches or merges", "residual")),
+         "unsupported", _residual, _residual_fix, patch=_drop_add),
     Rule("depthwise-separable", ("akida1",),
          "depthwise convolutions only inside separable blocks (depthwise → 1x1)",
-         "conversion", "fixable", _depthwise_alone, _depthwise_fix, patch=_depthwise_patch,
-         messages=("depthwiseconv2d", "separable")),
+         "conversion", "fixable", _depthwise_alone, _depthwise_fix, patch=_depthwise_patch),
 )
 
 
@@ -863,11 +848,14 @@ def check_graph(graph: ModelGraph, target: str) -> list[Finding]:
     return findings
 
 
-def rule_for_message(message: str, target: str) -> Rule | None:
-    """The rule whose limit a toolchain message reports, if any (first in table order)."""
-    text = message.lower()
+def rule_at(site, graph: ModelGraph, target: str) -> Rule | None:
+    """The first rule (table order) whose limit ``site`` breaks on ``graph``, if any.
+
+    How a toolchain refusal of an operation is tied to the table: by the
+    operation's own geometry, never by the wording of the toolchain's message.
+    """
     for rule in rules_for(target):
-        if any(fragment in text for fragment in rule.messages):
+        if rule.check(site, graph, target):
             return rule
     return None
 

@@ -300,7 +300,10 @@ def _prepare_akida1(keras_model, per_channel: bool):
             f"Akida 1.0 needs bounded activations, but ReLU layer(s) {', '.join(loose)} "
             "have no maximum. In PyTorch use nn.ReLU6() or a clamp "
             "(nn.Hardtanh(0, max_value)) instead of nn.ReLU(), retrain or fine-tune, and "
-            "convert again.", nodes=loose)
+            "convert again.", nodes=loose,
+            reason="Akida 1.0 needs bounded activations; this ReLU has no maximum",
+            fix="use nn.ReLU6() or a clamp (nn.Hardtanh(0, max_value)) instead of nn.ReLU(), "
+                "then retrain or fine-tune")
     return separable_blocks(keras_model)
 
 
