@@ -88,9 +88,7 @@ class FlipStride2(Pass):
             if not exc.nodes:
                 return Plan(self.name)
             node = exc.nodes[0]
-            text = str(exc)
-            cut = max(text.find(". Use "), text.find(". Fix: "))
-            reason, fix = (text[:cut], text[cut + 2:]) if cut > 0 else (text, "see the reason")
+            reason, fix = exc.reason or str(exc), exc.fix or "see the reason"
             kind = next((s.kind for s in state.graph.named(node)), "")
             return Plan(self.name, blockers=[Blocker(self.name, node, kind, reason, fix)])
         if not flip:

@@ -118,11 +118,12 @@ def _choose_flip(sequence, shape, flip: bool | None) -> bool:
     either = [w for w in fits[False] if w in fits[True]]
     if either:
         w = either[0]
-        raise IncompatibleModelError(
-            f"{_geometry(w[0], *w[2:5], w[5], w[1])}: neither Keras/Akida 'same' nor 'valid' "
-            "padding, in original or flipped coordinates. Use padding=k//2 (odd k) with "
-            "stride 1 and down-sample with MaxPool2d(2), or a stride-2 conv with padding=k//2 "
-            "on even maps, or padding=0.", nodes=[w[0]])
+        reason = (f"{_geometry(w[0], *w[2:5], w[5], w[1])}: neither Keras/Akida 'same' nor "
+                  "'valid' padding, in original or flipped coordinates")
+        fix = ("use padding=k//2 (odd k) with stride 1 and down-sample with MaxPool2d(2), or a "
+               "stride-2 conv with padding=k//2 on even maps, or padding=0")
+        raise IncompatibleModelError(f"{reason}. {fix[0].upper()}{fix[1:]}.", nodes=[w[0]],
+                                     reason=reason, fix=fix)
     if flip is not None:
         w = fits[flip][0]
         raise IncompatibleModelError(
@@ -130,14 +131,16 @@ def _choose_flip(sequence, shape, flip: bool | None) -> bool:
             f"{'flipped' if flip else 'original'} coordinates; use flip=None (automatic).",
             nodes=[w[0]])
     need, block = fits[False][0], fits[True][0]
-    raise IncompatibleModelError(
-        f"{_geometry(need[0], *need[2:5], need[5], need[1])} is Keras/Akida 'same' padding "
-        "only on the spatially flipped map (Keras pads 0 before and 1 after where PyTorch pads "
-        f"1 and 1), but {_geometry(block[0], *block[2:5], block[5], block[1])} cannot run on "
-        "flipped maps (its windows drop the last row/column, which becomes the first). "
-        f"Fix: make the map before {block[0]} even (an input size divisible by 2 for each "
-        "stride-2 layer before it), or pool with MaxPool2d(3, stride=2, padding=1), which "
-        "is exact either way.", nodes=[block[0]])
+    reason = (f"{_geometry(need[0], *need[2:5], need[5], need[1])} is Keras/Akida 'same' "
+              "padding only on the spatially flipped map (Keras pads 0 before and 1 after where "
+              f"PyTorch pads 1 and 1), but {_geometry(block[0], *block[2:5], block[5], block[1])}"
+              " cannot run on flipped maps (its windows drop the last row/column, which becomes "
+              "the first)")
+    fix = (f"make the map before {block[0]} even (an input size divisible by 2 for each "
+           "stride-2 layer before it), or pool with MaxPool2d(3, stride=2, padding=1), which "
+           "is exact either way")
+    raise IncompatibleModelError(f"{reason}. Fix: {fix}.", nodes=[block[0]], reason=reason,
+                                 fix=fix)
 
 
 def input_flip(model) -> bool:
