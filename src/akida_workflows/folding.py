@@ -361,17 +361,11 @@ def _trace(model, *, error=FoldingError, purpose: str = "to find its BatchNorms"
            fix: str = "Make forward() traceable by torch.fx (no Python if or loop on a "
                       "tensor's shape or values: keep the branch this input shape takes), or "
                       "fold per layer with fold_conv_bn / fold_linear_bn."):
-    """``torch.fx.symbolic_trace(model)``; an untraceable model is ``error`` with ``fix``
+    """:func:`akida_workflows.graph.fx_trace`; an untraceable model is ``error`` with ``fix``
     (also as the error's ``fix`` attribute, for reports)."""
-    import torch.fx
+    from .graph import fx_trace
 
-    try:
-        return torch.fx.symbolic_trace(model)
-    except Exception as exc:
-        err = error(f"cannot trace {type(model).__name__} with torch.fx {purpose} "
-                    f"({type(exc).__name__}: {exc}). {fix}")
-        err.fix = fix
-        raise err from exc
+    return fx_trace(model, error=error, purpose=purpose, fix=fix)
 
 
 def fold_batchnorm(model, *, strict: bool = False, example_input=None, rtol: float = 1e-5):

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Site", "ModelGraph", "trace_graph", "TRANSPARENT", "WEIGHTED"]
+__all__ = ["Site", "ModelGraph", "trace_graph", "fx_trace", "run_recorded", "NodeError",
+           "TRANSPARENT", "WEIGHTED"]
 
 _RECURRENT = {"LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"}
 _ATTENTION = {"MultiheadAttention", "Transformer", "TransformerEncoder", "TransformerDecoder",
@@ -175,24 +176,76 @@ def _function_name(node) -> str:
             "__getitem__": "getitem"}.get(name, name)
 
 
-def _trace_fx(model, example):
+# ------------------------------------------------------------------ the one tracer
+
+
+def fx_trace(model, *, error=None, purpose: str = "", fix: str = ""):
+    """``torch.fx.symbolic_trace(model)``: the one place the project traces a model.
+
+    The graph (:func:`trace_graph`), BatchNorm folding, the 1-D lowering and the
+    Keras bridge all trace through here. When torch.fx fails and ``error`` (an
+    exception class) is given, that error is raised instead, naming the model,
+    what the trace was ``purpose``-d for and the ``fix`` (also set as its ``fix``
+    attribute, which reports show as the row's fix).
+    """
+    import torch.fx
+
+    try:
+        return torch.fx.symbolic_trace(model)
+    except Exception as exc:
+        if error is None:
+            raise
+        first = (str(exc).splitlines() or [""])[0]
+        err = error(f"cannot trace {type(model).__name__} with torch.fx"
+                    f"{' ' + purpose if purpose else ''} ({type(exc).__name__}: {first}). "
+                    f"{fix[:1].upper()}{fix[1:]}")
+        err.fix = fix
+        raise err from exc
+
+
+class NodeError(Exception):
+    """An operation of a traced model raised when run: ``node`` (the torch.fx node) and
+    ``cause`` (what it raised)."""
+
+    def __init__(self, node, cause: BaseException):
+        super().__init__(f"{node.name}: {cause}")
+        self.node, self.cause = node, cause
+
+
+def run_recorded(gm, example, on_node=None) -> dict:
+    """Run the traced ``gm`` once on ``example``: ``{node: output}`` for every node.
+
+    ``on_node(node, output)`` is called as each node runs (the Keras bridge records
+    shapes and shape-query values on the nodes). An operation that raises is a
+    :class:`NodeError` naming its node.
+    """
     import torch
     import torch.fx
 
-    gm = torch.fx.symbolic_trace(model)
-    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
-    if len(placeholders) != 1:
-        return gm, None, len(placeholders)
     values = {}
 
     class _Recorder(torch.fx.Interpreter):
         def run_node(self, n):
-            out = super().run_node(n)
+            try:
+                out = super().run_node(n)
+            except Exception as exc:
+                raise NodeError(n, exc) from exc
             values[n] = out
+            if on_node is not None:
+                on_node(n, out)
             return out
 
     with torch.no_grad():
-        _Recorder(gm).run(example)  # records every node's output (tuples included)
+        _Recorder(gm).run(example)
+    return values
+
+
+def _trace_fx(model, example):
+    gm = fx_trace(model)
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != 1:
+        return gm, None, len(placeholders)
+    values = run_recorded(gm, example)  # every node's output (tuples included)
     modules = dict(gm.named_modules())
     sites, index = [], {}
     for node in gm.graph.nodes:

@@ -711,36 +711,20 @@ def _dense_problems(lowered: LoweredModel, limits: HardwareLimits) -> list[str]:
 
 def _last_map_width(lowered: LoweredModel, linear) -> int | None:
     """Width of the last 4-D tensor a module produced before ``linear`` ran."""
-    import torch
-
-    seen, hooks = {}, []
-
-    def read(mod, inp):  # returns None: the input is left as it is
-        seen.setdefault("read", seen.get("last"))
-
-    def produced(mod, inp, out):
-        if isinstance(out, torch.Tensor) and out.dim() == 4:
-            seen["last"] = int(out.shape[-1])
-
-    for m in lowered.model.modules():
-        if m is linear:
-            hooks.append(m.register_forward_pre_hook(read))
-        elif not list(m.children()):
-            hooks.append(m.register_forward_hook(produced))
-    _probe(lowered, hooks)
-    return seen.get("read")
+    sites = _graph_of(lowered).sites
+    at = next((s.index for s in sites if s.module is linear), None)
+    if at is None:
+        return None
+    maps = [s.out_shape[-1] for s in sites[:at]
+            if s.module is not None and s.out_shape is not None and len(s.out_shape) == 3]
+    return int(maps[-1]) if maps else None
 
 
-def _probe(lowered: LoweredModel, hooks) -> None:
-    """Run the lowered model once on zeros, then remove ``hooks`` (whatever happens)."""
-    import torch
+def _graph_of(lowered: LoweredModel):
+    """The :class:`~akida_workflows.graph.ModelGraph` of the lowered model (shapes included)."""
+    from .graph import trace_graph
 
-    try:
-        with torch.no_grad():
-            lowered.model(torch.zeros(1, *lowered.shape))
-    finally:
-        for h in hooks:
-            h.remove()
+    return trace_graph(lowered.model, lowered.shape)
 
 
 def _first_linear(model) -> str | None:
@@ -759,14 +743,9 @@ def _pool_inputs(lowered: LoweredModel) -> dict:
 
 def _module_inputs(lowered: LoweredModel, types) -> dict:
     """``{name: (module, (rows, width) of its input)}`` for the modules of ``types``."""
-    sizes, hooks = {}, []
-    for name, m in lowered.model.named_modules():
-        if isinstance(m, types):
-            hooks.append(m.register_forward_hook(
-                lambda mod, inp, out, name=name: sizes.__setitem__(
-                    name, (mod, tuple(int(d) for d in inp[0].shape[-2:])))))
-    _probe(lowered, hooks)
-    return sizes
+    return {s.name: (s.module, tuple(s.in_shapes[0][-2:]))
+            for s in _graph_of(lowered).sites
+            if isinstance(s.module, types) and s.in_shapes}
 
 
 # ---------------------------------------------------------------- pipeline entry points

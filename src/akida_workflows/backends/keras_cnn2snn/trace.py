@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import IncompatibleModelError
+from ...graph import NodeError, fx_trace, run_recorded
 from .layers import _converter_for, _unsupported
 
 #: Shapes are propagated on a batch of two: ``torch.squeeze`` would drop a batch of one.
@@ -178,7 +179,6 @@ def _trace(model):
     """The ``torch.fx`` graph module of ``model``; TorchScript and untraceable models are
     refused with the fix."""
     import torch
-    import torch.fx
 
     if isinstance(model, torch.jit.ScriptModule):
         raise IncompatibleModelError(
@@ -186,51 +186,41 @@ def _trace(model):
             "network from its Python modules, and a TorchScript file holds compiled code "
             "instead. Load the Python model (model class + state_dict) for Akida 1.0, or use "
             "the Akida 2.0 ONNX path (akida_workflows.export), which takes TorchScript.")
-    try:
-        return torch.fx.symbolic_trace(model)
-    except Exception as exc:
-        raise IncompatibleModelError(
-            f"cannot trace {type(model).__name__} with torch.fx "
-            f"({str(exc).splitlines()[0]}): to_keras needs a model without data-dependent "
-            "control flow (nn.Sequential or a chain-shaped forward)",
-            fix="make forward() traceable by torch.fx: a Python if or loop on a tensor's shape "
-                "or values cannot be traced; keep the branch this input shape takes (a "
-                "deployed model sees one shape), or write the network as nn.Sequential") from exc
+    return fx_trace(
+        model, error=IncompatibleModelError,
+        purpose="to rebuild it in tf-keras (to_keras needs a model without data-dependent "
+                "control flow)",
+        fix="make forward() traceable by torch.fx: a Python if or loop on a tensor's shape "
+            "or values cannot be traced; keep the branch this input shape takes (a deployed "
+            "model sees one shape), or write the network as nn.Sequential")
 
 
 def _propagate_shapes(model, gm, modules, input_shape) -> None:
     """Record each node's shape (``tensor_meta``) and each non-tensor value (``value``, such
     as ``x.size()[3]``) on a batch of two; the first op that fails is named."""
     import torch
-    from torch.fx.passes.shape_prop import ShapeProp
+    from torch.fx.passes.shape_prop import _extract_tensor_metadata
 
-    failed = []
-
-    class Propagate(ShapeProp):
-        def run_node(self, n):
-            try:
-                result = super().run_node(n)
-            except Exception:
-                failed.append(n)
-                raise
-            if not isinstance(result, torch.Tensor):
-                n.meta["value"] = result  # x.size()[3]: read by the ops that use it
-            return result
+    def record(n, result):
+        if isinstance(result, torch.Tensor):
+            n.meta["tensor_meta"] = _extract_tensor_metadata(result)
+        else:
+            n.meta["value"] = result  # x.size()[3]: read by the ops that use it
 
     try:
-        with torch.no_grad():
-            Propagate(gm).propagate(torch.zeros(_BATCH, *input_shape))
-    except Exception as exc:
-        node = failed[0] if failed else None
-        if node is not None and node.op == "call_module" and _converter_for(
-                modules[node.target]) is None:
+        run_recorded(gm, torch.zeros(_BATCH, *input_shape), record)
+    except NodeError as exc:
+        node = exc.node
+        if node.op == "call_module" and _converter_for(modules[node.target]) is None:
             raise _unsupported(node.target, modules[node.target]) from exc
-        cause = exc.__cause__ or exc
-        where = f" at {node.target if node.op == 'call_module' else node.name}" if node else ""
+        where = node.target if node.op == "call_module" else node.name
         raise IncompatibleModelError(
-            f"{type(model).__name__} does not run on input shape {tuple(input_shape)}"
-            f"{where}: {str(cause).splitlines()[0]}",
-            nodes=[node.name] if node else []) from exc
+            f"{type(model).__name__} does not run on input shape {tuple(input_shape)} at "
+            f"{where}: {str(exc.cause).splitlines()[0]}", nodes=[node.name]) from exc
+    except Exception as exc:  # the placeholder or output: no operation to name
+        raise IncompatibleModelError(
+            f"{type(model).__name__} does not run on input shape {tuple(input_shape)}: "
+            f"{str(exc).splitlines()[0]}") from exc
 
 
 def _check_chain(node, prev, fname, shaped) -> None:
