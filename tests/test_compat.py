@@ -377,3 +377,72 @@ def test_a_model_fx_cannot_trace_is_reported_layer_by_layer_without_false_rows(b
     assert issue.fix.lower().startswith("make forward() traceable by torch.fx"), issue.fix
     assert ("BatchNorm" in issue.reason) == bn, issue.reason
     assert all(r.status == "not reached" for r in v1.rows if r.module != "model"), v1
+
+
+def test_a_layer_the_mapper_refuses_for_the_pooling_inside_it_points_at_that_pooling():
+    """Akida 2.0 runs a global average pooling inside the convolution before it: the
+    mapper refuses *that convolution* when the pooled map exceeds 144 positions. Its
+    row points at the pooling's finding (the one fix) instead of a second, generic
+    "no Akida layer computes this operation" — found on a padding='same' BN net."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding="same", bias=False), nn.BatchNorm2d(16),
+                          nn.ReLU6(), nn.Conv2d(16, 16, 3, padding="same"), nn.ReLU6(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5)).eval()
+    report = check_compatibility(model, (3, 16, 16), "akida2")
+    rows = {row.module: row for row in report.rows}
+    assert rows["5"].rule == "gap-area" and "16x16 = 256" in rows["5"].reason
+    assert rows["3"].status == "fixable" and "it maps once 5 is fixed" in rows["3"].fix
+    assert not report.ok and all(row.status != "unsupported" for row in report.rows), report
+    # the limit is real: on a 12x12 map (144 positions) the same network maps entirely
+    assert check_compatibility(model, (3, 12, 12), "akida2").ok
+
+
+class _Fire(nn.Module):
+    """A SqueezeNet fire module (squeeze 1x1 → expand 1x1 ‖ expand 3x3, concatenated)."""
+
+    def __init__(self, concat=True):
+        super().__init__()
+        self.concat = concat
+        self.stem = nn.Conv2d(1, 8, 3, padding=1)
+        self.squeeze = nn.Conv2d(8, 4, 1)
+        self.e1 = nn.Conv2d(4, 8, 1)
+        self.e3 = nn.Conv2d(4, 8 if concat else 16, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(16 * 8 * 8, 3)
+
+    def forward(self, x):
+        x = torch.nn.functional.relu6(self.stem(x))
+        s = torch.nn.functional.relu6(self.squeeze(x))
+        e3 = torch.nn.functional.relu6(self.e3(s))
+        x = torch.cat([torch.nn.functional.relu6(self.e1(s)), e3], 1) if self.concat else e3
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def test_a_concatenation_on_akida1_is_one_row_and_the_rest_is_still_judged():
+    """Akida 1.0 runs chain-shaped models: a concatenation (a SqueezeNet fire module) is
+    its own row with the fix, and a stand-in (a 1x1 convolution of the last branch to the
+    concatenated channels) lets the toolchain judge everything after it in the same run.
+    Before, the bridge's refusal landed on e1 ("the model branches") with the generic fix."""
+    from zoo import real_toolchain
+
+    torch.manual_seed(0)
+    model = _Fire().eval()
+    report = check_compatibility(model, (1, 16, 16), "akida1")
+    rows = {row.module: row for row in report.rows}
+    assert rows["cat"].rule == "residual" and rows["cat"].status == "unsupported", report
+    assert "concatenation of 2 branches" in rows["cat"].reason and "akida2" in rows["cat"].fix
+    assert rows["e1"].status == "not reached" and "branch was taken out" in rows["e1"].reason
+    assert all(rows[m].status == "ok" for m in ("stem", "squeeze", "e3", "fc")), report
+    # SqueezeNet pools the concatenation: Akida 1.0 pools only right after a convolution
+    assert rows["pool"].rule == "pool-after-conv" and rows["pool"].status == "fixable"
+    assert "stand_in" not in str(report)  # the stand-in never shows
+    assert real_toolchain(model, (1, 16, 16), "akida1")[0] is False
+    # the fix the row gives (one branch, widened) converts and maps entirely on AKD1000
+    # (a private class name, _Fire, once made QuantizeML's calibration fail: "'_fire/' is
+    # not a valid root scope name")
+    fixed = _Fire(concat=False).eval()
+    assert check_compatibility(fixed, (1, 16, 16), "akida1").ok
+    assert real_toolchain(fixed, (1, 16, 16), "akida1") == (True, "")
+    # Akida 2.0 merges branches: there the concatenation waits only on the pooling after it
+    v2 = {row.module: row for row in check_compatibility(model, (1, 16, 16), "akida2").rows}
+    assert v2["cat"].rule == "" and "it maps once pool is fixed" in v2["cat"].fix, v2["cat"]

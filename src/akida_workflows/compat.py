@@ -618,6 +618,16 @@ def _record_mapping(col: _Collector, mapping) -> None:
         key = col.resolve(layer.name)
         if key in col.found:
             continue
+        fused = _pool_rule_after(col, key)
+        if fused is not None and not _CONSEQUENCE.search(layer.reason or ""):
+            # the mapper names the layer; a pooling that runs inside it broke the limit
+            fused = col._user_name(fused)
+            col.add_toolchain(
+                layer.name, "mapping",
+                f"{layer.reason or 'stays in software'} (the limit of {fused}, which runs "
+                "inside this layer)",
+                fix=f"nothing to change here: it maps once {fused} is fixed", status="fixable")
+            continue
         if _CONSEQUENCE.search(layer.reason or ""):
             cause = _pool_rule_after(col, key) or _cause_after(col, key) or next(
                 (col.resolve(r.name) for r in roots if col.resolve(r.name) != key), None)

@@ -84,6 +84,7 @@ from .padding import (  # noqa: F401  (re-exported)
     _padding_fix,
 )
 from .stand_ins import (  # noqa: F401  (re-exported)
+    _CONCATENATIONS,
     _conv_then_pool,
     _depthwise_patch,
     _drop_add,
@@ -678,10 +679,16 @@ def _residual(site, graph, target):
     if site.kind in ("add", "Add") and len([i for i in site.inputs]) >= 2 \
             and not site.has_constant_input:
         return "residual addition: Akida 1.0 has no merge layers"
+    if site.kind in _CONCATENATIONS and len(set(site.inputs)) >= 2:
+        return (f"concatenation of {len(site.inputs)} branches: Akida 1.0 has no merge layers "
+                "(it runs chain-shaped models)")
     return None
 
 
 def _residual_fix(site, graph, target):
+    if site.kind in _CONCATENATIONS:
+        return ("use --target akida2 (Akida 2.0 runs concatenations), or keep one branch for "
+                "Akida 1.0 (widen its convolution to the concatenated channels)")
     return ("use --target akida2 (Akida 2.0 runs residual additions), or drop the skip "
             "connection for Akida 1.0")
 
@@ -817,7 +824,9 @@ RULES: tuple[Rule, ...] = (
          "unsupported", _softmax_inside, _softmax_inside_fix, patch=_identity),
     Rule("batchnorm", TARGETS, "BatchNorm right after a Conv/Linear (folded)", "quantization",
          "fixable", _batchnorm, _batchnorm_fix, patch=_identity),
-    Rule("residual", ("akida1",), "no residual additions on Akida 1.0", "conversion",
+    Rule("residual", ("akida1",),
+         "no residual additions or concatenations on Akida 1.0 (chain-shaped models)",
+         "conversion",
          "unsupported", _residual, _residual_fix, patch=_drop_add),
     Rule("depthwise-separable", ("akida1",),
          "depthwise convolutions only inside separable blocks (depthwise → 1x1)",

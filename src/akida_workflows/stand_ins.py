@@ -86,7 +86,21 @@ def _relu6(site, graph, target):
 
 
 def _drop_add(site, graph, target):
+    """A residual addition keeps its last operand; a channel concatenation of 2-D maps
+    becomes a 1x1 convolution of its last operand to the concatenated channels (the
+    other branches are then not judged, and say so); other merges have no stand-in."""
+    if site.kind in _CONCATENATIONS:
+        args = site.params.get("args") or ()
+        dim = args[0] if args else site.params.get("kwargs", {}).get("dim", 0)
+        shape = site.out_shape
+        if shape is not None and len(shape) == 3 and dim in (1, -3) and site.in_shapes:
+            return "cat-as-conv"
+        return None
     return "drop-add"
+
+
+#: Function names of a concatenation in a traced graph.
+_CONCATENATIONS = {"cat", "concat", "concatenate"}
 
 
 def _safe_conv(site, graph, target):

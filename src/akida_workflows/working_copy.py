@@ -72,6 +72,8 @@ class _WorkingCopy:
             return self._split_calls(site.name, col)
         if action == "drop-add":
             return self._bypass(site, col, keep_last=True)
+        if action == "cat-as-conv":
+            return self._concat_stand_in(site, col)
         if action == "identity-next-activation":
             done = False
             for nxt in self.graph.next_ops(site, skip={"BatchNorm2d", "Dropout", "Identity"}):
@@ -112,6 +114,36 @@ class _WorkingCopy:
         keep = operands[-1] if keep_last else operands[0]
         node.replace_all_uses_with(keep)
         self.gm.graph.erase_node(node)
+        self._drop_dead(site, col)
+        return True
+
+    def _concat_stand_in(self, site, col) -> bool:
+        """A channel concatenation → a 1x1 convolution (+ ReLU6) of its last operand to as
+        many channels: the shapes after it stay, the other branches drop out (not judged)."""
+        from torch import nn
+
+        node = site.node
+        if self.gm is None or node is None or not node.args:
+            return False
+        operands = [a for a in node.args[0] if hasattr(a, "op")] if isinstance(
+            node.args[0], (list, tuple)) else []
+        if len(operands) < 2 or not site.in_shapes or site.out_shape is None:
+            return False
+        keep = operands[-1]
+        # a bounded activation after it, as the branches end (Akida 1.0 blocks need one)
+        stand_in = nn.Sequential(nn.Conv2d(int(site.in_shapes[-1][0]), int(site.out_shape[0]), 1),
+                                 nn.ReLU6())
+        name = f"{site.name}_stand_in"
+        self.gm.add_submodule(name, stand_in)
+        with self.gm.graph.inserting_after(node):
+            new = self.gm.graph.call_module(name, (keep,))
+        node.replace_all_uses_with(new)
+        self.gm.graph.erase_node(node)
+        self._drop_dead(site, col)
+        return True
+
+    def _drop_dead(self, site, col) -> None:
+        """Remove what no longer feeds the output; its modules are rows 'not judged'."""
         before = {n.target for n in self.gm.graph.nodes if n.op == "call_module"}
         self.gm.graph.eliminate_dead_code()
         after = {n.target for n in self.gm.graph.nodes if n.op == "call_module"}
@@ -119,7 +151,6 @@ class _WorkingCopy:
             col.removed[name] = (f"not judged: its branch was taken out with {site.name} so "
                                  "that the rest could be checked")
         self._recompile()
-        return True
 
     def _split_calls(self, name, col) -> bool:
         """One copy of a reused module per call (later calls get ``name_call2``, …)."""

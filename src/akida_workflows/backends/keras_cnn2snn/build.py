@@ -83,7 +83,7 @@ def to_keras(torch_model, input_shape, *, flip: bool | None = None):
         b.rewrites.append(_FLIPPED_REWRITE)
     _convert_layers(b)
 
-    keras_model = keras.Model(inputs, b.x, name=type(torch_model).__name__.lower())
+    keras_model = keras.Model(inputs, b.x, name=_keras_model_name(torch_model))
     for layer, kweights in b.assignments:
         layer.set_weights([np.asarray(a, dtype=np.float32) for a in kweights])
     keras_model.rewrites = tuple(b.rewrites)
@@ -145,3 +145,14 @@ def _check_output_shape(torch_model, shape, keras_model) -> None:
         raise IncompatibleModelError(
             f"the Keras model's output {keras_model.output_shape[1:]} does not match "
             f"the PyTorch model's {torch_shape}")
+
+
+def _keras_model_name(torch_model) -> str:
+    """The Keras model's name from the PyTorch class name, usable as a TensorFlow root scope
+    (``^[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*$``): a private class ``_Fire`` made QuantizeML's
+    calibration fail with "'_fire/' is not a valid root scope name"."""
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9_.>-]", "_", type(torch_model).__name__.lower()).lstrip("_.->")
+    return name or "model"
+
