@@ -571,3 +571,35 @@ def test_check_convert_info_agree_with_hw_only_mapping(name, target, tmp_path, c
     assert re.search(rf"compute layers in hardware\s+{hw}/{total}\b", out.out), out.out
     record.update(share=f"{hw}/{total}", elapsed=round(time.perf_counter() - start, 1))
     _AGREEMENT.append(record)
+
+
+def test_a_linear_first_model_on_flat_vectors_checks_and_converts(tmp_path):
+    """Whatever input shape check takes, convert takes matching samples: a Dense-first
+    model on (N, F) feature vectors (tabular/sensor data) passed check --input-shape 40
+    and convert refused its (N, 40) samples ("must be a 4-D NCHW batch")."""
+    import akida
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(40, 32), torch.nn.ReLU6(),
+                                torch.nn.Linear(32, 4)).eval()
+    path = _write_model(tmp_path, model)
+    x = np.random.default_rng(0).uniform(-1, 1, (16, 40)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    check = run("check", path, "--trust-pickle", "--input-shape", "40", "--target", "akida2")
+    assert check.returncode == 0, check.stdout + check.stderr
+    out = tmp_path / "m.fbz"
+    result = run("convert", path, "--trust-pickle", "--samples", tmp_path / "x.npy",
+                 "--target", "akida2", "-o", out)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2/2 compute layers in hardware (100 %)" in result.stdout
+    akida_model = akida.Model(str(out))
+    assert tuple(akida_model.input_shape) == (1, 1, 40)
+    from akida_workflows.evaluate import predict
+
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    assert np.abs(predict(akida_model, x) - ref).max() < 0.1 * np.abs(ref).max()
+    # Akida 1.0 refuses a Linear input layer: exit 3 with the rule's row, not a usage error
+    v1 = run("convert", path, "--trust-pickle", "--samples", tmp_path / "x.npy",
+             "--target", "akida1", "-o", tmp_path / "v1.fbz")
+    assert v1.returncode == 3 and "input layer must be a convolution" in v1.stdout + v1.stderr

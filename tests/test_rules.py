@@ -36,6 +36,20 @@ def conv(cin=8, cout=8, k=3, **kw):
     return nn.Conv2d(cin, cout, k, **kw)
 
 
+class _Cropped(nn.Module):
+    """Keeps the first 12 columns of its 16x16 input (x[..., :12]) before the first conv."""
+
+    def __init__(self, crop=True):
+        super().__init__()
+        torch.manual_seed(0)
+        self.crop = crop
+        self.body = nn.Sequential(conv(1, 8), R6(), nn.MaxPool2d(2), conv(), R6(),
+                                  nn.Flatten(), nn.Linear(8 * 8 * 6, 10))
+
+    def forward(self, x):
+        return self.body(x[..., :12] if self.crop else x)
+
+
 def _bn_stats(model, negative=False):
     for m in model.modules():
         if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
@@ -92,6 +106,9 @@ CASES = [
          lambda: (_conv_head(), S), ("Conv2d(1, 16, 3, padding=1)", "MaxPool2d(2)")),
     Case("attention", ("akida2", "akida1"), lambda: (AttentionNet().eval(), S),
          lambda: (_conv_head(), S), ("convolutions",)),
+    Case("slicing", ("akida2", "akida1"),  # KWS code that crops its input inside forward
+         lambda: (_Cropped().eval(), S), lambda: (_Cropped(crop=False).eval(), (1, 16, 12)),
+         ("crop the input on the host", "16x12")),
     Case("input-layer-dense", ("akida1",),
          lambda: (nn.Sequential(nn.Flatten(), nn.Linear(256, 64), R6(),
                                 nn.Linear(64, 10)).eval(), S),
@@ -123,6 +140,12 @@ CASES = [
     Case("groups", ("akida2", "akida1"),
          lambda: (net(None, [nn.MaxPool2d(2), conv(groups=2), R6()]), S),
          lambda: (net(None, [nn.MaxPool2d(2), conv(), R6()]), S), ("groups=1",)),
+    Case("groups", ("akida2",),  # a depthwise convolution with 2 filters per channel
+         lambda: (net(None, [nn.MaxPool2d(2), conv(8, 16, groups=8), R6(), conv(16, 8, 1),
+                             R6()]), S),
+         lambda: (net(None, [nn.MaxPool2d(2), conv(groups=8), conv(8, 16, 1), R6(),
+                             conv(16, 8, 1), R6()]), S),
+         ("one filter per channel", "groups=8")),
     Case("stride", ("akida2",),
          lambda: (net(None, [conv(stride=4), R6(), conv(), R6()]), S),
          lambda: (net(None, [nn.MaxPool2d(2), conv(stride=2), R6(), conv(), R6()]), S),
@@ -150,7 +173,7 @@ CASES = [
     Case("pool-after-conv", ("akida2",), lambda: (PoolAfterAdd().eval(), S),
          lambda: (PoolAfterAdd(fixed=True).eval(), S),
          ("nn.Conv2d(8, 8, 3, padding=1) → nn.ReLU6() before this pooling",)),
-    Case("avg-pool", ("akida2",),
+    Case("avg-pool", ("akida2", "akida1"),
          lambda: (net(None, [nn.AvgPool2d(2), conv(), R6()]), S),
          lambda: (net(None, PAD_MID), S), ("nn.MaxPool2d(2)",)),
     Case("gap-area", ("akida2",),

@@ -100,7 +100,9 @@ def _load_model_args(args):
 
 
 def load_samples(path: Path):
-    """Calibration samples (:func:`akida_workflows.loading.load_samples`), a 4-D NCHW batch."""
+    """Calibration samples (:func:`akida_workflows.loading.load_samples`): a 4-D NCHW batch,
+    ``(N, C, L)`` signals for a 1-D model, or ``(N, F)`` vectors for a model whose first
+    layer is a Linear (as ``check --input-shape F`` takes it)."""
     from .errors import DatasetError
     from .loading import load_samples as load
 
@@ -108,9 +110,10 @@ def load_samples(path: Path):
         samples = load(path)
     except DatasetError as exc:
         raise UsageError(str(exc)) from None
-    if samples.ndim not in (3, 4):
+    if samples.ndim not in (2, 3, 4):
         raise UsageError(f"{path}: samples must be a 4-D NCHW batch (or (N, C, L) signals for a "
-                         f"1-D model), got shape {samples.shape}")
+                         f"1-D model, or (N, F) vectors for a Linear-first model), got shape "
+                         f"{samples.shape}")
     return samples
 
 
@@ -359,7 +362,11 @@ def _to_akida2(job: _Conversion, model, samples):
     except Exception as exc:
         _failed(report, "Akida 2.0 8-bit (.fbz)", exc, time.perf_counter() - start)
         raise job.incompatible("akida2", "conversion", exc) from exc
-    return akida_model, "SixNodesIPv2", samples, time.perf_counter() - start
+    from .evaluate import _akida_layout
+
+    # (N, F) vectors of a Linear-first model as the Akida model takes them, (N, 1, 1, F)
+    return (akida_model, "SixNodesIPv2", _akida_layout(akida_model, samples),
+            time.perf_counter() - start)
 
 
 def _export_float(job: _Conversion, model, samples):
@@ -586,7 +593,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_arguments(p, "the model: .onnx or TorchScript file")
     p.add_argument("--samples", type=Path, required=True,
                    help="calibration inputs: a .npy float array, NCHW, preprocessed "
-                        "((N, C, L) signals for a 1-D model)")
+                        "((N, C, L) signals for a 1-D model, (N, F) vectors for a model "
+                        "whose first layer is a Linear)")
     p.add_argument("--target", choices=["akida2", "akida1"], default="akida2")
     p.add_argument("--bits", type=int, choices=[8, 4], default=None,
                    help="8 for akida2 (default), 4 for akida1 (default)")

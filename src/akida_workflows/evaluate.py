@@ -86,8 +86,11 @@ def _ort_session(model):
 
 def _akida_layout(model, x: np.ndarray) -> np.ndarray:
     """An NCHW batch for an Akida model that takes NHWC, converted (and flipped if the
-    model takes flipped input); anything else unchanged."""
+    model takes flipped input); ``(N, F)`` vectors for a model that takes ``(1, 1, F)``
+    (a Linear-first model) as ``(N, 1, 1, F)``; anything else unchanged."""
     shape = tuple(int(d) for d in model.input_shape)
+    if x.ndim == 2 and shape == (1, 1, x.shape[1]):
+        return x.reshape(len(x), 1, 1, x.shape[1])
     if x.ndim == 4 and tuple(x.shape[1:]) != shape and (x.shape[2], x.shape[3],
                                                          x.shape[1]) == shape:
         from .keras_bridge import to_nhwc

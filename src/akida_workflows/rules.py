@@ -159,6 +159,33 @@ def _recurrent_fix(site, graph, target):
             "as keyword-spotting DS-CNNs do")
 
 
+_SLICING = {"getitem", "narrow"}
+
+
+def _slicing(site, graph, target):
+    """Indexing that keeps part of a tensor (x[:, :, :48], x.narrow(…)): no Akida layer.
+    Indexing a tuple (an LSTM's outputs) has no tensor input shape and is not judged."""
+    if site.kind not in _SLICING or not site.in_shapes or site.out_shape is None:
+        return None
+    before, after = tuple(site.in_shapes[0]), tuple(site.out_shape)
+    if math.prod(before) == math.prod(after):  # x[:, 0] of a one-channel map: a reshape
+        return None
+    source = graph.previous_op(site)
+    if source is not None and source.kind in _RECURRENT | _ATTENTION:
+        return None  # a step of a recurrent/attention output: that layer's row says it all
+    return (f"{site.kind} keeps part of a tensor ({'x'.join(map(str, before))} → "
+            f"{'x'.join(map(str, after)) or 'a scalar'}): Akida has no slicing layer")
+
+
+def _slicing_fix(site, graph, target):
+    after = "x".join(map(str, site.out_shape))
+    if graph.fed_by_input(site):
+        return (f"crop the input on the host, before the model: give the model the {after} "
+                "input it uses (and --input-shape / samples of that shape)")
+    return ("compute only what is used, without indexing: a smaller or strided layer, or "
+            "move the cut to the host after the model")
+
+
 def _attention(site, graph, target):
     if site.kind in _ATTENTION:
         return f"{site.kind}: attention has no Akida layer"
@@ -262,13 +289,23 @@ def _groups(site, graph, target):
     g = _conv(site)
     if g and g["groups"] > 1 and not _is_depthwise(g):
         return f"grouped convolution (groups={g['groups']})"
+    # Akida 2.0: QuantizeML has no pattern for it (Akida 1.0: the depthwise rule's)
+    if g and target == "akida2" and _is_depthwise(g) and g["cout"] != g["cin"]:
+        return (f"depthwise convolution with {g['cout'] // g['cin']} filters per channel "
+                f"({g['cin']} → {g['cout']} channels): Akida's depthwise layer takes one")
     return None
 
 
 def _groups_fix(site, graph, target):
     g = _conv(site)
-    return (f"use groups=1 (a full convolution), or a depthwise nn.Conv2d({g['cin']}, "
-            f"{g['cin']}, k, groups={g['cin']}) followed by a 1x1 nn.Conv2d({g['cin']}, "
+    conv = "Conv1d" if _origin_1d(site, graph) is not None else "Conv2d"
+    if _is_depthwise(g):
+        k = g["k"][0]
+        return (f"use one filter per channel, nn.{conv}({g['cin']}, {g['cin']}, {k}, "
+                f"padding={k // 2}, groups={g['cin']}), then a 1x1 nn.{conv}({g['cin']}, "
+                f"{g['cout']}, 1) for the extra channels")
+    return (f"use groups=1 (a full convolution), or a depthwise nn.{conv}({g['cin']}, "
+            f"{g['cin']}, k, groups={g['cin']}) followed by a 1x1 nn.{conv}({g['cin']}, "
             f"{g['cout']}, 1)")
 
 
@@ -336,12 +373,21 @@ def _avgpool(site, graph, target):
     p = _pool(site)
     if p is None or p["max"] or _is_global_pool(site):
         return None
+    window = f"average pooling over {p['k'][0]}x{p['k'][1]} windows"
     if target == "akida2":
-        return f"average pooling over {p['k'][0]}x{p['k'][1]} windows (not the whole map)"
+        return f"{window} (not the whole map)"
+    nxt = graph.next_ops(site)
+    if not (len(nxt) == 1 and nxt[0].kind == "Linear"):  # else pool_head folds it
+        return (f"{window}: Akida 1.0 has no average-pooling layer (average pooling folds "
+                "only into the Linear right after it)")
     return None
 
 
 def _avgpool_fix(site, graph, target):
+    if target == "akida1":
+        return ("use nn.MaxPool2d(2) (or a stride-2 convolution) to down-sample; average "
+                "pooling only right before the Linear (→ Flatten → Linear), where it folds "
+                "into the Dense")
     return ("use nn.MaxPool2d(2) to down-sample, or nn.AdaptiveAvgPool2d(1) (global average "
             "pooling) after the last convolution")
 
@@ -766,6 +812,8 @@ RULES: tuple[Rule, ...] = (
          "unsupported", _recurrent, _recurrent_fix),
     Rule("attention", TARGETS, "no attention (activation x activation products)",
          "quantization", "unsupported", _attention, _attention_fix),
+    Rule("slicing", TARGETS, "no indexing or slicing of tensors (x[:, :, :48])", "quantization",
+         "fixable", _slicing, _slicing_fix),
     # Akida 2.0 takes a Linear first (quantize_onnx quantizes the input to int8 for it).
     Rule("input-layer-dense", ("akida1",), "the input layer is a convolution", "quantization",
          "fixable", _dense_input_layer, _dense_input_layer_fix, patch=_conv_before_flatten),
@@ -798,7 +846,8 @@ RULES: tuple[Rule, ...] = (
     Rule("pool-after-conv", TARGETS, "max pooling only right after a convolution",
          "quantization", "fixable", _pool_after_conv, _pool_after_conv_fix,
          patch=_conv_then_pool),
-    Rule("avg-pool", ("akida2",), "average pooling only over the whole map (global)",
+    Rule("avg-pool", TARGETS, "average pooling only over the whole map (global); on Akida "
+         "1.0 only right before the Linear (it folds into the Dense)",
          "quantization", "fixable", _avgpool, _avgpool_fix),
     Rule("gap-area", ("akida2",), "global average pooling over ≤ 144 positions", "mapping",
          "fixable", _gap_area, _gap_area_fix),
