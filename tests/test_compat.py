@@ -446,3 +446,27 @@ def test_a_concatenation_on_akida1_is_one_row_and_the_rest_is_still_judged():
     # Akida 2.0 merges branches: there the concatenation waits only on the pooling after it
     v2 = {row.module: row for row in check_compatibility(model, (1, 16, 16), "akida2").rows}
     assert v2["cat"].rule == "" and "it maps once pool is fixed" in v2["cat"].fix, v2["cat"]
+
+
+def test_a_model_with_two_outputs_is_told_to_return_one():
+    """forward() returning (logits_a, logits_b): the Akida 2.0 row showed the exporter's
+    internal error "'tuple' object has no attribute 'numpy'"."""
+    from akida_workflows.errors import ExportError
+    from akida_workflows.export import export_onnx
+
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(1, 8, 3, padding=1)
+            self.a, self.b = nn.Linear(8 * 8 * 8, 3), nn.Linear(8 * 8 * 8, 2)
+
+        def forward(self, x):
+            x = torch.relu(self.c(x)).flatten(1)
+            return self.a(x), self.b(x)
+
+    report = check_compatibility(TwoHeads().eval(), (1, 8, 8), "akida2")
+    row = next(r for r in report.rows if r.module == "model")
+    assert "returns 2 outputs" in row.reason and "numpy" not in row.reason, report
+    assert row.fix.startswith("return one tensor"), row.fix
+    with pytest.raises(ExportError, match="returns 2 outputs, not one tensor"):
+        export_onnx(TwoHeads().eval(), torch.zeros(1, 1, 8, 8), "/tmp/never.onnx")

@@ -106,6 +106,9 @@ CASES = [
          lambda: (_conv_head(), S), ("Conv2d(1, 16, 3, padding=1)", "MaxPool2d(2)")),
     Case("attention", ("akida2", "akida1"), lambda: (AttentionNet().eval(), S),
          lambda: (_conv_head(), S), ("convolutions",)),
+    Case("padding-mode", ("akida2", "akida1"),
+         lambda: (net(None, [nn.MaxPool2d(2), conv(padding_mode="reflect"), R6()]), S),
+         lambda: (net(None, PAD_MID), S), ("padding_mode='zeros'",)),
     Case("slicing", ("akida2", "akida1"),  # KWS code that crops its input inside forward
          lambda: (_Cropped().eval(), S), lambda: (_Cropped(crop=False).eval(), (1, 16, 12)),
          ("crop the input on the host", "16x12")),

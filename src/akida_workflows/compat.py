@@ -77,9 +77,8 @@ _OP_FIXES = {
     "ConstantPad1d": "use the convolution's own padding (padding=k//2) instead of a separate pad",
     "ConstantPad2d": "use the convolution's own padding (padding=k//2) instead of a separate pad",
     "ZeroPad2d": "use the convolution's own padding (padding=k//2) instead of a separate pad",
-    "Transpose": "keep the channel axis where it is: Akida has no transpose layer",
-    "permute": "keep the channel axis where it is: Akida has no transpose layer",
-    "transpose": "keep the channel axis where it is: Akida has no transpose layer",
+    **{k: "keep the channel axis where it is: Akida has no transpose layer"
+       for k in ("Transpose", "permute", "transpose")},
     "Embedding": "Akida has no embedding layer: feed numeric features (e.g. a one-hot image)",
     **{k: "use torch.flatten(x, 1) (or an nn.Flatten() module) for this reshape to "
           "(batch, features)" for k in ("view", "reshape", "squeeze")},
@@ -330,11 +329,11 @@ class _Collector:
     _ONNX_FUNCTIONS = {"Add": ("add",), "Mul": ("mul",), "Relu": ("relu", "relu_"),
                        "Clip": ("relu6", "clamp", "hardtanh", "clip"), "MatMul": ("matmul", "bmm"),
                        "Concat": ("cat",), "Softmax": ("softmax",), "LogSoftmax": ("log_softmax",),
-                       "Sigmoid": ("sigmoid",), "Tanh": ("tanh",),
-                       "MaxPool": ("max_pool2d", "max_pool1d"),
+                       "Sigmoid": ("sigmoid",), "Tanh": ("tanh",), "Squeeze": ("squeeze",),
+                       "MaxPool": ("max_pool2d", "max_pool1d"), "Reshape": ("view", "reshape"),
                        "AveragePool": ("avg_pool2d", "avg_pool1d"),
-                       "Transpose": ("permute", "transpose"),
-                       "Reshape": ("view", "reshape"), "Squeeze": ("squeeze",)}
+                       "GlobalAveragePool": ("adaptive_avg_pool2d", "mean"),
+                       "Transpose": ("permute", "transpose")}
 
     def _functional_by_onnx(self, name: str) -> str | None:
         """'/Add_1' → the second functional add of the model (ONNX numbers them in order)."""
@@ -535,9 +534,10 @@ def _export_failure(col, exc) -> str:
     culprit = _first_unpatched_finding(col)
     if culprit is not None:  # the exporter stops on an operation the rules already reported
         return culprit
-    return col.add_toolchain("model", "export", describe_exception(exc), kind="model",
-                             fix="make forward() exportable with torch.onnx.export(dynamo=False) "
-                                 "on one input of this shape", status="unsupported")
+    fix = getattr(exc, "fix", None) or ("make forward() exportable with torch.onnx.export("
+                                        "dynamo=False) on one input of this shape")
+    return col.add_toolchain("model", "export", describe_exception(exc), kind="model", fix=fix,
+                             status="unsupported")
 
 
 def _quantization_failure(col, exported, exc) -> str:

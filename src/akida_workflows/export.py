@@ -239,13 +239,25 @@ def _eval_mode(model):
 
 def _reference(model, sample):
     """PyTorch's output on ``sample``: what ONNX Runtime must reproduce."""
+    import torch
+
     try:
-        return model(sample)
+        out = model(sample)
     except Exception as exc:
         raise ExportError(
             f"{type(model).__name__} does not accept a sample of shape "
             f"{tuple(sample.shape)}: {exc}"
         ) from exc
+    if not isinstance(out, torch.Tensor):
+        what = (f"{len(out)} outputs" if isinstance(out, (tuple, list))
+                else f"a {type(out).__name__}")
+        fix = ("return one tensor: an Akida model has one output (concatenate the heads with "
+               "torch.cat, or convert one model per head)")
+        err = ExportError(f"{type(model).__name__}.forward() returns {what}, not one tensor. "
+                          f"Fix: {fix}")
+        err.fix = fix
+        raise err
+    return out
 
 
 def _torch_export(model, sample, path: Path, opset, input_name: str, output_name: str) -> None:

@@ -159,6 +159,18 @@ def _recurrent_fix(site, graph, target):
             "as keyword-spotting DS-CNNs do")
 
 
+def _padding_mode(site, graph, target):
+    mode = getattr(site.module, "padding_mode", "zeros")
+    if site.kind in ("Conv1d", "Conv2d") and mode != "zeros" and any(
+            _pair(site.module.padding) if not isinstance(site.module.padding, str) else (1,)):
+        return f"padding_mode='{mode}': Akida pads with zeros"
+    return None
+
+
+def _padding_mode_fix(site, graph, target):
+    return "use padding_mode='zeros' (the default), then fine-tune if the borders matter"
+
+
 _SLICING = {"getitem", "narrow"}
 
 
@@ -834,6 +846,8 @@ RULES: tuple[Rule, ...] = (
          "with kernel " + ", ".join(f"{'/'.join(map(str, lim['stride2_kernels']))} ({name})"
                                     for name, lim in LIMITS.items()), "mapping", "fixable", _stride,
          _stride_fix),
+    Rule("padding-mode", TARGETS, "zero padding (padding_mode='zeros')", "quantization",
+         "fixable", _padding_mode, _padding_mode_fix, patch=_safe_conv),
     Rule("same-padding", TARGETS,
          "'same' padding (padding = k // 2); the input layer also takes padding=0",
          "mapping", "fixable", _padding, _padding_fix),
