@@ -22,7 +22,7 @@ checks that the rule predicts them.
 from __future__ import annotations
 
 from . import targets
-from .geometry import _conv, _origin_1d, _same_output, keras_modes, same_total
+from .geometry import _conv, _origin_1d, _pair, _same_output, keras_modes, same_total
 
 __all__ = ["same_total", "strided_padding_maps"]
 
@@ -153,3 +153,15 @@ def _padding_fix(site, graph, target):
         return "use padding='same' (stride 1) or padding=0, and update the layers after it"
     return (f"use padding={k // 2} ('same') and update the layers after it for the larger map "
             "(e.g. the Linear's in_features)")
+
+
+def _padding_mode(site, graph, target):
+    mode = getattr(site.module, "padding_mode", "zeros")
+    if site.kind in ("Conv1d", "Conv2d") and mode != "zeros" and any(
+            _pair(site.module.padding) if not isinstance(site.module.padding, str) else (1,)):
+        return f"padding_mode='{mode}': Akida pads with zeros"
+    return None
+
+
+def _padding_mode_fix(site, graph, target):
+    return "use padding_mode='zeros' (the default), then fine-tune if the borders matter"

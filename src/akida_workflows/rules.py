@@ -76,12 +76,25 @@ from .kernels import (  # noqa: F401  (re-exported)
     _stride,
     _stride_fix,
 )
+from .no_layer import (  # noqa: F401  (re-exported)
+    _MATMUL_FUNCS,
+    _as_image,
+    _attention,
+    _attention_fix,
+    _conv_replacement,
+    _recurrent,
+    _recurrent_fix,
+    _slicing,
+    _slicing_fix,
+)
 from .padding import (  # noqa: F401  (re-exported)
     _input_stride_padding,
     _input_stride_padding_fix,
     _input_stride_stand_in,
     _padding,
     _padding_fix,
+    _padding_mode,
+    _padding_mode_fix,
 )
 from .stand_ins import (  # noqa: F401  (re-exported)
     _CONCATENATIONS,
@@ -115,7 +128,6 @@ def _kernel_limit_text() -> str:
     return f"input-layer kernels {per('input_kernels')}; after it {per('kernels')}"
 
 
-_MATMUL_FUNCS = {"matmul", "bmm", "einsum", "baddbmm", "scaled_dot_product_attention"}
 _OTHER_ACTIVATIONS = {"LeakyReLU", "GELU", "SiLU", "Hardswish", "Mish", "ELU", "PReLU",
                       "Softplus", "SELU", "CELU", "Hardsigmoid", "leaky_relu", "gelu", "silu",
                       "hardswish", "mish", "elu", "softplus", "selu", "celu", "hardsigmoid"}
@@ -126,89 +138,6 @@ _SOFTMAX = {"Softmax", "LogSoftmax", "softmax", "log_softmax"}
 
 
 # ---- checks -----------------------------------------------------------------------
-
-
-def _recurrent(site, graph, target):
-    if site.kind in _RECURRENT:
-        return f"{site.kind}: Akida has no recurrent layers"
-    return None
-
-
-def _as_image(graph) -> str:
-    """'the 49x10 input (padded to 50x10 …)': the input seen as a one-channel image."""
-    shape = graph.input_shape
-    if len(shape) != 3:
-        return "the (time x features) input"
-    h, w = shape[-2:]
-    text = f"the {h}x{w} (time x features) input"
-    if h % 2 or w % 2:
-        text += (f", zero-padded to {h + h % 2}x{w + w % 2} so that MaxPool2d(2) sees an even "
-                 "map,")
-    return text
-
-
-def _conv_replacement(graph) -> str:
-    """The convolutional stack suggested in place of a recurrent or attention block."""
-    return (f"treat {_as_image(graph)} as a one-channel image and use Conv2d with square "
-            "kernels (e.g. Conv2d(1, 16, 3, padding=1) → ReLU6 → MaxPool2d(2) → Conv2d(16, 16, "
-            "3, padding=1) → ReLU6 → Flatten → Linear)")
-
-
-def _recurrent_fix(site, graph, target):
-    return (f"replace the recurrence by convolutions over time: {_conv_replacement(graph)}, "
-            "as keyword-spotting DS-CNNs do")
-
-
-def _padding_mode(site, graph, target):
-    mode = getattr(site.module, "padding_mode", "zeros")
-    if site.kind in ("Conv1d", "Conv2d") and mode != "zeros" and any(
-            _pair(site.module.padding) if not isinstance(site.module.padding, str) else (1,)):
-        return f"padding_mode='{mode}': Akida pads with zeros"
-    return None
-
-
-def _padding_mode_fix(site, graph, target):
-    return "use padding_mode='zeros' (the default), then fine-tune if the borders matter"
-
-
-_SLICING = {"getitem", "narrow"}
-
-
-def _slicing(site, graph, target):
-    """Indexing that keeps part of a tensor (x[:, :, :48], x.narrow(…)): no Akida layer.
-    Indexing a tuple (an LSTM's outputs) has no tensor input shape and is not judged."""
-    if site.kind not in _SLICING or not site.in_shapes or site.out_shape is None:
-        return None
-    before, after = tuple(site.in_shapes[0]), tuple(site.out_shape)
-    if math.prod(before) == math.prod(after):  # x[:, 0] of a one-channel map: a reshape
-        return None
-    source = graph.previous_op(site)
-    if source is not None and source.kind in _RECURRENT | _ATTENTION:
-        return None  # a step of a recurrent/attention output: that layer's row says it all
-    return (f"{site.kind} keeps part of a tensor ({'x'.join(map(str, before))} → "
-            f"{'x'.join(map(str, after)) or 'a scalar'}): Akida has no slicing layer")
-
-
-def _slicing_fix(site, graph, target):
-    after = "x".join(map(str, site.out_shape))
-    if graph.fed_by_input(site):
-        return (f"crop the input on the host, before the model: give the model the {after} "
-                "input it uses (and --input-shape / samples of that shape)")
-    return ("compute only what is used, without indexing: a smaller or strided layer, or "
-            "move the cut to the host after the model")
-
-
-def _attention(site, graph, target):
-    if site.kind in _ATTENTION:
-        return f"{site.kind}: attention has no Akida layer"
-    if site.kind in _MATMUL_FUNCS and not site.has_constant_input and len(site.inputs) >= 2:
-        return f"{site.kind} of two activations (attention scores): Akida multiplies " \
-               "activations only by trained weights"
-    return None
-
-
-def _attention_fix(site, graph, target):
-    return f"replace the attention block by convolutions: {_conv_replacement(graph)}"
 
 
 def _input_channels(site, graph, target):
