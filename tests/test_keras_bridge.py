@@ -458,7 +458,9 @@ def test_cli_refuses_a_truncated_akida1_model_with_exit_3(tmp_path, capsys):
     code = main(["convert", str(tmp_path / "m.pt"), "--samples", str(tmp_path / "s.npy"),
                  "--target", "akida1", "-o", str(out), "--trust-pickle"])
     assert code == 3
-    assert "avgpool_2 (AveragePooling2D)" in capsys.readouterr().err
+    err = capsys.readouterr().err  # the user's module and the avg-pool rule, not Keras' avgpool_2
+    assert "2 (AvgPool2d): average pooling over 2x2 windows: Akida 1.0 has no" in err, err
+    assert "Fix: use nn.MaxPool2d(2)" in err and "avgpool_2" not in err, err
     assert not out.exists()
 
 
