@@ -470,3 +470,26 @@ def test_a_model_with_two_outputs_is_told_to_return_one():
     assert row.fix.startswith("return one tensor"), row.fix
     with pytest.raises(ExportError, match="returns 2 outputs, not one tensor"):
         export_onnx(TwoHeads().eval(), torch.zeros(1, 1, 8, 8), "/tmp/never.onnx")
+
+
+def test_input_normalisation_and_a_signed_hardtanh_get_fixes_that_name_them():
+    """Found on unseen models: ``(x - mu) / sd`` in forward got the generic "no Akida layer"
+    fix on Akida 1.0, and nn.Hardtanh(-1, 1) was told to replace "nn.ReLU()"."""
+
+    class Normalised(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("mu", torch.tensor(0.5))
+            self.register_buffer("sd", torch.tensor(0.25))
+            self.c = nn.Conv2d(1, 8, 3, padding=1)
+            self.a = nn.Hardtanh(-1, 1)
+            self.fc = nn.Linear(8 * 8 * 8, 3)
+
+        def forward(self, x):
+            return self.fc(self.a(self.c((x - self.mu) / self.sd)).flatten(1))
+
+    report = check_compatibility(Normalised().eval(), (1, 8, 8), "akida1")
+    rows = {row.module: row for row in report.rows}
+    assert "normalise the input on the host" in rows["sub"].fix, report
+    assert rows["a"].rule == "bounded-activation", report
+    assert rows["a"].fix.endswith("instead of nn.Hardtanh(-1, 1)"), rows["a"].fix

@@ -69,14 +69,11 @@ _ACTIVATIONS = ("ReLU", "ReLU6", "Hardtanh", "LeakyReLU", "GELU", "SiLU", "Hards
 _OP_FIXES = {
     "LayerNorm": "remove it, or use a BatchNorm right after a Conv2d/Linear (it folds away)",
     "LayerNormalization": "remove it, or use a BatchNorm right after a Conv2d/Linear",
-    "Concat": "concatenate only the outputs of quantized convolutions (Akida 2.0), or use one "
-              "wider convolution",
-    "cat": "concatenate only the outputs of quantized convolutions (Akida 2.0), or use one "
-           "wider convolution",
+    **{k: "concatenate only the outputs of quantized convolutions (Akida 2.0), or use one wider "
+          "convolution" for k in ("Concat", "cat")},
     "Pad": "use the Conv2d's own padding (padding=k//2) instead of a separate pad",
-    "ConstantPad1d": "use the convolution's own padding (padding=k//2) instead of a separate pad",
-    "ConstantPad2d": "use the convolution's own padding (padding=k//2) instead of a separate pad",
-    "ZeroPad2d": "use the convolution's own padding (padding=k//2) instead of a separate pad",
+    **{k: "use the convolution's own padding (padding=k//2) instead of a separate pad"
+       for k in ("ConstantPad1d", "ConstantPad2d", "ZeroPad2d")},
     **{k: "keep the channel axis where it is: Akida has no transpose layer"
        for k in ("Transpose", "permute", "transpose")},
     "Embedding": "Akida has no embedding layer: feed numeric features (e.g. a one-hot image)",
@@ -84,6 +81,8 @@ _OP_FIXES = {
           "(batch, features)" for k in ("view", "reshape", "squeeze")},
     "add": "add a learned constant in the bias of the layer before instead",
     "mul": "fold the scaling into the weights of the layer before",
+    **{k: "normalise the input on the host, or fold the constant into the weights and bias of "
+          "the first layer" for k in ("sub", "truediv", "div")},
 }
 _GENERIC_FIX = ("no Akida layer computes this operation: remove it or rewrite it with "
                 "Conv2d, depthwise Conv2d, Linear, ReLU6, MaxPool2d(2) and "

@@ -546,8 +546,15 @@ def _clamp_bounds(site):
 
 def _bounded_fix(site, graph, target):
     if site.module is None:
-        return "use F.relu6(x) (or torch.clamp(x, 0, m)) instead of F.relu(x)"
-    return "use nn.ReLU6() (or nn.Hardtanh(0, m)) instead of nn.ReLU()"
+        if site.kind in ("relu", "relu_"):
+            return "use F.relu6(x) (or torch.clamp(x, 0, m)) instead of F.relu(x)"
+        low, high = _clamp_bounds(site)
+        return (f"use F.relu6(x) (or torch.clamp(x, 0, m)) instead of this {site.kind}"
+                f"(min={low}, max={high})")
+    m = site.module
+    what = (f"nn.Hardtanh({m.min_val:g}, {m.max_val:g})" if site.kind == "Hardtanh"
+            else f"nn.{site.kind}()")
+    return f"use nn.ReLU6() (or nn.Hardtanh(0, m)) instead of {what}"
 
 
 _MAX_POOLS = {"MaxPool2d", "MaxPool1d", "max_pool2d", "max_pool1d"}
