@@ -664,9 +664,10 @@ def check_limits(lowered: LoweredModel, target: str) -> list[str]:
     if rows < limits.min_rows:
         problems.append(f"input: {rows} rows < {limits.min_rows}. Fix: lower with "
                         f"rows={limits.min_rows}")
-    problems += _dense_problems(lowered, limits)
+    graph = _graph_of(lowered)  # traced once: every shape below is read from it
+    problems += _dense_problems(lowered, graph, limits)
     if target == "akida1":  # the 4-bit path rebuilds convolutions with Keras 'same' padding
-        for name, (conv, (_, w)) in _module_inputs(lowered, nn.Conv2d).items():
+        for name, (conv, (_, w)) in _module_inputs(graph, nn.Conv2d).items():
             k, s, p = conv.kernel_size[1], conv.stride[1], conv.padding[1]
             if s > 1 and p:
                 out = -(-w // s)
@@ -676,7 +677,7 @@ def check_limits(lowered: LoweredModel, target: str) -> list[str]:
                         f"{name}: stride {s} with padding {p} on {w} samples is not Akida "
                         f"'same' padding (which pads {before} before). Fix: use stride 1 and a "
                         f"MaxPool1d({s}, ceil_mode=True) after the convolution, then retrain")
-    for name, (module, (h, w)) in _pool_inputs(lowered).items():
+    for name, (module, (h, w)) in _pool_inputs(graph).items():
         if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
             if limits.max_pool_area is not None and h * w > limits.max_pool_area:
                 problems.append(
@@ -689,7 +690,7 @@ def check_limits(lowered: LoweredModel, target: str) -> list[str]:
     return problems
 
 
-def _dense_problems(lowered: LoweredModel, limits: HardwareLimits) -> list[str]:
+def _dense_problems(lowered: LoweredModel, graph, limits: HardwareLimits) -> list[str]:
     """The first Linear's input count, and the width of the map it reads, against the limits."""
     name = _first_linear(lowered.model)
     if name is None:
@@ -701,7 +702,7 @@ def _dense_problems(lowered: LoweredModel, limits: HardwareLimits) -> list[str]:
                 "average pooling head"]
     if limits.max_dense_width is None:
         return []
-    maps = _last_map_width(lowered, m)
+    maps = _last_map_width(graph, m)
     if maps is not None and maps > limits.max_dense_width:
         return [f"{name}: the Dense layer reads a map of {maps} samples > "
                 f"{limits.max_dense_width} columns. Fix: MaxPool1d(2) followed by a Conv1d "
@@ -709,9 +710,9 @@ def _dense_problems(lowered: LoweredModel, limits: HardwareLimits) -> list[str]:
     return []
 
 
-def _last_map_width(lowered: LoweredModel, linear) -> int | None:
-    """Width of the last 4-D tensor a module produced before ``linear`` ran."""
-    sites = _graph_of(lowered).sites
+def _last_map_width(graph, linear) -> int | None:
+    """Width of the last 4-D tensor a module produced before ``linear`` ran (on ``graph``)."""
+    sites = graph.sites
     at = next((s.index for s in sites if s.module is linear), None)
     if at is None:
         return None
@@ -733,18 +734,18 @@ def _first_linear(model) -> str | None:
     return next((n for n, m in model.named_modules() if isinstance(m, nn.Linear)), None)
 
 
-def _pool_inputs(lowered: LoweredModel) -> dict:
-    """``{name: (pooling module, (rows, width) of its input)}`` of the lowered model."""
+def _pool_inputs(graph) -> dict:
+    """``{name: (pooling module, (rows, width) of its input)}`` on the lowered model's graph."""
     from torch import nn
 
-    return _module_inputs(lowered, (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
+    return _module_inputs(graph, (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
                                     nn.AdaptiveMaxPool2d))
 
 
-def _module_inputs(lowered: LoweredModel, types) -> dict:
+def _module_inputs(graph, types) -> dict:
     """``{name: (module, (rows, width) of its input)}`` for the modules of ``types``."""
     return {s.name: (s.module, tuple(s.in_shapes[0][-2:]))
-            for s in _graph_of(lowered).sites
+            for s in graph.sites
             if isinstance(s.module, types) and s.in_shapes}
 
 
