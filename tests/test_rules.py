@@ -590,3 +590,13 @@ def test_activation_between_names_the_users_1d_layers():
     (finding,) = [f for f in _findings(model, (1, 64), "akida1")
                   if f.rule.id == "activation-between"]
     assert finding.reason.startswith("Conv1d feeds 1 (Conv1d) with no activation"), finding.reason
+
+
+def test_padding_mode_matters_only_where_the_convolution_pads():
+    # padding_mode='reflect' with padding=0 or 'valid' pads nothing: no row
+    for padding in (0, "valid"):
+        model = net(None, [nn.MaxPool2d(2), conv(padding=padding, padding_mode="reflect"), R6()])
+        assert "padding-mode" not in [f.rule.id for f in _findings(model, S, "akida2")], padding
+    for padding in (1, "same"):
+        model = net(None, [nn.MaxPool2d(2), conv(padding=padding, padding_mode="reflect"), R6()])
+        assert "padding-mode" in [f.rule.id for f in _findings(model, S, "akida2")], padding

@@ -22,7 +22,7 @@ checks that the rule predicts them.
 from __future__ import annotations
 
 from . import targets
-from .geometry import _conv, _origin_1d, _pair, _same_output, keras_modes, same_total
+from .geometry import _conv, _origin_1d, _same_output, keras_modes, same_total
 
 __all__ = ["same_total", "strided_padding_maps"]
 
@@ -157,8 +157,9 @@ def _padding_fix(site, graph, target):
 
 def _padding_mode(site, graph, target):
     mode = getattr(site.module, "padding_mode", "zeros")
+    # the amounts PyTorch pads in that mode ('same' and 'valid' resolved); none: no padding
     if site.kind in ("Conv1d", "Conv2d") and mode != "zeros" and any(
-            _pair(site.module.padding) if not isinstance(site.module.padding, str) else (1,)):
+            site.module._reversed_padding_repeated_twice):
         return f"padding_mode='{mode}': Akida pads with zeros"
     return None
 
