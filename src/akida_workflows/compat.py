@@ -617,36 +617,34 @@ def _record_mapping(col: _Collector, mapping) -> None:
         key = col.resolve(layer.name)
         if key in col.found:
             continue
-        fused = _pool_rule_after(col, key)
-        if fused is not None and not _CONSEQUENCE.search(layer.reason or ""):
-            # the mapper names the layer; a pooling that runs inside it broke the limit
-            fused = col._user_name(fused)
-            col.add_toolchain(
-                layer.name, "mapping",
-                f"{layer.reason or 'stays in software'} (the limit of {fused}, which runs "
-                "inside this layer)",
-                fix=f"nothing to change here: it maps once {fused} is fixed", status="fixable")
-            continue
-        if _CONSEQUENCE.search(layer.reason or ""):
-            cause = _pool_rule_after(col, key) or _cause_after(col, key) or next(
-                (col.resolve(r.name) for r in roots if col.resolve(r.name) != key), None)
-            if cause is not None:
-                reason = layer.reason
-                if reason.startswith("kept in software"):
-                    reason = "kept in software with the rest of its sequence"
+        fused = _pool_rule_after(col, key)  # a pooling with a finding, run inside this layer
+        if not _CONSEQUENCE.search(layer.reason or ""):
+            if fused is None:
+                col.add_toolchain(layer.name, "mapping", layer.reason or "stays in software")
+            else:  # the mapper names the layer; the pooling inside it broke the limit
+                shown = col._user_name(fused)
                 col.add_toolchain(
-                    layer.name, "mapping", f"{reason} (because of {cause})",
-                    fix=f"nothing to change here: it maps once {cause} is fixed",
+                    layer.name, "mapping",
+                    f"{layer.reason or 'stays in software'} (the limit of {shown}, which runs "
+                    "inside this layer)",
+                    fix=f"nothing to change here: it maps once {shown} is fixed",
                     status="fixable")
-                continue
-            if _CONSEQUENCE.search(layer.reason or ""):
-                col.add_toolchain(
-                    layer.name, "mapping", layer.reason,
-                    fix=("follow this max-pooled convolution with another, unpooled "
-                         "convolution (nn.Conv2d(C, C, 3, padding=1) → nn.ReLU6()), or drop "
-                         "the pooling"))
-                continue
-        col.add_toolchain(layer.name, "mapping", layer.reason or "stays in software")
+            continue
+        cause = fused or _cause_after(col, key) or next(
+            (col.resolve(r.name) for r in roots if col.resolve(r.name) != key), None)
+        if cause is None:
+            col.add_toolchain(
+                layer.name, "mapping", layer.reason,
+                fix=("follow this max-pooled convolution with another, unpooled "
+                     "convolution (nn.Conv2d(C, C, 3, padding=1) → nn.ReLU6()), or drop "
+                     "the pooling"))
+            continue
+        reason = layer.reason
+        if reason.startswith("kept in software"):
+            reason = "kept in software with the rest of its sequence"
+        col.add_toolchain(layer.name, "mapping", f"{reason} (because of {cause})",
+                          fix=f"nothing to change here: it maps once {cause} is fixed",
+                          status="fixable")
 
 
 def _cause_after(col, key) -> str | None:

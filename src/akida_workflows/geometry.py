@@ -115,6 +115,14 @@ def _is_depthwise(g) -> bool:
 _SEPARABLE_SKIP = frozenset(TRANSPARENT | {"BatchNorm1d", "BatchNorm2d"})
 
 
+def linear_after(site: Site, graph) -> Site | None:
+    """The Linear that ``site`` feeds through data-moving operations only (Flatten,
+    Dropout, …), or None: the ``pool_head`` pass folds an average pooling into it, and
+    the ``avg-pool`` rule spares such a pooling on Akida 1.0 (one test for both)."""
+    after = graph.next_ops(site)
+    return after[0] if len(after) == 1 and after[0].kind == "Linear" else None
+
+
 def separable_partner(site: Site, graph) -> Site | None:
     """The pointwise convolution that a depthwise ``site`` feeds directly, or None.
 

@@ -46,6 +46,7 @@ from .geometry import (  # noqa: F401  (layer geometry; re-exported for callers 
     _pool,
     _relu_site,
     _same_output,
+    linear_after,
     separable_partner,
 )
 from .graph import (  # noqa: F401  (the graph lives in graph.py; re-exported)
@@ -100,8 +101,8 @@ from .stand_ins import (  # noqa: F401  (re-exported)
     _CONCATENATIONS,
     _conv_then_pool,
     _depthwise_patch,
-    _drop_add,
     _identity,
+    _merge_stand_in,
     _relu6,
     _safe_conv,
     _stride2_even,
@@ -317,8 +318,7 @@ def _avgpool(site, graph, target):
     window = f"average pooling over {p['k'][0]}x{p['k'][1]} windows"
     if target == "akida2":
         return f"{window} (not the whole map)"
-    nxt = graph.next_ops(site)
-    if not (len(nxt) == 1 and nxt[0].kind == "Linear"):  # else pool_head folds it
+    if linear_after(site, graph) is None:  # else the pool_head pass folds it into the Dense
         return (f"{window}: Akida 1.0 has no average-pooling layer (average pooling folds "
                 "only into the Linear right after it)")
     return None
@@ -826,7 +826,7 @@ RULES: tuple[Rule, ...] = (
     Rule("residual", ("akida1",),
          "no residual additions or concatenations on Akida 1.0 (chain-shaped models)",
          "conversion",
-         "unsupported", _residual, _residual_fix, patch=_drop_add),
+         "unsupported", _residual, _residual_fix, patch=_merge_stand_in),
     Rule("depthwise-separable", ("akida1",),
          "depthwise convolutions only inside separable blocks (depthwise → 1x1)",
          "conversion", "fixable", _depthwise_alone, _depthwise_fix, patch=_depthwise_patch),

@@ -85,7 +85,11 @@ def _relu6(site, graph, target):
     return "relu6"
 
 
-def _drop_add(site, graph, target):
+#: Function names of a concatenation in a traced graph.
+_CONCATENATIONS = {"cat", "concat", "concatenate"}
+
+
+def _merge_stand_in(site, graph, target):
     """A residual addition keeps its last operand; a channel concatenation of 2-D maps
     becomes a 1x1 convolution of its last operand to the concatenated channels (the
     other branches are then not judged, and say so); other merges have no stand-in."""
@@ -97,10 +101,6 @@ def _drop_add(site, graph, target):
             return "cat-as-conv"
         return None
     return "drop-add"
-
-
-#: Function names of a concatenation in a traced graph.
-_CONCATENATIONS = {"cat", "concat", "concatenate"}
 
 
 def _safe_conv(site, graph, target):

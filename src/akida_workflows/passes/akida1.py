@@ -20,7 +20,7 @@ from __future__ import annotations
 import warnings
 
 from ..errors import AkidaWorkflowError, IncompatibleModelError
-from ..geometry import separable_partner
+from ..geometry import linear_after, separable_partner
 from .base import Blocker, Change, FlowState, Pass, Plan, register
 
 __all__ = ["FoldBatchNorm", "FlipStride2", "MergeSeparable", "PoolHead"]
@@ -137,8 +137,7 @@ class PoolHead(Pass):
         for site in graph.sites:
             if site.module is None:
                 continue
-            after = graph.next_ops(site)
-            linear = after[0] if len(after) == 1 and after[0].kind == "Linear" else None
+            linear = linear_after(site, graph)  # the avg-pool rule's test too
             if linear is None:
                 continue
             if site.kind in ("AvgPool2d", "AdaptiveAvgPool2d"):
