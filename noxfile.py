@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -19,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import nox
+from nox.command import CommandFailed
 
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "tests", "gallery"]
@@ -29,6 +32,12 @@ DIST = ROOT / "build" / "dist"
 #: The extras the lock covers (``nox -s lock`` compiles all of them together).
 LOCKED_EXTRAS = ("cpu", "docs", "test", "lint")
 PIP_TOOLS = "pip-tools==7.6.2"
+#: The installer of the shared environment: uv installs the locked stack in about 10 s
+#: where pip takes 70-80 s (measured on a fresh venv, 2 cores). Fetched once, pinned, into
+#: ``.nox/uv`` (not into the environment it fills); where it cannot be had, pip installs the
+#: same locked versions, only slower.
+UV = "uv==0.13.8"
+UV_HOME = ROOT / ".nox" / "uv"
 
 
 #: ``gallery``, ``tests`` and ``regenerate`` share one environment: the same locked
@@ -66,8 +75,72 @@ def _run(session: nox.Session, program: str, *args: str, **kwargs) -> None:
     session.run(_bin(program), *args, external=True, **kwargs)
 
 
+def _uv(session: nox.Session) -> str | None:
+    """The pinned uv program (fetched into ``.nox/uv`` the first time), or None."""
+    program = UV_HOME / "bin" / "uv"
+    if not program.exists():
+        fetched = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+             "--target", str(UV_HOME), UV], capture_output=True, text=True)
+        if fetched.returncode != 0 or not program.exists():
+            session.warn(f"{UV} could not be installed; pip installs instead (slower): "
+                         + (fetched.stderr.strip().splitlines() or ["no uv program"])[-1])
+            return None
+    return str(program)
+
+
+def _pip_sources() -> tuple[list[str], dict[str, str]]:
+    """pip's configured package sources as uv options (uv reads no pip.conf).
+
+    ``pip config list`` gives what pip would use (files and ``PIP_*`` variables): index
+    URLs, find-links folders, constraint files and the CA bundle. A ``file://`` index or
+    folder that does not exist is skipped, as pip skips it.
+    """
+    listed = subprocess.run([_bin("python"), "-m", "pip", "config", "list"],
+                            capture_output=True, text=True).stdout
+    options: dict[str, list[str]] = {}
+    for line in listed.splitlines():
+        key, _, value = line.partition("=")
+        option = key.rsplit(".", 1)[-1]
+        for item in shlex.split(value.strip().strip("'\"")):
+            options.setdefault(option, [])
+            if item not in options[option]:
+                options[option].append(item)
+
+    def present(location: str) -> bool:
+        if location.startswith("file://"):
+            return Path(location[len("file://"):]).exists()
+        return "://" in location or Path(location).exists()
+
+    # pip takes the best match over all its indexes; uv's default stops at the first
+    # index that has the package, which is not what pip would install.
+    flags: list[str] = ["--index-strategy", "unsafe-best-match"]
+    for option, flag in (("index-url", "--index-url"), ("extra-index-url", "--extra-index-url"),
+                         ("find-links", "--find-links"), ("constraint", "--constraint")):
+        for location in options.get(option, []):
+            if present(location):
+                flags += [flag, location]
+    env = {}
+    for cert in options.get("cert", []):
+        if Path(cert).exists():
+            env["SSL_CERT_FILE"] = cert
+    return flags, env
+
+
 def _constrained(session: nox.Session, *args: str) -> None:
-    """``pip install`` under the lock: anything the lock does not pin is an error later."""
+    """Install under the lock: anything the lock does not pin is an error later.
+
+    With uv when it is available (see :data:`UV`), else (or if uv fails) with pip.
+    """
+    uv = _uv(session)
+    if uv is not None:
+        flags, env = _pip_sources()
+        try:
+            session.run(uv, "pip", "install", "--quiet", "--python", _bin("python"), *flags,
+                        "-c", str(LOCK), *args, external=True, env=env)
+            return
+        except CommandFailed:
+            session.warn("uv failed (above); installing the same locked versions with pip")
     session.run(_bin("python"), "-m", "pip", "install", "--quiet", "-c", str(LOCK), *args,
                 external=True)
 
