@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import nox
-from nox.command import CommandFailed
 
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "tests", "gallery"]
@@ -132,6 +131,8 @@ def _constrained(session: nox.Session, *args: str) -> None:
 
     With uv when it is available (see :data:`UV`), else (or if uv fails) with pip.
     """
+    from nox.command import CommandFailed
+
     uv = _uv(session)
     if uv is not None:
         flags, env = _pip_sources()
