@@ -604,11 +604,67 @@ def hw_only(akida_model, target) -> tuple[bool, str]:
 
 
 def real_toolchain(model, input_shape, target, *, samples=None, n: int = 16):
-    """``(True, "")`` when the model converts and maps entirely in hardware, else ``(False, why)``."""
+    """``(True, "")`` when the model converts and maps entirely in hardware, else ``(False, why)``.
+
+    The toolchain is deterministic, so one model (same code, hyperparameters, weights,
+    modes, input shape, target and samples: :func:`fingerprint`) is judged once per test
+    run, whichever test asks first (several rules' fixes are the same model); the verdict
+    is kept in :func:`shared_cache` for every worker. A model torch.fx cannot trace has
+    no fingerprint and is always converted.
+    """
+    import pickle
+
+    key = fingerprint(model, input_shape, target, samples, n)
+    if key is None:
+        return _judge(model, input_shape, target, samples, n)
+    if key not in _VERDICTS:
+        path = shared_cache() / f"verdict-{key}.pkl"
+        with _locked(f"verdict-{key}"):
+            if not path.exists():
+                path.write_bytes(pickle.dumps(_judge(model, input_shape, target, samples, n)))
+            _VERDICTS[key] = pickle.loads(path.read_bytes())
+    return _VERDICTS[key]
+
+
+_VERDICTS: dict = {}
+
+
+def _judge(model, input_shape, target, samples, n):
     akida_model, why = convert_model(model, input_shape, target, samples=samples, n=n)
     if akida_model is None:
         return False, why
     return hw_only(akida_model, target)
+
+
+def fingerprint(model, input_shape, target, samples=None, n: int = 16) -> str | None:
+    """A digest of everything the toolchain's verdict on ``model`` depends on, or None.
+
+    The forward code as torch.fx traces it (custom modules' code and constants inlined),
+    every module's repr (types and hyperparameters) and train/eval mode, every
+    parameter and buffer, the input shape, the target and the calibration samples.
+    """
+    import hashlib
+
+    import numpy as np
+
+    try:
+        code = torch.fx.symbolic_trace(model).code
+    except Exception:
+        return None
+    digest = hashlib.sha256()
+    digest.update(code.encode())
+    digest.update(repr(model).encode())
+    digest.update(repr([(name, m.training) for name, m in model.named_modules()]).encode())
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        digest.update(name.encode())
+        digest.update(str(tensor.dtype).encode() + repr(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(repr((tuple(input_shape), target, n)).encode())
+    if samples is not None:
+        samples = np.ascontiguousarray(samples)
+        digest.update(str(samples.dtype).encode() + repr(samples.shape).encode())
+        digest.update(samples.tobytes())
+    return digest.hexdigest()[:24]
 
 
 @dataclass

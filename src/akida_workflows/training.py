@@ -106,6 +106,13 @@ def train(
     generator = getattr(loader, "generator", None)
     if generator is not None:
         generator.manual_seed(seed)
+    # 2-D convolutional models train in channels-last memory (NHWC): on one CPU thread
+    # PyTorch's NCHW max pooling is about ten times slower than its NHWC kernel, and a
+    # training step of the MNIST example about 1.5 times (measured, torch 2.13, AVX2).
+    # Values are the same tensors; the weights are handed back in the default layout.
+    nhwc = any(p.dim() == 4 for p in model.parameters())
+    if nhwc:
+        model.to(memory_format=torch.channels_last)
     opt = (optimizer or torch.optim.Adam)(model.parameters(), lr=lr)
     criterion = loss_fn or torch.nn.CrossEntropyLoss()
     history = TrainHistory()
@@ -118,31 +125,45 @@ def train(
         total=steps, desc="training", disable=not progress, unit="batch",
         miniters=max(1, steps // 20), mininterval=0.5, leave=True,
     )
-    with bar:
-        for epoch in range(epochs):
-            total_loss, correct, seen = 0.0, 0, 0
-            for inputs, labels in loader:
-                opt.zero_grad()
-                outputs = model(inputs)
-                loss = criterion(outputs, labels)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"loss became {loss.item()} at epoch {epoch + 1}; "
-                        "lower the learning rate"
-                    )
-                loss.backward()
-                opt.step()
-                total_loss += loss.item() * len(labels)
-                correct += (outputs.argmax(1) == labels).sum().item()
-                seen += len(labels)
-                bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{total_loss / seen:.4f}",
-                                refresh=False)
-                bar.update(1)
-            history.loss.append(total_loss / seen)
-            history.accuracy.append(correct / seen)
+    try:
+        with bar:
+            for epoch in range(epochs):
+                loss, accuracy = _one_epoch(model, loader, opt, criterion, nhwc, bar,
+                                            f"{epoch + 1}/{epochs}")
+                history.loss.append(loss)
+                history.accuracy.append(accuracy)
+    finally:
+        if nhwc:
+            model.to(memory_format=torch.contiguous_format)
     model.eval()
     history.seconds = time.perf_counter() - start
     return history
+
+
+def _one_epoch(model, loader, opt, criterion, nhwc: bool, bar, label: str):
+    """One pass over ``loader``: (mean loss, accuracy); NaN/inf loss is an error."""
+    import torch
+
+    total_loss, correct, seen = 0.0, 0, 0
+    for inputs, labels in loader:
+        if nhwc and inputs.dim() == 4:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        opt.zero_grad()
+        outputs = model(inputs)
+        loss = criterion(outputs, labels)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"loss became {loss.item()} at epoch {label.split('/')[0]}; "
+                "lower the learning rate"
+            )
+        loss.backward()
+        opt.step()
+        total_loss += loss.item() * len(labels)
+        correct += (outputs.argmax(1) == labels).sum().item()
+        seen += len(labels)
+        bar.set_postfix(epoch=label, loss=f"{total_loss / seen:.4f}", refresh=False)
+        bar.update(1)
+    return total_loss / seen, correct / seen
 
 
 def evaluate_torch(model, loader) -> float:
