@@ -493,3 +493,43 @@ def test_input_normalisation_and_a_signed_hardtanh_get_fixes_that_name_them():
     assert "normalise the input on the host" in rows["sub"].fix, report
     assert rows["a"].rule == "bounded-activation", report
     assert rows["a"].fix.endswith("instead of nn.Hardtanh(-1, 1)"), rows["a"].fix
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["akida2", "akida1"])
+def test_a_mean_over_the_height_only_is_one_row_with_its_own_fix(target):
+    """x.mean(2) of an NCHW map (time-pooling KWS code) is not global average pooling: one
+    row on the user's mean (Akida 2.0 called it "global average pooling over 8x8", and
+    added a second, unsupported ReduceMean row with the generic fix; Akida 1.0 gave the
+    generic fix)."""
+
+    class HeightMean(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.conv, self.act = nn.Conv2d(1, 8, 3, padding=1), nn.ReLU6()
+            self.fc = nn.Linear(8 * 10, 4)
+
+        def forward(self, x):
+            return self.fc(self.act(self.conv(x)).mean(2).flatten(1))
+
+    report = check_compatibility(HeightMean().eval(), (1, 20, 10), target)
+    judged = [r for r in report.rows if r.status != "not reached"]
+    assert [(r.module, r.rule, r.status) for r in judged] == \
+        [("mean", "partial-mean", "fixable")], report
+    assert "height (dim 2)" in judged[0].reason and "global average pooling over 20" \
+        not in judged[0].reason, report
+    assert "x.mean((2, 3))" in judged[0].fix and "1600 inputs" in judged[0].fix, report
+    # a mean over both spatial axes stays the pooling rules' (global average pooling)
+    assert not any(r.rule == "partial-mean" for r in check_compatibility(
+        _GapNet().eval(), (1, 16, 16), target).rows)
+
+
+class _GapNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv, self.act, self.fc = nn.Conv2d(1, 8, 3, padding=1), nn.ReLU6(), nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.fc(self.act(self.conv(x)).mean((2, 3)))

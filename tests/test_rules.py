@@ -85,6 +85,22 @@ class PoolAfterAdd(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
+class _TimeMean(nn.Module):
+    """Averages its 8x8x8 map over the height only (x.mean(2)) before the Linear."""
+
+    def __init__(self, whole=False):
+        super().__init__()
+        torch.manual_seed(0)
+        self.whole = whole
+        self.body = nn.Sequential(conv(1, 8), R6(), nn.MaxPool2d(2), conv(), R6())
+        self.fc = nn.Linear(8 if whole else 64, 10)
+
+    def forward(self, x):
+        x = self.body(x)
+        x = x.mean((2, 3)) if self.whole else x.mean(2)
+        return self.fc(x.flatten(1))
+
+
 def _conv_head():
     """The convolutional replacement suggested for recurrent / attention layers."""
     return net(conv(1, 16), [nn.MaxPool2d(2), conv(16, 16), R6()])
@@ -112,6 +128,9 @@ CASES = [
     Case("slicing", ("akida2", "akida1"),  # KWS code that crops its input inside forward
          lambda: (_Cropped().eval(), S), lambda: (_Cropped(crop=False).eval(), (1, 16, 12)),
          ("crop the input on the host", "16x12")),
+    Case("partial-mean", ("akida2", "akida1"),  # a mean over the height only
+         lambda: (_TimeMean().eval(), S), lambda: (_TimeMean(whole=True).eval(), S),
+         ("x.mean((2, 3))", "8x8x8 map into the Linear (512 inputs)")),
     Case("input-layer-dense", ("akida1",),
          lambda: (nn.Sequential(nn.Flatten(), nn.Linear(256, 64), R6(),
                                 nn.Linear(64, 10)).eval(), S),

@@ -332,6 +332,7 @@ class _Collector:
                        "MaxPool": ("max_pool2d", "max_pool1d"), "Reshape": ("view", "reshape"),
                        "AveragePool": ("avg_pool2d", "avg_pool1d"),
                        "GlobalAveragePool": ("adaptive_avg_pool2d", "mean"),
+                       "ReduceMean": ("mean",),
                        "Transpose": ("permute", "transpose")}
 
     def _functional_by_onnx(self, name: str) -> str | None:

@@ -202,6 +202,30 @@ def _pool(site: Site):
             "one_d": one_d}
 
 
+def mean_axes(site: Site) -> tuple[int, ...] | None:
+    """The axes a ``mean`` node reduces (the batch axis is 0), or None if unreadable.
+
+    ``x.mean(2)``, ``torch.mean(x, dim=(-2, -1))``, ``x.mean()`` (every axis).
+    """
+    if not site.in_shapes:
+        return None
+    rank = len(site.in_shapes[0]) + 1
+    args, kwargs = site.params.get("args", ()), site.params.get("kwargs", {})
+    dims = args[0] if args else kwargs.get("dim", kwargs.get("axis"))
+    if dims is None:
+        return tuple(range(rank))
+    dims = tuple(dims) if isinstance(dims, (tuple, list)) else (dims,)
+    if not all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
+        return None
+    return tuple(sorted({d % rank for d in dims}))
+
+
+def spatial_axes(site: Site) -> tuple[int, ...]:
+    """The spatial axes of the node's input: (2, 3) of an NCHW map, (2,) of an NCL signal."""
+    rank = len(site.in_shapes[0]) + 1 if site.in_shapes else 0
+    return tuple(range(2, rank))
+
+
 def _is_global_pool(site: Site) -> bool:
     if site.kind in ("AdaptiveAvgPool2d", "AdaptiveAvgPool1d"):
         size = site.module.output_size
@@ -209,8 +233,9 @@ def _is_global_pool(site: Site) -> bool:
     if site.kind in ("adaptive_avg_pool2d", "adaptive_avg_pool1d"):
         args = site.params.get("args", ())
         return bool(args) and args[0] in (1, (1, 1), [1, 1])
-    if site.kind == "mean":
-        return True
+    if site.kind == "mean":  # a mean over every spatial axis, and only those
+        axes = mean_axes(site)
+        return axes is None or (len(spatial_axes(site)) > 0 and axes == spatial_axes(site))
     g = _pool(site)
     if g and not g["max"] and g["in"]:
         return all(n is None or k >= n for n, k in zip(g["in"], g["k"]))

@@ -1,4 +1,5 @@
-"""Rules on operations Akida has no layer for: recurrence, attention, slicing.
+"""Rules on operations Akida has no layer for: recurrence, attention, slicing, a mean
+along some axes only.
 
 Each check reads one graph node (:class:`akida_workflows.graph.Site`) and returns
 the reason, or None; each fix says what to write instead, in PyTorch terms. The
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+from .geometry import linear_after, mean_axes, spatial_axes
 from .graph import _ATTENTION, _RECURRENT
 
 #: Products of two activations (attention scores); a product with a weight is a layer.
@@ -84,3 +86,52 @@ def _attention(site, graph, target):
 
 def _attention_fix(site, graph, target):
     return f"replace the attention block by convolutions: {_conv_replacement(graph)}"
+
+
+def _axis_names(rank: int) -> dict[int, str]:
+    if rank == 4:
+        return {0: "batch", 1: "channel", 2: "height", 3: "width"}
+    return {0: "batch", 1: "channel", 2: "time"} if rank == 3 else {0: "batch", 1: "feature"}
+
+
+def _after_sequence_layer(site, graph) -> bool:
+    """A recurrent or attention layer comes before ``site``: its tensors are (tokens x
+    features), not a map, and that layer's own row says what to do."""
+    previous = graph.previous_op(site)
+    while previous is not None:
+        if previous.kind in _RECURRENT | _ATTENTION | _MATMUL_FUNCS:
+            return True
+        previous = graph.previous_op(previous)
+    return False
+
+
+def _partial_mean(site, graph, target):
+    """A mean along some axes of a map, not exactly its spatial ones (``x.mean(2)`` of
+    NCHW: the height only). Akida averages a map only as a whole (global average
+    pooling); a mean over every spatial axis is that, and the pooling rules judge it."""
+    if site.kind != "mean" or not site.in_shapes or _after_sequence_layer(site, graph):
+        return None
+    axes, spatial = mean_axes(site), spatial_axes(site)
+    if axes is None or not spatial or axes == spatial:
+        return None
+    names = _axis_names(len(spatial) + 2)
+    over = " and ".join(f"{names.get(a, f'axis {a}')} (dim {a})" for a in axes)
+    shape = "x".join(map(str, site.in_shapes[0]))
+    return (f"mean over the {over} of the {shape} map only: Akida averages a map only as a "
+            "whole (global average pooling over every position)")
+
+
+def _partial_mean_fix(site, graph, target):
+    from .targets import limits
+
+    two_d = len(spatial_axes(site)) == 2
+    whole = ("x.mean((2, 3)) or nn.AdaptiveAvgPool2d(1)" if two_d
+             else "x.mean(-1) or nn.AdaptiveAvgPool1d(1)")
+    text = f"average over the whole map ({whole}, then Flatten)"
+    inputs = math.prod(site.in_shapes[0])
+    dense_limit = limits(target).dense_inputs
+    if linear_after(site, graph) is not None and (dense_limit is None or inputs <= dense_limit):
+        shape = "x".join(map(str, site.in_shapes[0]))
+        text += (f", or drop the mean and flatten the {shape} map into the Linear "
+                 f"({inputs} inputs): it can learn that average, and more")
+    return text

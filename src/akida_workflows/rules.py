@@ -83,6 +83,8 @@ from .no_layer import (  # noqa: F401  (re-exported)
     _attention,
     _attention_fix,
     _conv_replacement,
+    _partial_mean,
+    _partial_mean_fix,
     _recurrent,
     _recurrent_fix,
     _slicing,
@@ -762,6 +764,8 @@ RULES: tuple[Rule, ...] = (
          "quantization", "unsupported", _attention, _attention_fix),
     Rule("slicing", TARGETS, "no indexing or slicing of tensors (x[:, :, :48])", "quantization",
          "fixable", _slicing, _slicing_fix),
+    Rule("partial-mean", TARGETS, "a mean over every spatial axis or none (x.mean((2, 3)))",
+         "quantization", "fixable", _partial_mean, _partial_mean_fix),
     # Akida 2.0 takes a Linear first (quantize_onnx quantizes the input to int8 for it).
     Rule("input-layer-dense", ("akida1",), "the input layer is a convolution", "quantization",
          "fixable", _dense_input_layer, _dense_input_layer_fix, patch=_conv_before_flatten),
