@@ -533,3 +533,19 @@ class _GapNet(nn.Module):
 
     def forward(self, x):
         return self.fc(self.act(self.conv(x)).mean((2, 3)))
+
+
+@pytest.mark.slow
+def test_a_signed_hardtanh_on_akida2_is_reported_on_itself():
+    """nn.Hardtanh(-1, 1) has no quantized pattern on Akida 2.0; QuantizeML's refusal ("No
+    quantizable pattern found") landed on the convolution before it with the generic fix.
+    The row is the activation's, and the rest of the model is judged (a ReLU6 stands in)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.Hardtanh(-1, 1), nn.MaxPool2d(2),
+                          nn.Conv2d(8, 8, 3, padding=1), nn.ReLU6(), nn.Flatten(),
+                          nn.Linear(512, 4)).eval()
+    report = check_compatibility(model, (1, 16, 16), "akida2")
+    judged = [(r.module, r.rule, r.status) for r in report.rows if r.status != "ok"]
+    assert judged == [("1", "signed-clamp", "fixable")], report
+    assert report.complete, report
+    assert "instead of nn.Hardtanh(-1, 1)" in report.issues[0].fix, report

@@ -212,6 +212,10 @@ CASES = [
     Case("bounded-activation", ("akida1",),
          lambda: (net(None, [nn.MaxPool2d(2), conv(), nn.ReLU()]), S),
          lambda: (net(None, PAD_MID), S), ("nn.ReLU6()",)),
+    Case("signed-clamp", ("akida2",),  # a signed Hardtanh: no quantized pattern
+         lambda: (net(None, [nn.MaxPool2d(2), conv(), nn.Hardtanh(-1, 1)]), S),
+         lambda: (net(None, [nn.MaxPool2d(2), conv(), nn.Hardtanh(0, 2)]), S),
+         ("nn.Hardtanh(0, m)", "instead of nn.Hardtanh(-1, 1)")),
     Case("activation-between", ("akida1",),  # Hello Edge's fc1 → fc2
          lambda: (net(None, PAD_MID, head=[nn.Flatten(), nn.Linear(512, 16),
                                            nn.Linear(16, 10)]), S),

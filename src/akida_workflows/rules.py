@@ -495,6 +495,18 @@ def _bounded(site, graph, target):
     return None
 
 
+def _signed_clamp(site, graph, target):
+    """Akida 2.0 takes ReLU, ReLU6 and clamps at 0 (Clip(0, m)); a clamp with another
+    minimum (nn.Hardtanh(-1, 1)) has no quantized pattern, and QuantizeML's refusal
+    lands on the layer before it."""
+    if site.kind in ("Hardtanh", "hardtanh", "clamp", "clip", "clamp_"):
+        low, high = _clamp_bounds(site)
+        if low not in (0, 0.0) or high is None or high <= 0:
+            return f"{site.kind}(min={low}, max={high}): Akida 2.0 takes clamps only as " \
+                   "bounded ReLUs (min 0, max > 0)"
+    return None
+
+
 #: What a weighted layer may feed through and still need an activation of its own.
 _THROUGH = {"BatchNorm1d", "BatchNorm2d", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d",
             "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "max_pool1d", "max_pool2d", "avg_pool1d",
@@ -814,6 +826,8 @@ RULES: tuple[Rule, ...] = (
          _dense_input, _dense_input_fix),
     Rule("bounded-activation", ("akida1",), "bounded activations (ReLU6 / clamp)",
          "quantization", "fixable", _bounded, _bounded_fix, patch=_relu6),
+    Rule("signed-clamp", ("akida2",), "clamps only at 0 (ReLU6, nn.Hardtanh(0, m))",
+         "quantization", "fixable", _signed_clamp, _bounded_fix, patch=_relu6),
     Rule("activation-between", ("akida1",),
          "an activation between two weighted layers (but depthwise → 1x1)", "conversion",
          "fixable", _unactivated, _unactivated_fix),
