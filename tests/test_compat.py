@@ -549,3 +549,27 @@ def test_a_signed_hardtanh_on_akida2_is_reported_on_itself():
     assert judged == [("1", "signed-clamp", "fixable")], report
     assert report.complete, report
     assert "instead of nn.Hardtanh(-1, 1)" in report.issues[0].fix, report
+
+
+@pytest.mark.slow
+def test_a_resnet_stem_names_both_of_its_limits_on_akida2():
+    """A 7x7 stride-2 stem padded 3 and MaxPool2d(3, 2, 1) (torchvision's ResNet): CNN2SNN
+    refuses the convolution for the pooling run inside it ("MaxPool is not supported with
+    'SameUpper' padding"), which was an unsupported row with the generic fix. Now both
+    limits are rules: the convolution's (pool-after-stride2) and the pooling's (max-pool)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 7, stride=2, padding=3), nn.BatchNorm2d(16),
+                          nn.ReLU6(), nn.MaxPool2d(3, 2, 1), nn.Conv2d(16, 16, 3, padding=1),
+                          nn.ReLU6(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(16, 4)).eval()
+    report = check_compatibility(model, (3, 32, 32), "akida2")
+    rows = {r.module: r for r in report.rows}
+    assert (rows["0"].rule, rows["0"].status) == ("pool-after-stride2", "fixable"), report
+    assert (rows["3"].rule, rows["3"].status) == ("max-pool", "fixable"), report
+    assert not any(r.status == "unsupported" for r in report.rows), report
+    assert "drop 3" in rows["0"].fix and "stride 1" in rows["0"].fix, report
+    # Akida 1.0 takes the strided stem; MaxPool2d(2) stands in for the pooling (same 8x8
+    # output), so the stem is judged by the toolchain instead of being reported for it.
+    v1 = check_compatibility(model, (3, 32, 32), "akida1")
+    assert [(r.module, r.rule) for r in v1.rows if r.status != "ok"] == [("3", "max-pool")], v1
+    assert v1.complete, v1

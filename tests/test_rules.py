@@ -216,6 +216,12 @@ CASES = [
          lambda: (net(None, [nn.MaxPool2d(2), conv(), nn.Hardtanh(-1, 1)]), S),
          lambda: (net(None, [nn.MaxPool2d(2), conv(), nn.Hardtanh(0, 2)]), S),
          ("nn.Hardtanh(0, m)", "instead of nn.Hardtanh(-1, 1)")),
+    Case("pool-after-stride2", ("akida2",),  # a ResNet-style stem: strided conv, then pool
+         lambda: (net(nn.Conv2d(1, 8, 3, stride=2, padding=1), [nn.MaxPool2d(2), conv(), R6()]),
+                  S),
+         lambda: (net(nn.Conv2d(1, 8, 3, stride=2, padding=1),
+                      [conv(stride=2), R6(), conv(), R6()]), S),
+         ("another stride-2 convolution", "nn.Conv2d(8, 8, 3, stride=2, padding=1)")),
     Case("activation-between", ("akida1",),  # Hello Edge's fc1 → fc2
          lambda: (net(None, PAD_MID, head=[nn.Flatten(), nn.Linear(512, 16),
                                            nn.Linear(16, 10)]), S),

@@ -202,6 +202,12 @@ def _pool(site: Site):
             "one_d": one_d}
 
 
+#: What may follow a convolution and still be part of its Akida layer (folded BatchNorm,
+#: the activation).
+_CONV_TAIL = {"BatchNorm1d", "BatchNorm2d", "ReLU", "ReLU6", "Hardtanh", "relu", "relu6",
+              "hardtanh", "clamp"}
+
+
 def mean_axes(site: Site) -> tuple[int, ...] | None:
     """The axes a ``mean`` node reduces (the batch axis is 0), or None if unreadable.
 

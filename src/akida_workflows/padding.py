@@ -1,4 +1,5 @@
-"""Padding rules: 'same' padding, and the padding of a stride-3 input layer.
+"""Padding rules: 'same' padding, the padding of a stride-3 input layer, and max pooling
+after a padded stride-2 convolution (Akida 2.0).
 
 PyTorch pads ``padding`` on both sides of a map; TensorFlow/Keras 'same' pads the
 total ``max((ceil(n / s) - 1) * s + k - n, 0)`` as ``total // 2`` before and the
@@ -22,7 +23,16 @@ checks that the rule predicts them.
 from __future__ import annotations
 
 from . import targets
-from .geometry import _conv, _origin_1d, _same_output, keras_modes, same_total
+from .geometry import (
+    _CONV_TAIL,
+    _conv,
+    _origin_1d,
+    _pool,
+    _same_output,
+    keras_modes,
+    same_total,
+)
+from .graph import _TRANSPARENT
 
 __all__ = ["same_total", "strided_padding_maps"]
 
@@ -166,3 +176,39 @@ def _padding_mode(site, graph, target):
 
 def _padding_mode_fix(site, graph, target):
     return "use padding_mode='zeros' (the default), then fine-tune if the borders matter"
+
+
+def _pooled_after_stride2(site, graph):
+    """The max pooling that a stride-2 convolution padded on both sides of an even map
+    feeds (through BatchNorm/activations), or None."""
+    g = _conv(site)
+    if g is None or g["one_d"] or g["s"] != (2, 2) or g["in"] is None:
+        return None
+    pad = g["pad"] if isinstance(g["pad"], tuple) else (0, 0)
+    if not any(pad) or any(n is None or n % 2 for n in g["in"]):
+        return None
+    return next((s for s in graph.next_ops(site, skip=_TRANSPARENT | _CONV_TAIL)
+                 if (_pool(s) or {}).get("max")), None)
+
+
+def _strided_then_pooled(site, graph, target):
+    """Akida 2.0 runs a max pooling inside the convolution before it; CNN2SNN refuses it
+    after a stride-2 convolution padded on both sides of an even map ("MaxPool is not
+    supported with 'SameUpper' padding", measured for kernels 3, 5, 7, as the input layer
+    and after it; the same on an odd map converts)."""
+    pool = _pooled_after_stride2(site, graph)
+    if pool is None:
+        return None
+    g = _conv(site)
+    pad = g["pad"] if isinstance(g["pad"], tuple) else (0, 0)
+    return (f"stride 2 with padding={pad[0]} on an even {g['in'][0]}x{g['in'][1]} map, then "
+            f"{pool.name} ({pool.kind}) max-pools it: Akida 2.0 pools inside the convolution, "
+            "and not inside a strided one padded on both sides of an even map")
+
+
+def _strided_then_pooled_fix(site, graph, target):
+    pool = _pooled_after_stride2(site, graph)
+    cout = _conv(site)["cout"]
+    return (f"drop {pool.name} and down-sample with another stride-2 convolution instead "
+            f"(nn.Conv2d({cout}, {cout}, 3, stride=2, padding=1) → nn.ReLU6()), or give "
+            f"{site.name} stride 1 and keep the pooling")

@@ -35,6 +35,7 @@ import math
 from . import targets as _targets
 from .findings import Finding, Rule
 from .geometry import (  # noqa: F401  (layer geometry; re-exported for callers of rules)
+    _CONV_TAIL,
     _SEPARABLE_SKIP,
     _conv,
     _dilated_origin,
@@ -98,12 +99,15 @@ from .padding import (  # noqa: F401  (re-exported)
     _padding_fix,
     _padding_mode,
     _padding_mode_fix,
+    _strided_then_pooled,
+    _strided_then_pooled_fix,
 )
 from .stand_ins import (  # noqa: F401  (re-exported)
     _CONCATENATIONS,
     _conv_then_pool,
     _depthwise_patch,
     _identity,
+    _maxpool_stand_in,
     _merge_stand_in,
     _relu6,
     _safe_conv,
@@ -286,8 +290,6 @@ def _maxpool_fix(site, graph, target):
     return text
 
 
-_CONV_TAIL = {"BatchNorm1d", "BatchNorm2d", "ReLU", "ReLU6", "Hardtanh", "relu", "relu6",
-              "hardtanh", "clamp"}
 
 
 def _pool_after_conv(site, graph, target):
@@ -808,10 +810,13 @@ RULES: tuple[Rule, ...] = (
          "conversion", "fixable", _input_stride_padding, _input_stride_padding_fix,
          patch=_input_stride_stand_in),
     Rule("max-pool", TARGETS, "max pooling 2x2, stride 2, no padding, even-sized maps",
-         "conversion", "fixable", _maxpool, _maxpool_fix),
+         "conversion", "fixable", _maxpool, _maxpool_fix, patch=_maxpool_stand_in),
     Rule("pool-after-conv", TARGETS, "max pooling only right after a convolution",
          "quantization", "fixable", _pool_after_conv, _pool_after_conv_fix,
          patch=_conv_then_pool),
+    Rule("pool-after-stride2", ("akida2",),
+         "no max pooling after a stride-2 convolution padded on an even map",
+         "conversion", "fixable", _strided_then_pooled, _strided_then_pooled_fix),
     Rule("avg-pool", TARGETS, "average pooling only over the whole map (global); on Akida "
          "1.0 only right before the Linear (it folds into the Dense)",
          "quantization", "fixable", _avgpool, _avgpool_fix),

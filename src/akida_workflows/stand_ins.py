@@ -8,7 +8,7 @@ and judge the rest of the model in the same run.
 
 from __future__ import annotations
 
-from .geometry import _conv, _is_depthwise, _same_output
+from .geometry import _conv, _is_depthwise, _pool, _same_output
 
 
 def _stride2_even(site, graph, target):
@@ -65,6 +65,23 @@ def _conv_then_pool(site, graph, target):
         return None
     return nn.Sequential(nn.Conv2d(shape[0], shape[0], 3, padding=1), nn.ReLU6(),
                          copy_module(site.module)).eval()
+
+
+def _maxpool_stand_in(site, graph, target):
+    """MaxPool2d(2) in place of another max pooling module with the same output shape
+    (MaxPool2d(3, 2, 1) on an even map, ResNet's stem): without it the toolchain stops at
+    the convolution the pooling runs inside (CNN2SNN: "MaxPool is not supported with
+    'SameUpper' padding", on the convolution) and judges nothing after it."""
+    from torch import nn
+
+    p = _pool(site)
+    if p is None or not p["max"] or p["one_d"] or site.module is None or p["in"] is None:
+        return None
+    if any(n is None or n % 2 for n in p["in"]) or site.out_shape is None:
+        return None
+    if tuple(site.out_shape[1:]) != tuple(n // 2 for n in p["in"]):
+        return None
+    return nn.MaxPool2d(2)
 
 
 def copy_module(module):
