@@ -208,6 +208,18 @@ _CONV_TAIL = {"BatchNorm1d", "BatchNorm2d", "ReLU", "ReLU6", "Hardtanh", "relu",
               "hardtanh", "clamp"}
 
 
+def _clamp_bounds(site):
+    if site.module is not None:
+        return site.module.min_val, site.module.max_val
+    args, kwargs = list(site.params.get("args", ())), site.params.get("kwargs", {})
+    low = args[0] if args else kwargs.get("min", kwargs.get("min_val"))
+    high = args[1] if len(args) > 1 else kwargs.get("max", kwargs.get("max_val"))
+    if site.kind == "hardtanh":
+        low = -1.0 if low is None else low
+        high = 1.0 if high is None else high
+    return low, high
+
+
 def mean_axes(site: Site) -> tuple[int, ...] | None:
     """The axes a ``mean`` node reduces (the batch axis is 0), or None if unreadable.
 

@@ -37,6 +37,7 @@ from .findings import Finding, Rule
 from .geometry import (  # noqa: F401  (layer geometry; re-exported for callers of rules)
     _CONV_TAIL,
     _SEPARABLE_SKIP,
+    _clamp_bounds,
     _conv,
     _dilated_origin,
     _is_depthwise,
@@ -486,27 +487,29 @@ def _conv_before_flatten(site, graph, target):
     return (prev, stand_in.eval())
 
 
-def _bounded(site, graph, target):
-    if site.kind in ("ReLU", "relu", "relu_"):
-        return "ReLU without a maximum: Akida 1.0 quantizes activations to a fixed range"
+def _signed(site) -> str | None:
+    """'Hardtanh(min=-1, max=1)' for a clamp that is not a bounded ReLU, else None."""
     if site.kind in ("Hardtanh", "hardtanh", "clamp", "clip", "clamp_"):
         low, high = _clamp_bounds(site)
         if low not in (0, 0.0) or high is None or high <= 0:
-            return f"{site.kind}(min={low}, max={high}): Akida 1.0 takes only clamped ReLUs " \
-                   "(min 0, max > 0)"
+            return f"{site.kind}(min={low}, max={high})"
     return None
+
+
+def _bounded(site, graph, target):
+    if site.kind in ("ReLU", "relu", "relu_"):
+        return "ReLU without a maximum: Akida 1.0 quantizes activations to a fixed range"
+    signed = _signed(site)
+    return f"{signed}: Akida 1.0 takes only clamped ReLUs (min 0, max > 0)" if signed else None
 
 
 def _signed_clamp(site, graph, target):
     """Akida 2.0 takes ReLU, ReLU6 and clamps at 0 (Clip(0, m)); a clamp with another
     minimum (nn.Hardtanh(-1, 1)) has no quantized pattern, and QuantizeML's refusal
     lands on the layer before it."""
-    if site.kind in ("Hardtanh", "hardtanh", "clamp", "clip", "clamp_"):
-        low, high = _clamp_bounds(site)
-        if low not in (0, 0.0) or high is None or high <= 0:
-            return f"{site.kind}(min={low}, max={high}): Akida 2.0 takes clamps only as " \
-                   "bounded ReLUs (min 0, max > 0)"
-    return None
+    signed = _signed(site)
+    return (f"{signed}: Akida 2.0 takes clamps only as bounded ReLUs (min 0, max > 0)"
+            if signed else None)
 
 
 #: What a weighted layer may feed through and still need an activation of its own.
@@ -546,18 +549,6 @@ def _unactivated_fix(site, graph, target):
     return (f"put nn.ReLU6() (or F.relu6 / a clamp) after {site.name}, before {after.name}, "
             "and retrain or fine-tune; or merge the two into one layer (two linear layers in "
             "a row compute one linear map)")
-
-
-def _clamp_bounds(site):
-    if site.module is not None:
-        return site.module.min_val, site.module.max_val
-    args, kwargs = list(site.params.get("args", ())), site.params.get("kwargs", {})
-    low = args[0] if args else kwargs.get("min", kwargs.get("min_val"))
-    high = args[1] if len(args) > 1 else kwargs.get("max", kwargs.get("max_val"))
-    if site.kind == "hardtanh":
-        low = -1.0 if low is None else low
-        high = 1.0 if high is None else high
-    return low, high
 
 
 def _bounded_fix(site, graph, target):
