@@ -252,8 +252,8 @@ def _is_global_pool(site: Site) -> bool:
         args = site.params.get("args", ())
         return bool(args) and args[0] in (1, (1, 1), [1, 1])
     if site.kind == "mean":  # a mean over every spatial axis, and only those
-        axes = mean_axes(site)
-        return axes is None or (len(spatial_axes(site)) > 0 and axes == spatial_axes(site))
+        axes, spatial = mean_axes(site), spatial_axes(site)
+        return axes is None or (bool(spatial) and axes == spatial)
     g = _pool(site)
     if g and not g["max"] and g["in"]:
         return all(n is None or k >= n for n, k in zip(g["in"], g["k"]))

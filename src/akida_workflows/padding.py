@@ -179,16 +179,17 @@ def _padding_mode_fix(site, graph, target):
 
 
 def _pooled_after_stride2(site, graph):
-    """The max pooling that a stride-2 convolution padded on both sides of an even map
-    feeds (through BatchNorm/activations), or None."""
+    """``(pooling, padding)``: the max pooling that a stride-2 convolution padded on both
+    sides of an even map feeds (through BatchNorm/activations), and that padding; or None."""
     g = _conv(site)
     if g is None or g["one_d"] or g["s"] != (2, 2) or g["in"] is None:
         return None
     pad = g["pad"] if isinstance(g["pad"], tuple) else (0, 0)
     if not any(pad) or any(n is None or n % 2 for n in g["in"]):
         return None
-    return next((s for s in graph.next_ops(site, skip=_TRANSPARENT | _CONV_TAIL)
+    pool = next((s for s in graph.next_ops(site, skip=_TRANSPARENT | _CONV_TAIL)
                  if (_pool(s) or {}).get("max")), None)
+    return (pool, pad[0]) if pool is not None else None
 
 
 def _strided_then_pooled(site, graph, target):
@@ -196,18 +197,17 @@ def _strided_then_pooled(site, graph, target):
     after a stride-2 convolution padded on both sides of an even map ("MaxPool is not
     supported with 'SameUpper' padding", measured for kernels 3, 5, 7, as the input layer
     and after it; the same on an odd map converts)."""
-    pool = _pooled_after_stride2(site, graph)
-    if pool is None:
+    found = _pooled_after_stride2(site, graph)
+    if found is None:
         return None
-    g = _conv(site)
-    pad = g["pad"] if isinstance(g["pad"], tuple) else (0, 0)
-    return (f"stride 2 with padding={pad[0]} on an even {g['in'][0]}x{g['in'][1]} map, then "
+    (pool, pad), g = found, _conv(site)
+    return (f"stride 2 with padding={pad} on an even {g['in'][0]}x{g['in'][1]} map, then "
             f"{pool.name} ({pool.kind}) max-pools it: Akida 2.0 pools inside the convolution, "
             "and not inside a strided one padded on both sides of an even map")
 
 
 def _strided_then_pooled_fix(site, graph, target):
-    pool = _pooled_after_stride2(site, graph)
+    pool, _ = _pooled_after_stride2(site, graph)
     cout = _conv(site)["cout"]
     return (f"drop {pool.name} and down-sample with another stride-2 convolution instead "
             f"(nn.Conv2d({cout}, {cout}, 3, stride=2, padding=1) → nn.ReLU6()), or give "

@@ -291,8 +291,6 @@ def _maxpool_fix(site, graph, target):
     return text
 
 
-
-
 def _pool_after_conv(site, graph, target):
     """A max pooling must close a convolution (Conv → [BN] → [ReLU] → MaxPool)."""
     p = _pool(site)

@@ -129,7 +129,7 @@ def train(
         with bar:
             for epoch in range(epochs):
                 loss, accuracy = _one_epoch(model, loader, opt, criterion, nhwc, bar,
-                                            f"{epoch + 1}/{epochs}")
+                                            epoch + 1, epochs)
                 history.loss.append(loss)
                 history.accuracy.append(accuracy)
     finally:
@@ -140,8 +140,9 @@ def train(
     return history
 
 
-def _one_epoch(model, loader, opt, criterion, nhwc: bool, bar, label: str):
-    """One pass over ``loader``: (mean loss, accuracy); NaN/inf loss is an error."""
+def _one_epoch(model, loader, opt, criterion, nhwc: bool, bar, epoch: int, epochs: int):
+    """Epoch ``epoch`` (from 1): one pass over ``loader``, (mean loss, accuracy); a NaN/inf
+    loss is an error."""
     import torch
 
     total_loss, correct, seen = 0.0, 0, 0
@@ -153,7 +154,7 @@ def _one_epoch(model, loader, opt, criterion, nhwc: bool, bar, label: str):
         loss = criterion(outputs, labels)
         if not torch.isfinite(loss):
             raise FloatingPointError(
-                f"loss became {loss.item()} at epoch {label.split('/')[0]}; "
+                f"loss became {loss.item()} at epoch {epoch}; "
                 "lower the learning rate"
             )
         loss.backward()
@@ -161,7 +162,7 @@ def _one_epoch(model, loader, opt, criterion, nhwc: bool, bar, label: str):
         total_loss += loss.item() * len(labels)
         correct += (outputs.argmax(1) == labels).sum().item()
         seen += len(labels)
-        bar.set_postfix(epoch=label, loss=f"{total_loss / seen:.4f}", refresh=False)
+        bar.set_postfix(epoch=f"{epoch}/{epochs}", loss=f"{total_loss / seen:.4f}", refresh=False)
         bar.update(1)
     return total_loss / seen, correct / seen
 
