@@ -24,6 +24,15 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_addoption(parser):
+    group = parser.getgroup("akida-workflows")
+    group.addoption("--live-toolchain", action="store_true",
+                    help="compute every toolchain verdict (tests/zoo.py real_toolchain) instead "
+                         "of replaying tests/toolchain_verdicts.json, and fail on a disagreement")
+    group.addoption("--record-verdicts", action="store_true",
+                    help="rewrite tests/toolchain_verdicts.json with the verdicts of this run")
+
+
 def pytest_configure(config):
     """One folder per test run for the zoo's conversions and reports (``tests/zoo.py``).
 
@@ -33,10 +42,45 @@ def pytest_configure(config):
     """
     import tempfile
 
+    if config.getoption("--live-toolchain", False) and not hasattr(config, "workerinput"):
+        os.environ["AW_TOOLCHAIN_LIVE"] = "1"
     if hasattr(config, "workerinput") or os.environ.get("AW_ZOO_CACHE"):
         return
     config._aw_zoo_cache = tempfile.TemporaryDirectory(prefix="aw-zoo-")
     os.environ["AW_ZOO_CACHE"] = config._aw_zoo_cache.name
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """How many toolchain verdicts were computed and replayed (printed in the summary);
+    the record rewritten on request; with ``--live-toolchain``, a computed verdict that
+    the current record contradicts fails the run."""
+    config = session.config
+    folder = os.environ.get("AW_ZOO_CACHE")
+    if hasattr(config, "workerinput") or not folder:
+        return
+    from zoo import VERDICT_RECORD, verdict_run_summary, write_verdict_record
+
+    summary = verdict_run_summary(Path(folder))
+    if not summary["used"]:
+        return
+    state = ("recorded for this code and toolchain" if summary["current"] else
+             "not replayed: recorded for other code or another toolchain version; "
+             "`nox -s tests -- --record-verdicts` refreshes it")
+    lines = [f"toolchain verdicts: {len(summary['computed'])} computed, {summary['replayed']} "
+             f"replayed from tests/{VERDICT_RECORD.name} ({state})"]
+    if summary["disagree"] and summary["current"]:
+        lines.append(f"toolchain verdicts DISAGREE with tests/{VERDICT_RECORD.name} for "
+                     f"{', '.join(summary['disagree'])}: the toolchain is not deterministic here")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if config.getoption("--record-verdicts"):
+        count = write_verdict_record(summary)
+        lines.append(f"tests/{VERDICT_RECORD.name}: {count} verdicts recorded")
+    config._aw_verdict_lines = lines
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    for line in getattr(config, "_aw_verdict_lines", ()):
+        terminalreporter.write_line(line, red="DISAGREE" in line)
 
 
 def pytest_unconfigure(config):

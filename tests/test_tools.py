@@ -152,6 +152,22 @@ def test_pinned_environment_reaches_the_libraries(monkeypatch):
         assert out.stdout.split()[-1] == "1"
 
 
+def test_sessions_keep_keras_3_out_of_the_stack(monkeypatch):
+    """The sessions' environment imports the whole stack without Keras 3 (TensorFlow's
+    `tf.keras` is tf-keras), and QuantizeML still builds its quantized layers."""
+    import os
+    import subprocess
+
+    env = dict(os.environ, **_noxfile(monkeypatch).reproducible_env())
+    code = ("import sys, akida, cnn2snn, quantizeml, tensorflow as tf, tf_keras; "
+            "from quantizeml.layers import QuantizedConv2D; "
+            "print('keras' in sys.modules, tf.keras.Model is tf_keras.Model)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True"]
+
+
 def test_ci_script_prints_each_phase_time():
     script = (ROOT / ".ci" / "run").read_text()
     for phase in ("nox -s gallery", "nox -s lint", "nox -s tests",

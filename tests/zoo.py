@@ -611,22 +611,140 @@ def real_toolchain(model, input_shape, target, *, samples=None, n: int = 16):
     run, whichever test asks first (several rules' fixes are the same model); the verdict
     is kept in :func:`shared_cache` for every worker. A model torch.fx cannot trace has
     no fingerprint and is always converted.
+
+    Across runs, a verdict is replayed from :data:`VERDICT_RECORD` only when the record
+    was made by this very code and toolchain (:func:`toolchain_stamp`: the installed
+    library's source, this file, and the versions of the toolchain's packages) for this
+    very model (its fingerprint); any change to either runs the toolchain again.
+    ``--live-toolchain`` ignores the record (and then checks it against every verdict
+    computed), ``--record-verdicts`` rewrites it (``tests/conftest.py``).
     """
-    import pickle
+    import json
 
     key = fingerprint(model, input_shape, target, samples, n)
     if key is None:
         return _judge(model, input_shape, target, samples, n)
     if key not in _VERDICTS:
-        path = shared_cache() / f"verdict-{key}.pkl"
-        with _locked(f"verdict-{key}"):
-            if not path.exists():
-                path.write_bytes(pickle.dumps(_judge(model, input_shape, target, samples, n)))
-            _VERDICTS[key] = pickle.loads(path.read_bytes())
+        folder = shared_cache()
+        (folder / f"used-{key}").touch()
+        recorded = recorded_verdicts().get(key)
+        if recorded is not None:
+            _VERDICTS[key] = (bool(recorded[0]), str(recorded[1]))
+        else:
+            path = folder / f"verdict-{key}.json"
+            with _locked(f"verdict-{key}"):
+                if not path.exists():
+                    ok, why = _judge(model, input_shape, target, samples, n)
+                    path.write_text(json.dumps([bool(ok), str(why)[:_WHY_CHARS]]))
+                ok, why = json.loads(path.read_text())
+            _VERDICTS[key] = (ok, why)
     return _VERDICTS[key]
 
 
 _VERDICTS: dict = {}
+_WHY_CHARS = 1500  # of the toolchain's message kept with a verdict (failure messages only)
+VERDICT_RECORD = Path(__file__).with_name("toolchain_verdicts.json")
+TOOLCHAIN_PACKAGES = ("akida", "cnn2snn", "quantizeml", "tensorflow", "tf-keras", "keras",
+                      "torch", "onnx", "onnxruntime", "onnxscript", "numpy")
+
+
+def toolchain_stamp() -> dict:
+    """What a verdict depends on besides the model: the code that converts and the toolchain.
+
+    The digest of every ``.py`` file of the installed akida_workflows (the wheel in
+    ``nox -s tests``, the checkout in an editable install) and of this file (the
+    strict conversion :func:`convert_model` and the judge), and the installed versions
+    of :data:`TOOLCHAIN_PACKAGES`.
+    """
+    from importlib import metadata
+
+    import akida_workflows
+
+    versions = {}
+    for package in TOOLCHAIN_PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {"code": code_digest(Path(akida_workflows.__file__).parent, Path(__file__)),
+            "versions": versions}
+
+
+def code_digest(package: Path, *files: Path) -> str:
+    """A digest of every ``.py`` file under ``package`` (names and bytes) and of ``files``."""
+    import hashlib
+
+    code = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        code.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    for path in files:
+        code.update(b"\0" + path.read_bytes())
+    return code.hexdigest()[:24]
+
+
+def recorded_verdicts(path: Path | None = None) -> dict:
+    """The recorded verdicts that may be replayed in this run: ``{fingerprint: [ok, why]}``.
+
+    Empty when ``AW_TOOLCHAIN_LIVE`` is set, when there is no record, or when the record's
+    stamp is not :func:`toolchain_stamp` (other library code, another zoo.py, another
+    toolchain version): then every verdict is computed.
+    """
+    import json
+    import os
+
+    path = path or VERDICT_RECORD
+    if path not in _RECORDS:
+        verdicts = {}
+        if not os.environ.get("AW_TOOLCHAIN_LIVE") and path.exists():
+            record = json.loads(path.read_text())
+            if record.get("stamp") == toolchain_stamp():
+                verdicts = record.get("verdicts", {})
+        _RECORDS[path] = verdicts
+    return _RECORDS[path]
+
+
+_RECORDS: dict = {}
+
+
+def verdict_run_summary(folder: Path, path: Path | None = None) -> dict:
+    """The toolchain verdicts a finished run used, computed and replayed (from its
+    :func:`shared_cache`), and any disagreement between a computed one and the record."""
+    import json
+
+    path = path or VERDICT_RECORD
+    used = sorted(p.name[len("used-"):] for p in folder.glob("used-*"))
+    computed = {p.name[len("verdict-"):-len(".json")]: json.loads(p.read_text())
+                for p in folder.glob("verdict-*.json")}
+    record = json.loads(path.read_text()) if path.exists() else {}
+    current = record.get("stamp") == toolchain_stamp()
+    old = record.get("verdicts", {}) if current else {}  # a stale record says nothing
+    disagree = sorted(k for k, v in computed.items() if k in old and bool(old[k][0]) != v[0])
+    return {"used": used, "computed": computed, "replayed": len(set(used) - set(computed)),
+            "current": current, "disagree": disagree, "old": old}
+
+
+def write_verdict_record(summary: dict, path: Path | None = None) -> int:
+    """Rewrite the record with every verdict this run used (computed or replayed), under
+    today's stamp. A record of the same stamp keeps its other verdicts (a run of some
+    files adds to it); under a new stamp only this run's verdicts are kept (the others
+    would never be replayed). Returns how many it holds."""
+    import json
+
+    path = path or VERDICT_RECORD
+    verdicts = dict(summary["old"]) if summary["current"] else {}
+    for key in summary["used"]:
+        verdict = summary["computed"].get(key) or summary["old"].get(key)
+        if verdict is None:  # replayed from a record this run did not read: cannot happen
+            raise RuntimeError(f"no verdict for {key}")
+        verdicts[key] = [bool(verdict[0]), str(verdict[1])]
+    head = json.dumps({
+        "about": "Toolchain verdicts (converts and maps entirely in hardware?) of the test "
+                 "models, keyed by tests/zoo.py's fingerprint; replayed only under this stamp. "
+                 "Rewritten by `nox -s tests -- --record-verdicts`.",
+        "stamp": toolchain_stamp()}, indent=1)[:-2]
+    rows = ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in sorted(verdicts.items()))
+    path.write_text(f'{head},\n"verdicts": {{\n{rows}\n}}\n}}\n')
+    return len(verdicts)
 
 
 def _judge(model, input_shape, target, samples, n):
