@@ -232,6 +232,56 @@ def test_quantize_4bit_bad_inputs(small_v1):
         quantize_4bit(keras_model, to_nhwc(nchw), per_channel=False)
 
 
+def _failing_first(real, errors):
+    """QuantizeML's ``quantize``, raising ``errors`` (in order) on its first calls."""
+    calls = []
+
+    def quantize(*args, **kwargs):
+        calls.append(1)
+        if len(calls) <= len(errors):
+            raise errors[len(calls) - 1]
+        return real(*args, **kwargs)
+
+    return quantize, calls
+
+
+def _binding_race() -> Exception:
+    """The failure seen in CI: Keras wraps TensorFlow's AttributeError in its own."""
+    inner = AttributeError("'TfMethodTarget' object has no attribute '_var'")
+    outer = AttributeError('Exception encountered when calling layer "conv_0" '
+                           "(type QuantizedConv2D).")
+    outer.__cause__ = inner
+    return outer
+
+
+def test_autograph_binding_race_is_quantized_again_and_said_so(small_v1, monkeypatch, caplog):
+    import quantizeml.models
+
+    _, keras_model = small_v1
+    x = to_nhwc(_nchw(16, 1, 16, 16))
+    reference = quantize_4bit(keras_model, x)
+    assert reference.quantization_attempts == 1
+    fake, calls = _failing_first(quantizeml.models.quantize, [_binding_race()])
+    monkeypatch.setattr(quantizeml.models, "quantize", fake)
+    with caplog.at_level("INFO", logger="akida_workflows"):
+        quantized = quantize_4bit(keras_model, x)
+    assert len(calls) == 2 and quantized.quantization_attempts == 2
+    assert "TfMethodTarget" in caplog.text and "once more" in caplog.text
+    for a, b in zip(reference.get_weights(), quantized.get_weights()):  # the same result
+        np.testing.assert_array_equal(a, b)
+    # Twice in a row, or any other failure: an error with the cause, no more attempts.
+    fake, calls = _failing_first(quantizeml.models.quantize, [_binding_race()] * 2)
+    monkeypatch.setattr(quantizeml.models, "quantize", fake)
+    with pytest.raises(IncompatibleModelError, match="QuantizeML could not quantize"):
+        quantize_4bit(keras_model, x)
+    assert len(calls) == 2
+    fake, calls = _failing_first(quantizeml.models.quantize, [AttributeError("no '_var'")])
+    monkeypatch.setattr(quantizeml.models, "quantize", fake)
+    with pytest.raises(IncompatibleModelError, match="no '_var'"):
+        quantize_4bit(keras_model, x)
+    assert len(calls) == 1
+
+
 def test_convert_needs_a_version(small_v1):
     _, keras_model = small_v1
     with pytest.raises(IncompatibleModelError, match="which Akida version"):
