@@ -269,8 +269,8 @@ def tests(session: nox.Session) -> None:
         _run(session, "python", "tools/check_data.py", "examples", env=env)
         # ... and one pytest run on every core: the unit tests and the golden notebooks,
         # which nbval re-executes (every cell, assertions included) and compares. One
-        # file per worker (module fixtures stay shared); the notebooks, the longest
-        # files, are handed out first, and the unit tests fill the cores around them.
+        # file per worker (module fixtures stay shared); the longest files are handed
+        # out first (tests/conftest.py FILE_SECONDS), and the short ones fill the cores.
         with _timed(session, "pytest: unit tests + nbval"):
             _run(session, "pytest", "-n", "auto", "--dist", "loadfile", "--durations=30",
                  "--nbval", "--nbval-current-env",

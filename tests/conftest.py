@@ -33,6 +33,36 @@ def pytest_addoption(parser):
                     help="rewrite tests/toolchain_verdicts.json with the verdicts of this run")
 
 
+#: Seconds each test file and golden notebook took (items' setup + call + teardown, two
+#: workers, AMD EPYC with AVX-512, toolchain verdicts replayed, 2026-12-07): only to hand
+#: the longest files out first. pytest-xdist's ``--dist loadfile`` otherwise hands out the
+#: files with the most tests first, so the notebooks (few cells, minutes each) started last
+#: and the run ended about 40 s after the CPU work could have (a simulation of both orders
+#: with these figures: 648 s and 611 s; the CI run it was checked against took 643 s). A
+#: stale or missing figure costs time, never a result; an unlisted file goes last.
+FILE_SECONDS = {
+    "test_cli.py": 208, "test_keras_bridge.py": 148, "test_compat.py": 133,
+    "plot_6_depthwise_separable.ipynb": 122, "plot_5_ecg_signals.ipynb": 95,
+    "test_calibration.py": 88, "plot_4_akida_targets.ipynb": 80,
+    "plot_0_mnist_pytorch_to_akida.ipynb": 72, "plot_2_int4_per_channel.ipynb": 68,
+    "plot_1_batchnorm_folding.ipynb": 26, "plot_3_compatibility.ipynb": 24,
+    "plot_7_edge_learning.ipynb": 24, "test_fuzz.py": 23, "test_lowering.py": 14,
+    "test_datasets.py": 13, "test_deploy.py": 11, "test_dscnn.py": 11, "test_edge.py": 10,
+    "test_tools.py": 8, "test_timeseries.py": 8, "test_plots.py": 6, "test_rules.py": 5,
+    "test_model_zoo.py": 4,
+}
+
+
+def file_seconds(path) -> float:
+    """Recorded seconds of test file or notebook ``path`` (0 when not recorded)."""
+    return float(FILE_SECONDS.get(Path(str(path)).name, 0))
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Longest files first (:data:`FILE_SECONDS`); each file's tests keep their order."""
+    items.sort(key=lambda item: -file_seconds(item.path))
+
+
 def pytest_configure(config):
     """One folder per test run for the zoo's conversions and reports (``tests/zoo.py``).
 
@@ -44,6 +74,8 @@ def pytest_configure(config):
 
     if config.getoption("--live-toolchain", False) and not hasattr(config, "workerinput"):
         os.environ["AW_TOOLCHAIN_LIVE"] = "1"
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist: keep the order above
+        config.option.loadscopereorder = False
     if hasattr(config, "workerinput") or os.environ.get("AW_ZOO_CACHE"):
         return
     config._aw_zoo_cache = tempfile.TemporaryDirectory(prefix="aw-zoo-")

@@ -197,3 +197,37 @@ def test_the_gallery_runs_its_examples_longest_first(monkeypatch):
     akida_site.patch_execution_order()
     akida_site.patch_execution_order()  # idempotent: wrapped once
     assert gen_rst._split_parallel.wrapped.__name__ == "_split_parallel"
+
+
+# --- pytest hands the longest files out first ---------------------------------------------
+
+
+def test_the_longest_test_files_and_notebooks_are_handed_out_first(monkeypatch):
+    """conftest's order reaches pytest-xdist: with its default (most tests first) the
+    golden notebooks, a few cells of minutes each, started last (tests/conftest.py)."""
+    from types import SimpleNamespace
+
+    import conftest
+
+    assert conftest.file_seconds(ROOT / "tests" / "notebooks" / "plot_6_depthwise_separable.ipynb") > 60
+    assert conftest.file_seconds("tests/test_rules.py") < conftest.file_seconds("test_cli.py")
+    listed = set(conftest.FILE_SECONDS)
+    present = {p.name for p in (ROOT / "tests").glob("test_*.py")} | {
+        p.name for p in (ROOT / "tests" / "notebooks").glob("*.ipynb")}
+    assert listed <= present, listed - present  # no figure for a file that is gone
+    notebooks = {p.name for p in (ROOT / "tests" / "notebooks").glob("*.ipynb")}
+    assert notebooks <= listed, notebooks - listed  # the long files are all listed
+    # The file with more tests but fewer recorded seconds comes after; each file keeps
+    # its own order; an unlisted file goes last.
+    monkeypatch.setattr(conftest, "FILE_SECONDS", {"test_slow.py": 100, "test_many.py": 1})
+    items = [SimpleNamespace(path=Path(f"/r/tests/{name}"), i=i) for i, name in enumerate(
+        ["test_many.py"] * 3 + ["test_new.py"] + ["test_slow.py"] * 2)]
+    conftest.pytest_collection_modifyitems(None, None, items)
+    assert [(item.path.name, item.i) for item in items] == [
+        ("test_slow.py", 4), ("test_slow.py", 5), ("test_many.py", 0), ("test_many.py", 1),
+        ("test_many.py", 2), ("test_new.py", 3)]
+    # and pytest-xdist is told to keep that order (in this very run too, under -n)
+    config = SimpleNamespace(option=SimpleNamespace(loadscopereorder=True), workerinput={},
+                             getoption=lambda name, default=None: False)
+    conftest.pytest_configure(config)
+    assert config.option.loadscopereorder is False
