@@ -193,6 +193,17 @@ def test_machine_paths():
         "https://github.com/home/x, docs/tmp/y, 2/tmp/, /usr/share/datasets/fashion-mnist") == []
 
 
+def test_machine_paths_of_a_short_checkout_path(monkeypatch):
+    """A checkout at /tmp/y (CI's clean clone once was) is found as a path of its own,
+    not inside "docs/tmp/y" or as the head of "/tmp/yz"."""
+    monkeypatch.setattr(check_site, "ROOT", Path("/tmp/y"))
+    assert check_site.machine_paths("docs/tmp/y, 2/tmp/") == []
+    assert "/tmp/y" in check_site.machine_paths("see /tmp/y/examples/x.py")
+    assert "/tmp/y" in check_site.machine_paths("cd /tmp/y")
+    assert "/tmp/y" in check_site.machine_paths("file:///tmp/y/build/html/index.html")
+    assert "/tmp/y" not in check_site.machine_paths("cd /tmp/yz")
+
+
 def test_check_paths_names_the_page(tmp_path):
     (tmp_path / "a.html").write_text("<pre>/tmp/akida-x/cnn.onnx</pre>")
     (tmp_path / "b.html").write_text("<pre>cnn.onnx</pre>")

@@ -187,7 +187,10 @@ def machine_paths(text: str) -> list[str]:
     found = set()
     for prefix in {str(ROOT), str(Path.home()), tempfile.gettempdir(), sys.prefix,
                    sys.base_prefix}:
-        if len(prefix) > 4 and prefix in text:
+        # The prefix as a path of its own (also in file:///…), not the tail of a relative
+        # path ("docs/tmp/y" when the checkout is /tmp/y) nor the head of "/tmp/yz".
+        if len(prefix) > 4 and re.search(
+                r"(?<![\w.~$%-])" + re.escape(prefix) + r"(?![\w.~$%-])", text):
             found.add(prefix)
     for match in _GENERIC_PATH.finditer(text):
         path = match.group(0)
