@@ -366,8 +366,7 @@ def _autograph_binding_race(exc: BaseException) -> str | None:
 
 
 def _quantize_error(exc: BaseException, akida_version: str) -> IncompatibleModelError:
-    if isinstance(exc, IncompatibleModelError):
-        return exc
+    """QuantizeML's failure ``exc`` as an IncompatibleModelError, its causes explained."""
     from ...errors import describe_exception
 
     text = describe_exception(exc, causes=_KERAS_CAUSES.get(akida_version, ()))
