@@ -44,8 +44,8 @@ cnn = nn.Sequential(
 )
 for target in ("akida2", "akida1"):
     print(check_compatibility(cnn, (1, 28, 28), target).summary_line())
-epochs = 6 if len(data.y_train) <= 10_000 else 3
-train(cnn, train_loader, epochs=epochs, lr=1e-3, seed=0)
+epochs = 4 if len(data.y_train) <= 10_000 else 2
+train(cnn, train_loader, epochs=epochs, lr=3e-3, seed=0, schedule="onecycle")
 float_accuracy = evaluate_torch(cnn, test_loader)
 print(f"float test accuracy {100 * float_accuracy:.2f} %")
 

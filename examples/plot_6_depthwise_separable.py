@@ -18,9 +18,10 @@ hardware maps, and recovers the 4-bit accuracy with a short fine-tuning.
 # Fashion-MNIST: 60 000 training and 10 000 test images of clothing, 28x28
 # grey levels, ten classes. :func:`~akida_workflows.datasets.load_fashion_mnist`
 # reads Debian's ``dataset-fashion-mnist`` files (or downloads them once); the
-# printed source tells which. Training here is two epochs on the full training
-# set (this page is built on two shared CPU cores, and a small network trains
-# fastest on one thread); the test set is the full 10 000 images.
+# printed source tells which. Training here is one epoch on the full training
+# set with a one-cycle learning-rate schedule (this page is built on two shared
+# CPU cores, and a small network trains fastest on one thread); the test set is
+# the full 10 000 images.
 # ``benchmarks/model_zoo.py`` trains the same network longer.
 import tempfile
 import time
@@ -38,7 +39,8 @@ torch.manual_seed(0)
 torch.set_num_threads(1)
 data = load_fashion_mnist()
 print(f"data source: {data.source} ({data.description})")
-TRAIN_IMAGES, EPOCHS, TUNE_IMAGES = 60_000, 2, 10_000
+TRAIN_IMAGES, EPOCHS, TUNE_IMAGES = 60_000, 1, 10_000
+epochs_text = f"{EPOCHS} epoch" + "s" * (EPOCHS > 1)
 order = np.random.default_rng(0).permutation(len(data.y_train))[:TRAIN_IMAGES]
 subset = Dataset(data.name, data.x_train[order], data.y_train[order], data.x_test, data.y_test,
                  data.source, data.description, data.classes)
@@ -81,13 +83,17 @@ model = nn.Sequential(
 print(f"{sum(p.numel() for p in model.parameters()):,} parameters")
 
 # %%
-# Trained briefly:
+# Trained briefly: the learning rate rises to 0.01 over the first 30 % of the
+# steps and then anneals to nearly zero (``schedule="onecycle"``). One epoch so
+# scheduled reaches the accuracy two epochs at a constant 0.003 gave
+# (86.9 % against 86.7 %, measured) in half the time.
 from akida_workflows.training import evaluate_torch, train
 
 train_loader, test_loader = to_torch_loaders(subset, batch_size=128)
-history = train(model, train_loader, epochs=EPOCHS, lr=3e-3, seed=0, progress=False)
+history = train(model, train_loader, epochs=EPOCHS, lr=1e-2, seed=0, progress=False,
+                schedule="onecycle")
 float_accuracy = evaluate_torch(model, test_loader)
-print(f"float test accuracy {100 * float_accuracy:.2f} % ({EPOCHS} epochs, "
+print(f"float test accuracy {100 * float_accuracy:.2f} % ({epochs_text}, "
       f"{time.perf_counter() - start:.0f} s so far)")
 
 # %%
@@ -198,7 +204,7 @@ for stage, m in metrics.items():
         "device": "-" if mapping is None else mapping.device,
         "in hardware": "-" if mapping is None else f"{100 * mapping.hw_fraction:.0f} %",
     })
-print(f"data: {data.description}; trained on {len(y_train)} images for {EPOCHS} epochs")
+print(f"data: {data.description}; trained on {len(y_train)} images for {epochs_text}")
 Table(rows, title="Fashion-MNIST DS-CNN: float vs Akida")
 
 # %%

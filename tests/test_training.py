@@ -62,6 +62,40 @@ def test_train_with_other_optimizer():
     assert history.loss[-1] < history.loss[0]
 
 
+class _RecordingAdam(torch.optim.Adam):
+    """Adam that records the learning rate of every step it takes."""
+
+    def __init__(self, params, lr):
+        super().__init__(params, lr=lr)
+        self.rates = []
+
+    def step(self, closure=None):
+        self.rates.append(self.param_groups[0]["lr"])
+        return super().step(closure)
+
+
+def test_onecycle_schedule_warms_up_to_lr_then_anneals():
+    made = []
+
+    def adam(params, lr):
+        made.append(_RecordingAdam(params, lr))
+        return made[-1]
+
+    history = train(_model(), _loader(), epochs=4, lr=1e-2, seed=0, progress=False,
+                    optimizer=adam, schedule="onecycle")
+    rates = np.array(made[0].rates)
+    assert len(rates) == 4 * 8  # one rate per optimizer step, over the whole run
+    peak = int(np.argmax(rates))
+    assert rates.max() == pytest.approx(1e-2, rel=0.01)
+    assert 0.2 < peak / len(rates) < 0.4  # OneCycle's default warm-up: 30 % of the steps
+    assert np.all(np.diff(rates[:peak + 1]) > 0) and np.all(np.diff(rates[peak:]) < 0)
+    assert rates[0] < 1e-3 and rates[-1] < 1e-5
+    assert history.loss[-1] < history.loss[0]
+    # Without a schedule the rate stays what was asked.
+    train(_model(), _loader(), epochs=1, lr=1e-2, seed=0, progress=False, optimizer=adam)
+    assert set(made[1].rates) == {1e-2}
+
+
 def test_train_progress_bar_goes_to_stderr(capsys):
     train(_model(), _loader(), epochs=1, lr=1e-2, seed=0, progress=True)
     err = capsys.readouterr().err
@@ -73,6 +107,8 @@ def test_train_rejects_bad_arguments():
         train(_model(), _loader(), epochs=0)
     with pytest.raises(ValueError, match="empty"):
         train(_model(), DataLoader(TensorDataset(torch.zeros(0, 16), torch.zeros(0))), epochs=1)
+    with pytest.raises(ValueError, match="unknown schedule 'cosine'"):
+        train(_model(), _loader(), epochs=1, schedule="cosine")
 
 
 def test_train_stops_on_non_finite_loss():
@@ -116,3 +152,35 @@ def test_distillation_set_labels_noisy_copies_with_the_teacher():
     assert np.array_equal(plain, x) and plain_labels.tolist() == [0, 0, 1, 1]
     with pytest.raises(ValueError, match="copies >= 0"):
         distillation_set(teacher, x, copies=-1)
+
+
+def test_channels_last_inference_is_the_same_and_hands_the_model_back():
+    """``predict`` and ``evaluate_torch`` run 2-D conv nets in NHWC memory (faster on one
+    CPU thread): the same outputs as NCHW, and the model's weights back in NCHW after."""
+    from akida_workflows.evaluate import predict
+    from akida_workflows.training import channels_last
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.MaxPool2d(2), nn.Conv2d(8, 4, 3), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 2 * 2, 3)).eval()
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight)
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-0.5, 0.5)
+        model[1].running_var.uniform_(0.5, 2.0)
+    x = np.random.default_rng(0).normal(size=(40, 2, 8, 8)).astype(np.float32)
+    with torch.no_grad():
+        reference = model(torch.from_numpy(x)).numpy()
+    assert reference.std() > 0.1  # outputs that differ from input to input
+    np.testing.assert_allclose(predict(model, x, batch_size=16), reference, rtol=1e-5, atol=1e-5)
+    assert all(p.is_contiguous() for p in model.parameters())
+    labels = torch.from_numpy(reference.argmax(1))
+    loader = DataLoader(TensorDataset(torch.from_numpy(x), labels), batch_size=16)
+    assert evaluate_torch(model, loader) == 1.0
+    with channels_last(model) as nhwc:
+        assert nhwc and model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert model[0].weight.is_contiguous()
+    with channels_last(_model()) as nhwc:  # no 4-D weights: left as it is
+        assert not nhwc

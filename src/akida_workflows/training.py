@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import warnings
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +26,10 @@ def seed_everything(seed: int = 0) -> None:
     np.random.seed(seed)  # noqa: NPY002 - seeds the legacy global RNG user code may use
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+#: The learning-rate schedules :func:`train` knows (``None``: constant).
+SCHEDULES = (None, "onecycle")
 
 
 @dataclass
@@ -56,6 +61,7 @@ def train(
     *,
     optimizer: Callable | None = None,
     loss_fn: Callable | None = None,
+    schedule: str | None = None,
 ) -> TrainHistory:
     """Train ``model`` in place on ``loader`` for ``epochs`` epochs.
 
@@ -76,6 +82,12 @@ def train(
         ``optimizer(parameters, lr=lr)``; defaults to :class:`torch.optim.Adam`.
     loss_fn : callable, optional
         Defaults to :class:`torch.nn.CrossEntropyLoss`.
+    schedule : {None, "onecycle"}, default None
+        ``None`` keeps ``lr`` constant. ``"onecycle"`` follows
+        :class:`torch.optim.lr_scheduler.OneCycleLR` over all the run's steps, with
+        ``lr`` as its peak: warm-up over the first 30 %, then annealing to nearly
+        zero. A short run converges much further this way (the examples train in
+        half the epochs to higher accuracies than a constant rate gave them).
 
     Returns
     -------
@@ -85,14 +97,10 @@ def train(
     Raises
     ------
     ValueError
-        ``epochs < 1`` or an empty loader.
+        ``epochs < 1``, an empty loader, or an unknown ``schedule``.
     FloatingPointError
         The loss became NaN or infinite (lower ``lr``).
     """
-    import time
-
-    import torch
-
     with warnings.catch_warnings():
         # tqdm.auto falls back to a text bar in notebooks without ipywidgets; fine.
         warnings.simplefilter("ignore")
@@ -102,47 +110,75 @@ def train(
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if len(loader) == 0:
         raise ValueError("the training loader is empty")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
     seed_everything(seed)
     generator = getattr(loader, "generator", None)
     if generator is not None:
         generator.manual_seed(seed)
-    # 2-D convolutional models train in channels-last memory (NHWC): on one CPU thread
-    # PyTorch's NCHW max pooling is about ten times slower than its NHWC kernel, and a
-    # training step of the MNIST example about 1.5 times (measured, torch 2.13, AVX2).
-    # Values are the same tensors; the weights are handed back in the default layout.
+    with channels_last(model) as nhwc:
+        return _train(model, loader, epochs, lr, optimizer, loss_fn, schedule, progress, nhwc,
+                      tqdm)
+
+
+@contextmanager
+def channels_last(model):
+    """Run a 2-D convolutional ``model`` in channels-last memory (NHWC) inside the block.
+
+    On one CPU thread PyTorch's NCHW max pooling is about ten times slower than its
+    NHWC kernel, a training step of the MNIST example about 1.5 times slower and an
+    inference pass over 10 000 digits 1.5 times (measured, torch 2.13, AVX2). The
+    values are the same tensors; the weights are handed back in the default layout.
+    Yields whether the model was converted (it has 4-D parameters); its 4-D inputs
+    should then be made channels-last too (``x.contiguous(memory_format=...)``).
+    """
+    import torch
+
     nhwc = any(p.dim() == 4 for p in model.parameters())
     if nhwc:
         model.to(memory_format=torch.channels_last)
+    try:
+        yield nhwc
+    finally:
+        if nhwc:
+            model.to(memory_format=torch.contiguous_format)
+
+
+def _train(model, loader, epochs, lr, optimizer, loss_fn, schedule, progress, nhwc, tqdm):
+    """:func:`train`'s loop, the model already in its memory layout."""
+    import time
+
+    import torch
+
     opt = (optimizer or torch.optim.Adam)(model.parameters(), lr=lr)
     criterion = loss_fn or torch.nn.CrossEntropyLoss()
+    steps = epochs * len(loader)
+    scheduler = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+                 if schedule == "onecycle" else None)
     history = TrainHistory()
     start = time.perf_counter()
     model.train()
-    steps = epochs * len(loader)
     # One bar for the whole run, refreshed at most ~20 times: readable in a
     # terminal, a notebook, and a captured log (the documentation pages).
     bar = tqdm(
         total=steps, desc="training", disable=not progress, unit="batch",
         miniters=max(1, steps // 20), mininterval=0.5, leave=True,
     )
-    try:
-        with bar:
-            for epoch in range(epochs):
-                loss, accuracy = _one_epoch(model, loader, opt, criterion, nhwc, bar,
-                                            epoch + 1, epochs)
-                history.loss.append(loss)
-                history.accuracy.append(accuracy)
-    finally:
-        if nhwc:
-            model.to(memory_format=torch.contiguous_format)
+    with bar:
+        for epoch in range(epochs):
+            loss, accuracy = _one_epoch(model, loader, opt, criterion, nhwc, bar,
+                                        epoch + 1, epochs, scheduler)
+            history.loss.append(loss)
+            history.accuracy.append(accuracy)
     model.eval()
     history.seconds = time.perf_counter() - start
     return history
 
 
-def _one_epoch(model, loader, opt, criterion, nhwc: bool, bar, epoch: int, epochs: int):
+def _one_epoch(model, loader, opt, criterion, nhwc: bool, bar, epoch: int, epochs: int,
+               scheduler=None):
     """Epoch ``epoch`` (from 1): one pass over ``loader``, (mean loss, accuracy); a NaN/inf
-    loss is an error."""
+    loss is an error. ``scheduler`` (optional) steps after every optimizer step."""
     import torch
 
     total_loss, correct, seen = 0.0, 0, 0
@@ -159,6 +195,8 @@ def _one_epoch(model, loader, opt, criterion, nhwc: bool, bar, epoch: int, epoch
             )
         loss.backward()
         opt.step()
+        if scheduler is not None:
+            scheduler.step()
         total_loss += loss.item() * len(labels)
         correct += (outputs.argmax(1) == labels).sum().item()
         seen += len(labels)
@@ -186,8 +224,10 @@ def evaluate_torch(model, loader) -> float:
 
     model.eval()
     correct, seen = 0, 0
-    with torch.no_grad():
+    with torch.no_grad(), channels_last(model) as nhwc:
         for inputs, labels in loader:
+            if nhwc and inputs.dim() == 4:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
             correct += (model(inputs).argmax(1) == labels).sum().item()
             seen += len(labels)
     if seen == 0:
