@@ -65,7 +65,7 @@ akida_v2 = to_akida(quantize_onnx(exported, x_train[:1024]))
 # ----------------
 #
 # PyTorch → tf-keras → QuantizeML (4-bit weights and activations, 8-bit input
-# layer) → CNN2SNN under Akida 1.0, with three epochs of quantization-aware
+# layer) → CNN2SNN under Akida 1.0, with one epoch of quantization-aware
 # training. The model takes NHWC float input.
 from akida_workflows.keras_bridge import (
     convert_keras,
@@ -77,7 +77,7 @@ from akida_workflows.keras_bridge import (
 
 x_train_nhwc, x_test_nhwc = to_nhwc(x_train), to_nhwc(x_test)
 quantized = quantize_4bit(to_keras(cnn, (1, 28, 28)), x_train_nhwc[:1024], akida_version="v1")
-fine_tune(quantized, x_train_nhwc, data.y_train, epochs=3, lr=1e-4, seed=0)
+fine_tune(quantized, x_train_nhwc, data.y_train, epochs=1, lr=1e-4, seed=0)
 akida_v1 = convert_keras(quantized)
 
 # %%

@@ -631,10 +631,10 @@ def patch_notebooks(gallery_conf=None, fname=None, when=None):
 #: stale value costs build time, never a result; an example missing here runs last
 #: (tests/test_tools.py checks the list).
 EXAMPLE_SECONDS = {
-    "plot_0_mnist_pytorch_to_akida.py": 135, "plot_1_batchnorm_folding.py": 63,
-    "plot_2_int4_per_channel.py": 72, "plot_3_compatibility.py": 20,
-    "plot_4_akida_targets.py": 123, "plot_5_ecg_signals.py": 101,
-    "plot_6_depthwise_separable.py": 124, "plot_7_edge_learning.py": 18,
+    "plot_0_mnist_pytorch_to_akida.py": 83, "plot_1_batchnorm_folding.py": 42,
+    "plot_2_int4_per_channel.py": 61, "plot_3_compatibility.py": 18,
+    "plot_4_akida_targets.py": 93, "plot_5_ecg_signals.py": 88,
+    "plot_6_depthwise_separable.py": 90, "plot_7_edge_learning.py": 17,
 }
 
 
@@ -647,7 +647,7 @@ def longest_first(split):
     """Wrap sphinx-gallery's ``_split_parallel``: the examples it runs in parallel are
     handed to the workers longest first (the pages keep the gallery's order; sphinx-gallery
     restores it after execution). Two workers given the examples of
-    :data:`EXAMPLE_SECONDS` in file order end after 382 s, longest first after 335 s."""
+    :data:`EXAMPLE_SECONDS` in file order end after 281 s, longest first after 254 s."""
     def split_longest_first(sorted_listdir, src_dir, gallery_conf):
         serial, parallel = split(sorted_listdir, src_dir, gallery_conf)
         return serial, sorted(parallel, key=lambda f: -example_seconds(f))
