@@ -153,8 +153,14 @@ def _train(model, loader, epochs, lr, optimizer, loss_fn, schedule, progress, nh
     opt = (optimizer or torch.optim.Adam)(model.parameters(), lr=lr)
     criterion = loss_fn or torch.nn.CrossEntropyLoss()
     steps = epochs * len(loader)
-    scheduler = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-                 if schedule == "onecycle" else None)
+    scheduler = None
+    if schedule == "onecycle":
+        # The momentum (Adam's beta1) cycles against the rate only where the optimizer
+        # has one: OneCycleLR would refuse an optimizer without, or add momentum to SGD.
+        defaults = opt.defaults
+        cycle = "betas" in defaults or bool(defaults.get("momentum"))
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps,
+                                                        cycle_momentum=cycle)
     history = TrainHistory()
     start = time.perf_counter()
     model.train()
