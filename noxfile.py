@@ -50,10 +50,6 @@ def _site_env(session: nox.Session) -> Path:
     if not (SITE_ENV / "bin" / "python").exists():
         session.run(sys.executable, "-m", "virtualenv", "--quiet", str(SITE_ENV), external=True)
     session.env["VIRTUAL_ENV"] = str(SITE_ENV)
-    # Processes write the .pyc of what they import (the install does not compile): with
-    # PYTHONDONTWRITEBYTECODE set, as on CI's machines, every process would compile the
-    # stack again on import (importing torch + TensorFlow + Akida 24 s instead of 9 s).
-    session.env["PYTHONDONTWRITEBYTECODE"] = ""
     session.env["PATH"] = os.pathsep.join([str(SITE_ENV / "bin"), os.environ.get("PATH", "")])
     return SITE_ENV / "bin"
 
@@ -141,11 +137,10 @@ def _constrained(session: nox.Session, *args: str) -> None:
     if uv is not None:
         flags, env = _pip_sources()
         try:
-            # Not byte-compiled here: compiling the whole stack (TensorFlow's tree mostly
-            # unused) took 20 s of a 23 s install; the shared environment's processes write
-            # the .pyc of what they import instead, once (_site_env: measured, a first
-            # import of torch + TensorFlow + QuantizeML + Akida 15 s, then 6 s).
-            session.run(uv, "pip", "install", "--quiet", "--python",
+            # Compiled as pip compiles: with PYTHONDONTWRITEBYTECODE set (as on CI's
+            # machines) every process would otherwise compile the stack again on import
+            # (measured: importing torch + TensorFlow + Akida 24 s instead of 9 s).
+            session.run(uv, "pip", "install", "--quiet", "--compile-bytecode", "--python",
                         _bin("python"), *flags, "-c", str(LOCK), *args, external=True,
                         env=env)
             return
