@@ -383,10 +383,30 @@ def _convert(model, version, n=8, seed=0, **kwargs):
     return x, quantized, convert_keras(quantized, **kwargs)
 
 
+# Every pair of (head, target), (head, final softmax) and (target, final softmax) once:
+# a pairwise design of the 12 combinations in 6 conversions (a conversion costs ~5 s of
+# QuantizeML and CNN2SNN graph building whatever the model's size).
+HEAD_CASES = [
+    ("maxpool_flatten_linear", "softmax", "v1", "AKD1000"),
+    ("maxpool_flatten_linear", None, "v2", "SixNodesIPv2"),
+    ("avgpool_full_linear", None, "v1", "AKD1000"),
+    ("avgpool_full_linear", "softmax", "v2", "SixNodesIPv2"),
+    ("adaptive_flatten_linear", None, "v1", "AKD1000"),
+    ("adaptive_flatten_linear", "softmax", "v2", "SixNodesIPv2"),
+]
+
+
+def test_head_cases_cover_every_pair():
+    assert {h for h, *_ in HEAD_CASES} == set(HEADS)
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        pairs = {(case[i], case[j]) for case in HEAD_CASES}
+        first = {case[i] for case in HEAD_CASES}
+        second = {case[j] for case in HEAD_CASES}
+        assert pairs == {(a, b) for a in first for b in second}, (i, j)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("final", [None, "softmax"])
-@pytest.mark.parametrize("head", sorted(HEADS))
-@pytest.mark.parametrize("version, device", [("v1", "AKD1000"), ("v2", "SixNodesIPv2")])
+@pytest.mark.parametrize("head, final, version, device", HEAD_CASES)
 def test_heads_users_write_convert_completely(head, final, version, device):
     model = _head_model(head, nn.Softmax(dim=1) if final else None)
     x, quantized, akida_model = _convert(model, version)

@@ -194,8 +194,13 @@ def test_channels_last_inference_is_the_same_and_hands_the_model_back():
     labels = torch.from_numpy(reference.argmax(1))
     loader = DataLoader(TensorDataset(torch.from_numpy(x), labels), batch_size=16)
     assert evaluate_torch(model, loader) == 1.0
-    with channels_last(model) as nhwc:
-        assert nhwc and model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    batch = torch.from_numpy(x[:2])
+    with channels_last(model) as prepare:
+        assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+        assert prepare(batch).is_contiguous(memory_format=torch.channels_last)
+        assert not prepare(batch).is_contiguous()
+        vectors = torch.zeros(2, 5)
+        assert prepare(vectors) is vectors  # only 4-D inputs change layout
     assert model[0].weight.is_contiguous()
-    with channels_last(_model()) as nhwc:  # no 4-D weights: left as it is
-        assert not nhwc
+    with channels_last(_model()) as prepare:  # no 4-D weights: left as it is
+        assert prepare(batch) is batch

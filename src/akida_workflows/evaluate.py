@@ -145,12 +145,9 @@ def predict(model, x, *, batch_size: int = 256) -> np.ndarray:
         from .training import channels_last
 
         model.eval()
-        with torch.no_grad(), channels_last(model) as nhwc:  # NHWC: faster on CPU
+        with torch.no_grad(), channels_last(model) as prepare:  # NHWC: faster on CPU
             for i in range(0, len(x), batch_size):
-                batch = torch.from_numpy(x[i : i + batch_size])
-                if nhwc and batch.dim() == 4:
-                    batch = batch.contiguous(memory_format=torch.channels_last)
-                outputs.append(model(batch).numpy())
+                outputs.append(model(prepare(torch.from_numpy(x[i : i + batch_size]))).numpy())
     elif kind in ("onnx", "ort"):
         session = model if kind == "ort" else _ort_session(model)
         name = session.get_inputs()[0].name

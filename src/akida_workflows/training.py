@@ -101,11 +101,6 @@ def train(
     FloatingPointError
         The loss became NaN or infinite (lower ``lr``).
     """
-    with warnings.catch_warnings():
-        # tqdm.auto falls back to a text bar in notebooks without ipywidgets; fine.
-        warnings.simplefilter("ignore")
-        from tqdm.auto import tqdm
-
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if len(loader) == 0:
@@ -116,9 +111,9 @@ def train(
     generator = getattr(loader, "generator", None)
     if generator is not None:
         generator.manual_seed(seed)
-    with channels_last(model) as nhwc:
-        return _train(model, loader, epochs, lr, optimizer, loss_fn, schedule, progress, nhwc,
-                      tqdm)
+    with channels_last(model) as prepare:
+        return _train(model, loader, epochs, lr, prepare=prepare, optimizer=optimizer,
+                      loss_fn=loss_fn, schedule=schedule, progress=progress)
 
 
 @contextmanager
@@ -129,26 +124,40 @@ def channels_last(model):
     NHWC kernel, a training step of the MNIST example about 1.5 times slower and an
     inference pass over 10 000 digits 1.5 times (measured, torch 2.13, AVX2). The
     values are the same tensors; the weights are handed back in the default layout.
-    Yields whether the model was converted (it has 4-D parameters); its 4-D inputs
-    should then be made channels-last too (``x.contiguous(memory_format=...)``).
+    Yields the function that prepares an input batch for the model: 4-D tensors made
+    channels-last when the model was converted (it has 4-D parameters), anything
+    else returned as it is.
     """
     import torch
 
     nhwc = any(p.dim() == 4 for p in model.parameters())
+
+    def prepare(batch):
+        if nhwc and batch.dim() == 4:
+            return batch.contiguous(memory_format=torch.channels_last)
+        return batch
+
     if nhwc:
         model.to(memory_format=torch.channels_last)
     try:
-        yield nhwc
+        yield prepare
     finally:
         if nhwc:
             model.to(memory_format=torch.contiguous_format)
 
 
-def _train(model, loader, epochs, lr, optimizer, loss_fn, schedule, progress, nhwc, tqdm):
-    """:func:`train`'s loop, the model already in its memory layout."""
+def _train(model, loader, epochs: int, lr: float, *, prepare, optimizer, loss_fn, schedule,
+           progress: bool):
+    """:func:`train`'s loop, the model already in its memory layout (``prepare`` puts
+    each input batch in it)."""
     import time
 
     import torch
+
+    with warnings.catch_warnings():
+        # tqdm.auto falls back to a text bar in notebooks without ipywidgets; fine.
+        warnings.simplefilter("ignore")
+        from tqdm.auto import tqdm
 
     opt = (optimizer or torch.optim.Adam)(model.parameters(), lr=lr)
     criterion = loss_fn or torch.nn.CrossEntropyLoss()
@@ -172,7 +181,7 @@ def _train(model, loader, epochs, lr, optimizer, loss_fn, schedule, progress, nh
     )
     with bar:
         for epoch in range(epochs):
-            loss, accuracy = _one_epoch(model, loader, opt, criterion, nhwc, bar,
+            loss, accuracy = _one_epoch(model, loader, opt, criterion, prepare, bar,
                                         epoch + 1, epochs, scheduler)
             history.loss.append(loss)
             history.accuracy.append(accuracy)
@@ -181,7 +190,7 @@ def _train(model, loader, epochs, lr, optimizer, loss_fn, schedule, progress, nh
     return history
 
 
-def _one_epoch(model, loader, opt, criterion, nhwc: bool, bar, epoch: int, epochs: int,
+def _one_epoch(model, loader, opt, criterion, prepare, bar, epoch: int, epochs: int,
                scheduler=None):
     """Epoch ``epoch`` (from 1): one pass over ``loader``, (mean loss, accuracy); a NaN/inf
     loss is an error. ``scheduler`` (optional) steps after every optimizer step."""
@@ -189,10 +198,8 @@ def _one_epoch(model, loader, opt, criterion, nhwc: bool, bar, epoch: int, epoch
 
     total_loss, correct, seen = 0.0, 0, 0
     for inputs, labels in loader:
-        if nhwc and inputs.dim() == 4:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
         opt.zero_grad()
-        outputs = model(inputs)
+        outputs = model(prepare(inputs))
         loss = criterion(outputs, labels)
         if not torch.isfinite(loss):
             raise FloatingPointError(
@@ -230,11 +237,9 @@ def evaluate_torch(model, loader) -> float:
 
     model.eval()
     correct, seen = 0, 0
-    with torch.no_grad(), channels_last(model) as nhwc:
+    with torch.no_grad(), channels_last(model) as prepare:
         for inputs, labels in loader:
-            if nhwc and inputs.dim() == 4:
-                inputs = inputs.contiguous(memory_format=torch.channels_last)
-            correct += (model(inputs).argmax(1) == labels).sum().item()
+            correct += (model(prepare(inputs)).argmax(1) == labels).sum().item()
             seen += len(labels)
     if seen == 0:
         raise ValueError("the evaluation loader is empty")
