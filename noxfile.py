@@ -270,9 +270,11 @@ def tests(session: nox.Session) -> None:
         # ... and one pytest run on every core: the unit tests and the golden notebooks,
         # which nbval re-executes (every cell, assertions included) and compares. One
         # file per worker (module fixtures stay shared); the longest files are handed
-        # out first (tests/conftest.py FILE_SECONDS), and the short ones fill the cores.
+        # out first (benchmarks/durations.json), and the short ones fill the cores.
         with _timed(session, "pytest: unit tests + nbval"):
+            # build/junit.xml: each file's seconds for `python tools/durations.py record`
             _run(session, "pytest", "-n", "auto", "--dist", "loadfile", "--durations=30",
+                 "--junitxml", str(ROOT / "build" / "junit.xml"),
                  "--nbval", "--nbval-current-env",
                  "--nbval-sanitize-with", "tests/notebooks/sanitize.cfg",
                  "-p", "no:cacheprovider", "tests", *session.posargs, env=env)

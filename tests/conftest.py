@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.server
+import json
 import os
 import threading
 from pathlib import Path
@@ -33,24 +34,14 @@ def pytest_addoption(parser):
                     help="rewrite tests/toolchain_verdicts.json with the verdicts of this run")
 
 
-#: Seconds each test file and golden notebook took (items' setup + call + teardown, two
-#: workers, AMD EPYC with AVX-512, toolchain verdicts replayed, 2026-12-07): only to hand
-#: the longest files out first. pytest-xdist's ``--dist loadfile`` otherwise hands out the
-#: files with the most tests first, so the notebooks (few cells, minutes each) started last
-#: and the run ended about 40 s after the CPU work could have (a simulation of both orders
-#: with these figures: 648 s and 611 s; the CI run it was checked against took 643 s). A
-#: stale or missing figure costs time, never a result; an unlisted file goes last.
-FILE_SECONDS = {
-    "test_cli.py": 208, "test_keras_bridge.py": 148, "test_compat.py": 133,
-    "plot_5_ecg_signals.ipynb": 100, "plot_6_depthwise_separable.ipynb": 95,
-    "test_calibration.py": 88, "plot_2_int4_per_channel.ipynb": 70,
-    "plot_4_akida_targets.ipynb": 65, "plot_0_mnist_pytorch_to_akida.ipynb": 45,
-    "plot_3_compatibility.ipynb": 24, "plot_7_edge_learning.ipynb": 24, "test_fuzz.py": 23,
-    "plot_1_batchnorm_folding.ipynb": 20, "test_lowering.py": 14,
-    "test_datasets.py": 13, "test_deploy.py": 11, "test_dscnn.py": 11, "test_edge.py": 10,
-    "test_tools.py": 8, "test_timeseries.py": 8, "test_plots.py": 6, "test_rules.py": 5,
-    "test_model_zoo.py": 4,
-}
+#: Seconds each test file and golden notebook took in the last recorded run
+#: (``benchmarks/durations.json``, written by ``python tools/durations.py record`` from
+#: the JUnit report ``nox -s tests`` leaves in ``build/junit.xml``): only to hand the
+#: longest files out first. pytest-xdist's ``--dist loadfile`` otherwise hands out the
+#: files with the most tests first, so the notebooks (few cells, minutes each) started
+#: last and the run ended about 40 s after the CPU work could have. A stale or missing
+#: figure costs time, never a result; an unlisted file goes last.
+FILE_SECONDS = json.loads((ROOT / "benchmarks" / "durations.json").read_text())["tests"]
 
 
 def file_seconds(path) -> float:

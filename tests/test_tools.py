@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -230,3 +231,57 @@ def test_the_longest_test_files_and_notebooks_are_handed_out_first(monkeypatch):
                              getoption=lambda name, default=None: False)
     conftest.pytest_configure(config)
     assert config.option.loadscopereorder is False
+
+
+# --- The recorded seconds are read from a run (tools/durations.py) ------------------------
+
+_JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest">
+<testcase classname="tests.test_cli" name="test_a" time="12.5"/>
+<testcase classname="tests.test_cli" name="test_b[x-1]" time="0.5"/>
+<testcase classname="tests.test_keras_bridge.TestHeads" name="test_c" time="4.0"/>
+<testcase classname="tests.notebooks.plot_5_ecg_signals.ipynb" name="Cell 10" time="64.7"/>
+<testcase classname="tests.notebooks.plot_5_ecg_signals.ipynb" name="Cell 0" time="1.3"/>
+<testcase classname="conftest" name="not_a_test_file" time="99"/>
+</testsuite></testsuites>"""
+
+_SG_TIMES = """
+   * - :ref:`sphx_glr_auto_examples_plot_6_depthwise_separable.py` (``../examples/plot_6_depthwise_separable.py``)
+     - 02:02.180
+     - 0.0
+   * - :ref:`sphx_glr_auto_examples_plot_3_compatibility.py` (``../examples/plot_3_compatibility.py``)
+     - 00:17.819
+     - 0.0
+"""
+
+
+def test_durations_are_recorded_from_a_run(tmp_path):
+    sys.path.insert(0, str(ROOT / "tools"))
+    import durations
+
+    junit, sg_times = tmp_path / "junit.xml", tmp_path / "sg_execution_times.rst"
+    junit.write_text(_JUNIT)
+    sg_times.write_text(_SG_TIMES)
+    assert durations.test_file_seconds(junit) == pytest.approx({
+        "test_cli.py": 13.0, "test_keras_bridge.py": 4.0, "plot_5_ecg_signals.ipynb": 66.0})
+    assert durations.example_seconds(sg_times) == pytest.approx({
+        "plot_6_depthwise_separable.py": 122.18, "plot_3_compatibility.py": 17.819})
+    record = tmp_path / "durations.json"
+    record.write_text(json.dumps({"gallery": {"plot_3_compatibility.py": 18},
+                                  "tests": {"test_gone.py": 3, "test_cli.py": 13}}))
+    changes = durations.record(junit, sg_times, record)
+    assert changes == ["gallery: plot_6_depthwise_separable.py None -> 122",
+                       "tests: plot_5_ecg_signals.ipynb None -> 66",
+                       "tests: test_gone.py 3 -> None",
+                       "tests: test_keras_bridge.py None -> 4"]
+    kept = durations.load(record)
+    assert kept["gallery"] == {"plot_3_compatibility.py": 18, "plot_6_depthwise_separable.py": 122}
+    assert kept["tests"] == {"plot_5_ecg_signals.ipynb": 66, "test_cli.py": 13,
+                             "test_keras_bridge.py": 4}
+    # what the gallery and pytest read is this record
+    assert durations.load()["tests"] == __import__("conftest").FILE_SECONDS
+    empty = tmp_path / "empty.rst"
+    empty.write_text("no table")
+    with pytest.raises(ValueError, match="no example time"):
+        durations.example_seconds(empty)
+    assert durations.main(["record", "--junit", str(tmp_path / "missing.xml"),
+                           "--gallery", str(sg_times)]) == 1

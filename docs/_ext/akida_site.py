@@ -626,16 +626,12 @@ def patch_notebooks(gallery_conf=None, fname=None, when=None):
     gen_rst.jupyter_notebook = notebook_with_install_cell
 
 
-#: Seconds each example took in the gallery (2 workers, AMD EPYC with AVX-512, the full
-#: MNIST test set of ../shared/data, 2026-12-06): only to hand the longest out first. A
+#: Seconds each example took in the gallery in the last recorded run
+#: (``benchmarks/durations.json``, written by ``python tools/durations.py record`` from
+#: sphinx-gallery's ``sg_execution_times.rst``): only to hand the longest out first. A
 #: stale value costs build time, never a result; an example missing here runs last
 #: (tests/test_tools.py checks the list).
-EXAMPLE_SECONDS = {
-    "plot_0_mnist_pytorch_to_akida.py": 83, "plot_1_batchnorm_folding.py": 42,
-    "plot_2_int4_per_channel.py": 61, "plot_3_compatibility.py": 18,
-    "plot_4_akida_targets.py": 93, "plot_5_ecg_signals.py": 88,
-    "plot_6_depthwise_separable.py": 90, "plot_7_edge_learning.py": 17,
-}
+EXAMPLE_SECONDS = json.loads((ROOT / "benchmarks" / "durations.json").read_text())["gallery"]
 
 
 def example_seconds(fname: str) -> float:
