@@ -261,7 +261,7 @@ def test_durations_are_recorded_from_a_run(tmp_path):
     junit, sg_times = tmp_path / "junit.xml", tmp_path / "sg_execution_times.rst"
     junit.write_text(_JUNIT)
     sg_times.write_text(_SG_TIMES)
-    assert durations.test_file_seconds(junit) == pytest.approx({
+    assert durations.seconds_per_test_file(junit) == pytest.approx({
         "test_cli.py": 13.0, "test_keras_bridge.py": 4.0, "plot_5_ecg_signals.ipynb": 66.0})
     assert durations.example_seconds(sg_times) == pytest.approx({
         "plot_6_depthwise_separable.py": 122.18, "plot_3_compatibility.py": 17.819})

@@ -37,7 +37,7 @@ def load(path: Path = RECORD) -> dict:
     return json.loads(path.read_text())
 
 
-def test_file_seconds(junit: Path) -> dict[str, float]:
+def seconds_per_test_file(junit: Path) -> dict[str, float]:
     """Seconds per test file or notebook (``test_cli.py``, ``plot_0_….ipynb``) in a
     pytest JUnit report: the sum of its test cases' times."""
     seconds: dict[str, float] = defaultdict(float)
@@ -79,10 +79,9 @@ def record(junit: Path, sg_times: Path, path: Path = RECORD) -> list[str]:
         "about": "Seconds of the last recorded run, only to hand the longest work out first "
                  "(docs/_ext/akida_site.py, tests/conftest.py). Written by "
                  "`python tools/durations.py record`; not kept by hand.",
-        "recorded": f"{datetime.date.today().isoformat()}, {platform.machine()}, "
-                    "two workers",
+        "recorded": f"{datetime.date.today().isoformat()}, {platform.machine()}",
         "gallery": {k: round(v) for k, v in sorted(example_seconds(sg_times).items())},
-        "tests": {k: round(v) for k, v in sorted(test_file_seconds(junit).items())},
+        "tests": {k: round(v) for k, v in sorted(seconds_per_test_file(junit).items())},
     }
     changes = []
     for section in ("gallery", "tests"):
