@@ -58,6 +58,7 @@ OTHER = "other (own code, numpy, ...)"
 PROCESS_KINDS: list[tuple[str, re.Pattern]] = [
     ("notebook kernels (nbval)", re.compile(r"ipykernel")),
     ("CLI subprocesses", re.compile(r"akida_workflows|akida-workflows")),
+    ("sphinx-gallery workers (joblib)", re.compile(r"loky|joblib")),
     ("sphinx-build", re.compile(r"sphinx")),
     ("pytest workers", re.compile(r"python -u -c|pytest|xdist")),
 ]
