@@ -12,6 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
 import check_site  # noqa: E402
+import durations  # noqa: E402
+import host_speed  # noqa: E402
 import notebooks  # noqa: E402
 
 GOOD_PAGE = """<html><body>
@@ -180,8 +182,6 @@ def test_ci_script_prints_each_phase_time():
 
 
 def test_host_speed_compares_with_the_reference():
-    import host_speed
-
     half = {name: 2 * s for name, s in host_speed.REFERENCE.items()}
     assert host_speed.speed(half) == pytest.approx(0.5)
     assert host_speed.speed(dict(host_speed.REFERENCE)) == pytest.approx(1.0)
@@ -269,9 +269,6 @@ _SG_TIMES = """
 
 
 def test_durations_are_recorded_from_a_run(tmp_path):
-    sys.path.insert(0, str(ROOT / "tools"))
-    import durations
-
     junit, sg_times = tmp_path / "junit.xml", tmp_path / "sg_execution_times.rst"
     junit.write_text(_JUNIT)
     sg_times.write_text(_SG_TIMES)
@@ -301,9 +298,9 @@ def test_durations_are_recorded_from_a_run(tmp_path):
                            "--gallery", str(sg_times)]) == 1
 
 
-def test_cpu_profile_attributes_each_sample_to_its_innermost_kind_of_work(tmp_path):
+def test_cpu_profile_attributes_each_sample_to_its_innermost_kind_of_work(tmp_path, monkeypatch):
     """benchmarks/cpu_profile.py: py-spy's raw stacks summed by kind of work and process."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     import cpu_profile
 
     worker = 'process 11:"python -u -c import sys;exec(eval(sys.stdin.readline()))"'
