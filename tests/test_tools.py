@@ -214,6 +214,27 @@ def test_the_gallery_runs_its_examples_longest_first(monkeypatch):
     assert gen_rst._split_parallel.wrapped.__name__ == "_split_parallel"
 
 
+def test_gallery_workers_are_kept_and_start_each_example_with_a_fresh_keras_session(
+        monkeypatch):
+    """A parallel gallery worker is not replaced after an example (loky's 300 MB leak
+    check replaced them after most examples), and an example run after another in the
+    same worker sees tf-keras' names as a fresh process (and its notebook) does."""
+    sys.path.insert(0, str(ROOT / "docs" / "_ext"))
+    import akida_site
+    import tf_keras
+    from joblib.externals.loky import process_executor
+
+    monkeypatch.setattr(process_executor, "_MAX_MEMORY_LEAK_SIZE", int(3e8))
+    tf_keras.layers.Dense(2)  # an earlier example's layer: the next one is named dense_<n>
+    assert tf_keras.layers.Dense(2).name != "dense"
+    akida_site.keep_gallery_workers(None, "plot_0_a.py", "before")
+    assert process_executor._MAX_MEMORY_LEAK_SIZE == akida_site.WORKER_GROWTH_LIMIT >= 2**32
+    assert tf_keras.layers.Dense(2).name == "dense"
+    monkeypatch.delattr(process_executor, "_MAX_MEMORY_LEAK_SIZE")
+    with pytest.raises(Exception, match="_MAX_MEMORY_LEAK_SIZE"):
+        akida_site.keep_gallery_workers()
+
+
 # --- pytest hands the longest files out first ---------------------------------------------
 
 

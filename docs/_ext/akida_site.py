@@ -626,6 +626,50 @@ def patch_notebooks(gallery_conf=None, fname=None, when=None):
     gen_rst.jupyter_notebook = notebook_with_install_cell
 
 
+#: Growth (bytes) a parallel gallery worker may show between examples before joblib's loky
+#: replaces it (its default, 300 MB, is a leak check for small tasks).
+WORKER_GROWTH_LIMIT = 8 * 2**30
+
+
+def keep_gallery_workers(gallery_conf=None, fname=None, when=None):
+    """Let a parallel gallery worker run all its examples instead of being replaced.
+
+    joblib's loky stops a worker whose memory grew by more than 300 MB since its first
+    task and starts a new one, which imports the whole stack again. An example here
+    grows its worker by more than that (TensorFlow's graphs, PyTorch, the Akida
+    simulator), so workers were replaced after most examples: 2-13 s of restart each,
+    and an example waited behind a replaced worker while the other core idled
+    (measured on 2 cores: the last example ended 250 s after the build started and the
+    two workers 32 s apart; kept, 229 s and 1 s apart, peak 3.0 GB per worker). The
+    limit is raised to
+    :data:`WORKER_GROWTH_LIMIT` (a worker's peak stays a few GB), and what a fresh process
+    would not have is reset before every example: the seeds (``conf.py``'s other
+    ``reset_modules``) and tf-keras' session (:func:`fresh_keras_session`). Called, as one
+    of those ``reset_modules``, inside the worker, where loky reads the limit after each
+    task.
+    """
+    from joblib.externals.loky import process_executor
+
+    if not hasattr(process_executor, "_MAX_MEMORY_LEAK_SIZE"):
+        raise ExtensionError("akida-site: joblib's loky has no _MAX_MEMORY_LEAK_SIZE any more; "
+                             "update keep_gallery_workers for this joblib")
+    process_executor._MAX_MEMORY_LEAK_SIZE = max(process_executor._MAX_MEMORY_LEAK_SIZE,
+                                                 WORKER_GROWTH_LIMIT)
+    fresh_keras_session()
+
+
+def fresh_keras_session():
+    """Clear tf-keras' session in a worker that already ran an example: a fresh process's
+    layer names (``input_quantizer``, not ``input_quantizer_5`` after another example's
+    models), as the notebooks have them, and the earlier models' graphs freed. Nothing to
+    do where tf-keras was never imported."""
+    import sys
+
+    keras = sys.modules.get("tf_keras")
+    if keras is not None:
+        keras.backend.clear_session()
+
+
 #: Seconds each example took in the gallery in the last recorded run
 #: (``benchmarks/durations.json``, written by ``python tools/durations.py record`` from
 #: sphinx-gallery's ``sg_execution_times.rst``): only to hand the longest out first. A
