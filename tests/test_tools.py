@@ -229,7 +229,10 @@ def test_gallery_workers_are_kept_and_start_each_example_with_a_fresh_keras_sess
     assert tf_keras.layers.Dense(2).name != "dense"
     akida_site.keep_gallery_workers(None, "plot_0_a.py", "before")
     assert process_executor._MAX_MEMORY_LEAK_SIZE == akida_site.WORKER_GROWTH_LIMIT >= 2**32
+    akida_site.fresh_keras_session(None, "plot_0_a.py", "before")
     assert tf_keras.layers.Dense(2).name == "dense"
+    conf = (ROOT / "conf.py").read_text()  # both run before every example
+    assert '"akida_site.keep_gallery_workers", "akida_site.fresh_keras_session"' in conf
     monkeypatch.delattr(process_executor, "_MAX_MEMORY_LEAK_SIZE")
     with pytest.raises(Exception, match="_MAX_MEMORY_LEAK_SIZE"):
         akida_site.keep_gallery_workers()

@@ -638,15 +638,14 @@ def keep_gallery_workers(gallery_conf=None, fname=None, when=None):
     task and starts a new one, which imports the whole stack again. An example here
     grows its worker by more than that (TensorFlow's graphs, PyTorch, the Akida
     simulator), so workers were replaced after most examples: 2-13 s of restart each,
-    and an example waited behind a replaced worker while the other core idled
-    (measured on 2 cores: the last example ended 250 s after the build started and the
-    two workers 32 s apart; kept, 229 s and 1 s apart, peak 3.0 GB per worker). The
-    limit is raised to
-    :data:`WORKER_GROWTH_LIMIT` (a worker's peak stays a few GB), and what a fresh process
-    would not have is reset before every example: the seeds (``conf.py``'s other
-    ``reset_modules``) and tf-keras' session (:func:`fresh_keras_session`). Called, as one
-    of those ``reset_modules``, inside the worker, where loky reads the limit after each
-    task.
+    and once an example waited for a new worker while the other core idled. Measured on
+    2 cores (with the examples handed out longest first by their current durations as
+    well): the last example ended 250 s into the build and the two workers 32 s apart;
+    kept, 229 s and 1 s apart, peak 3.0 GB per worker. The limit is raised to
+    :data:`WORKER_GROWTH_LIMIT`; what a fresh process would not have is reset before
+    every example by ``conf.py``'s other ``reset_modules`` (the seeds, and tf-keras'
+    session: :func:`fresh_keras_session`). Called, as one of those, inside the worker,
+    where loky reads the limit after each task.
     """
     from joblib.externals.loky import process_executor
 
@@ -655,14 +654,16 @@ def keep_gallery_workers(gallery_conf=None, fname=None, when=None):
                              "update keep_gallery_workers for this joblib")
     process_executor._MAX_MEMORY_LEAK_SIZE = max(process_executor._MAX_MEMORY_LEAK_SIZE,
                                                  WORKER_GROWTH_LIMIT)
-    fresh_keras_session()
 
 
-def fresh_keras_session():
-    """Clear tf-keras' session in a worker that already ran an example: a fresh process's
-    layer names (``input_quantizer``, not ``input_quantizer_5`` after another example's
-    models), as the notebooks have them, and the earlier models' graphs freed. Nothing to
-    do where tf-keras was never imported."""
+def fresh_keras_session(gallery_conf=None, fname=None, when=None):
+    """Clear tf-keras' session before an example, as in a fresh process.
+
+    A worker that already ran an example has its models in tf-keras' session: the next
+    example's layers would be named ``input_quantizer_5`` where its notebook has
+    ``input_quantizer``, and the earlier graphs would stay in memory. Nothing to do where
+    tf-keras was never imported. One of ``conf.py``'s ``reset_modules``.
+    """
     import sys
 
     keras = sys.modules.get("tf_keras")
