@@ -10,7 +10,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "docs" / "_ext"))  # the site's Sphinx extension, as conf.py has it
 
+import akida_site  # noqa: E402
 import check_site  # noqa: E402
 import durations  # noqa: E402
 import host_speed  # noqa: E402
@@ -195,8 +197,6 @@ def test_host_speed_compares_with_the_reference():
 
 
 def test_the_gallery_runs_its_examples_longest_first(monkeypatch):
-    sys.path.insert(0, str(ROOT / "docs" / "_ext"))
-    import akida_site
 
     seconds = {"plot_0_a.py": 74, "plot_1_b.py": 31, "plot_6_c.py": 117}
     monkeypatch.setattr(akida_site, "example_seconds", lambda f: seconds.get(f, 0))
@@ -219,8 +219,6 @@ def test_gallery_workers_are_kept_and_start_each_example_with_a_fresh_keras_sess
     """A parallel gallery worker is not replaced after an example (loky's 300 MB leak
     check replaced them after most examples), and an example run after another in the
     same worker sees tf-keras' names as a fresh process (and its notebook) does."""
-    sys.path.insert(0, str(ROOT / "docs" / "_ext"))
-    import akida_site
     import tf_keras
     from joblib.externals.loky import process_executor
 
