@@ -80,9 +80,11 @@ sphinx_gallery_conf = {
     # Same seeds before every example, whatever ran before it.
     # (akida_site.patch_notebooks: the install cell, also in parallel workers;
     # akida_site.keep_gallery_workers: a worker runs all its examples, not replaced;
-    # akida_site.fresh_keras_session: tf-keras' names and graphs as in a fresh process.)
+    # akida_site.fresh_keras_session: tf-keras' names and graphs as in a fresh process;
+    # akida_site.lean_gallery_gc: rarer full garbage collections, none at the worker's exit.)
     "reset_modules": ("matplotlib", "akida_workflows.reset_seeds", "akida_site.patch_notebooks",
-                      "akida_site.keep_gallery_workers", "akida_site.fresh_keras_session"),
+                      "akida_site.keep_gallery_workers", "akida_site.fresh_keras_session",
+                      "akida_site.lean_gallery_gc"),
     "reset_modules_order": "before",
     "first_notebook_cell": "%matplotlib inline",
     "capture_repr": ("_repr_html_", "__repr__"),

@@ -55,7 +55,8 @@ def pytest_collection_modifyitems(session, config, items):
 
 
 def pytest_configure(config):
-    """One folder per test run for the zoo's conversions and reports (``tests/zoo.py``).
+    """One folder per test run for the zoo's conversions and reports (``tests/zoo.py``),
+    and Python's garbage collector set for a long run of conversions (:mod:`akida_workflows._gc`).
 
     Made by the controlling process before pytest-xdist starts its workers, which
     inherit the variable: each zoo model is converted and checked once per run,
@@ -63,6 +64,9 @@ def pytest_configure(config):
     """
     import tempfile
 
+    from akida_workflows._gc import for_long_runs
+
+    for_long_runs()  # each test process: rarer full collections, none at exit (_gc)
     if config.getoption("--live-toolchain", False) and not hasattr(config, "workerinput"):
         os.environ["AW_TOOLCHAIN_LIVE"] = "1"
     if hasattr(config.option, "loadscopereorder"):  # pytest-xdist: keep the order above

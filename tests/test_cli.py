@@ -130,6 +130,29 @@ def test_python_dash_m_entry_point():
     assert "Traceback" not in result.stderr
 
 
+def test_the_program_skips_the_final_garbage_collection_and_main_in_a_process_does_not(
+        monkeypatch):
+    """``akida-workflows`` (main() reading sys.argv) freezes the objects Python tracks at
+    exit instead of walking TensorFlow's graphs again (2 s of every command's exit);
+    main([...]) called by other code leaves its process's exit alone."""
+    import gc
+
+    from akida_workflows import _gc
+    from akida_workflows.cli import main
+
+    assert gc.get_threshold() == _gc.LONG_RUN_THRESHOLDS  # conftest: every test process
+    calls = []
+    monkeypatch.setattr(_gc, "skip_final_collection", lambda: calls.append(1))
+    assert main(["info", "missing.fbz"]) == 2 and calls == []
+    monkeypatch.setattr(sys, "argv", ["akida-workflows", "info", "missing.fbz"])
+    assert main() == 2 and calls == [1]
+    code = ("import atexit, gc; atexit.register(lambda: print(gc.get_freeze_count() > 0)); "
+            "from akida_workflows._gc import skip_final_collection as s; s(); s(); "
+            "print(gc.get_freeze_count())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
+    assert out.stdout.split() == ["0", "True"], out  # frozen at exit, not before
+
+
 def test_console_script_is_installed():
     import shutil
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -229,11 +230,38 @@ def test_gallery_workers_are_kept_and_start_each_example_with_a_fresh_keras_sess
     assert process_executor._MAX_MEMORY_LEAK_SIZE == akida_site.WORKER_GROWTH_LIMIT >= 2**32
     akida_site.fresh_keras_session(None, "plot_0_a.py", "before")
     assert tf_keras.layers.Dense(2).name == "dense"
-    conf = (ROOT / "conf.py").read_text()  # both run before every example
-    assert '"akida_site.keep_gallery_workers", "akida_site.fresh_keras_session"' in conf
+    assert {"akida_site.keep_gallery_workers", "akida_site.fresh_keras_session",
+            "akida_site.lean_gallery_gc"} <= set(_gallery_conf()["reset_modules"])
+    assert _gallery_conf()["reset_modules_order"] == "before"  # before every example
     monkeypatch.delattr(process_executor, "_MAX_MEMORY_LEAK_SIZE")
     with pytest.raises(Exception, match="_MAX_MEMORY_LEAK_SIZE"):
         akida_site.keep_gallery_workers()
+
+
+def _gallery_conf() -> dict:
+    """``sphinx_gallery_conf`` as ``conf.py`` writes it (its literal entries; read, not run)."""
+    import ast
+
+    tree = ast.parse((ROOT / "conf.py").read_text())
+    node = next(n.value for n in tree.body if isinstance(n, ast.Assign)
+                and getattr(n.targets[0], "id", "") == "sphinx_gallery_conf")
+    return {ast.literal_eval(k): ast.literal_eval(v) for k, v in zip(node.keys, node.values)
+            if isinstance(v, (ast.Constant, ast.Tuple, ast.List))
+            and all(isinstance(e, ast.Constant) for e in getattr(v, "elts", []))}
+
+
+def test_gallery_workers_collect_garbage_less_often_and_not_at_exit():
+    """lean_gallery_gc, run in a worker before every example, sets the long-run
+    thresholds and skips the final collection at the worker's exit (a child process:
+    the thresholds and the exit are the process's own)."""
+    code = ("import atexit, gc, sys; sys.path.insert(0, 'docs/_ext'); "
+            "atexit.register(lambda: print('frozen at exit', gc.get_freeze_count() > 0)); "
+            "import akida_site; akida_site.lean_gallery_gc(None, 'plot_0_a.py', 'before'); "
+            "akida_site.lean_gallery_gc(None, 'plot_1_b.py', 'before'); print(gc.get_threshold())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["(10000, 10, 100)", "frozen at exit True"], out.stdout
 
 
 # --- pytest hands the longest files out first ---------------------------------------------

@@ -645,6 +645,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    if argv is None:  # the program itself (console script, python -m): exit without
+        from ._gc import skip_final_collection  # walking TensorFlow's graphs (2 s)
+
+        skip_final_collection()
     parser = build_parser()
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
