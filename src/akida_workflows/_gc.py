@@ -10,9 +10,9 @@ process that ran ``tests/test_keras_bridge.py`` (2.5 million tracked objects) sp
 15 s exiting and 18-20 s of its 130 s in collections, 9 s with
 :data:`LONG_RUN_THRESHOLDS`.
 
-Neither changes what is collected while the process works (the thresholds only make
-full collections rarer; the objects frozen at exit are about to be released by the
-operating system), nor any number a model computes.
+Neither changes any number a model computes. The thresholds change when garbage is
+collected, not what (full collections become rarer; peak memory barely moves); the
+objects frozen at exit are released by the operating system as the process ends.
 """
 
 from __future__ import annotations

@@ -645,10 +645,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    if argv is None:  # the program itself (console script, python -m): exit without
-        from ._gc import skip_final_collection  # walking TensorFlow's graphs (2 s)
+    if argv is None:  # the program itself (console script, python -m), not a caller
+        from ._gc import skip_final_collection
 
-        skip_final_collection()
+        skip_final_collection()  # its exit skips walking TensorFlow's graphs again (2 s)
     parser = build_parser()
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
