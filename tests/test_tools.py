@@ -198,7 +198,6 @@ def test_host_speed_compares_with_the_reference():
 
 
 def test_the_gallery_runs_its_examples_longest_first(monkeypatch):
-
     seconds = {"plot_0_a.py": 74, "plot_1_b.py": 31, "plot_6_c.py": 117}
     monkeypatch.setattr(akida_site, "example_seconds", lambda f: seconds.get(f, 0))
     split = akida_site.longest_first(lambda listdir, src, conf: (["plot_9_serial.py"], listdir))
@@ -230,9 +229,10 @@ def test_gallery_workers_are_kept_and_start_each_example_with_a_fresh_keras_sess
     assert process_executor._MAX_MEMORY_LEAK_SIZE == akida_site.WORKER_GROWTH_LIMIT >= 2**32
     akida_site.fresh_keras_session(None, "plot_0_a.py", "before")
     assert tf_keras.layers.Dense(2).name == "dense"
+    conf = _gallery_conf()
     assert {"akida_site.keep_gallery_workers", "akida_site.fresh_keras_session",
-            "akida_site.lean_gallery_gc"} <= set(_gallery_conf()["reset_modules"])
-    assert _gallery_conf()["reset_modules_order"] == "before"  # before every example
+            "akida_site.lean_gallery_gc"} <= set(conf["reset_modules"])
+    assert conf["reset_modules_order"] == "before"  # before every example
     monkeypatch.delattr(process_executor, "_MAX_MEMORY_LEAK_SIZE")
     with pytest.raises(Exception, match="_MAX_MEMORY_LEAK_SIZE"):
         akida_site.keep_gallery_workers()
